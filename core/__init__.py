@@ -1,0 +1,1 @@
+"""Quorum core: every piece of logic that pages and workers share."""

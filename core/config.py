@@ -1,0 +1,170 @@
+"""The one Settings object. No other module reads os.environ.
+
+Settings come from environment variables (or a .env file). Standard names such as
+DATABASE_URL, REDIS_URL and OPENAI_API_KEY are read as they are; Quorum's own settings
+carry the QUORUM_ prefix (QUORUM_DATA_DIR, QUORUM_CHUNK_SIZE_TOKENS, ...).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_COOKIE_KEY = "change-me-quorum-development-cookie-key"
+
+# USD prices used to estimate cost in the usage ledger. Per 1M tokens for text models,
+# per minute of audio for transcription models. Checked 2026-08; override with
+# QUORUM_PRICES='{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}'.
+DEFAULT_PRICES: dict[str, dict[str, Decimal]] = {
+    "whisper-1": {"audio_minute": Decimal("0.006")},
+    "gpt-4o-transcribe": {"audio_minute": Decimal("0.006")},
+    "gpt-4o-mini-transcribe": {"audio_minute": Decimal("0.003")},
+    "gpt-4o-transcribe-diarize": {"audio_minute": Decimal("0.006")},
+    "gpt-4o-mini": {"input": Decimal("0.15"), "output": Decimal("0.60")},
+    "gpt-4o": {"input": Decimal("2.50"), "output": Decimal("10.00")},
+    "gpt-4.1-mini": {"input": Decimal("0.40"), "output": Decimal("1.60")},
+    "text-embedding-3-small": {"input": Decimal("0.02")},
+    "text-embedding-3-large": {"input": Decimal("0.13")},
+}
+
+# Longest audio, in seconds, a transcription model accepts in one request. Not in the
+# API spec; observed limits, kept here so they can be changed without a release.
+DEFAULT_MODEL_DURATION_CAPS: dict[str, float] = {
+    "gpt-4o-transcribe-diarize": 1400.0,
+    "gpt-4o-transcribe": 1500.0,
+    "gpt-4o-mini-transcribe": 1500.0,
+}
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Validated configuration for every Quorum process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QUORUM_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default=Path(".quorum"), validation_alias=_env("QUORUM_DATA_DIR", "data_dir"))
+
+    # Services. Unset means "start the embedded one in data_dir".
+    database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL", "database_url"))
+    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL", "redis_url"))
+    storage_url: str | None = Field(default=None, validation_alias=_env("STORAGE_URL", "storage_url"))
+    embedded_redis_port: int = 6399
+    db_pool_size: int = 5
+
+    # AI provider. No key means the offline provider.
+    openai_api_key: str | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY", "openai_api_key"))
+    openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL", "openai_base_url"))
+    openai_timeout_seconds: float = 60.0
+    openai_transcription_timeout_seconds: float = 600.0
+    openai_max_retries: int = 3
+    transcription_model: str = "whisper-1"
+    chat_model: str = "gpt-4o-mini"
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dim: int = 1536
+    chat_context_tokens: int = 128_000
+    prices: dict[str, dict[str, Decimal]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    offline_whisper_model_dir: Path | None = None
+    offline_whisper_threads: int = 2
+
+    # Uploads.
+    max_document_mb: int = 50
+    max_audio_mb: int = 1024
+
+    # Chunking and retrieval.
+    chunk_size_tokens: int = 500
+    chunk_overlap_tokens: int = 60
+    embedding_batch_size: int = 256
+    retrieval_k: int = 8
+    retrieval_candidates: int = 40
+    hnsw_ef_search: int = 100
+    answer_history_tokens: int = 3000
+    answer_context_tokens: int = 6000
+
+    # Audio and transcription.
+    transcription_max_request_mb: float = 24.0
+    transcription_segment_seconds: float = 600.0
+    transcription_overlap_seconds: float = 2.0
+    transcription_concurrency: int = 4
+    model_duration_caps: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MODEL_DURATION_CAPS))
+    minutes_chunk_tokens: int = 6000
+
+    # Jobs.
+    job_stale_after_seconds: int = 900
+    job_time_limit_seconds: int = 4 * 3600
+
+    # Sign-in.
+    cookie_name: str = "quorum_auth"
+    cookie_key: str = DEFAULT_COOKIE_KEY
+    cookie_expiry_days: float = 7.0
+    login_max_failures: int = 5
+    login_lockout_minutes: int = 15
+    admin_username: str = "admin"
+    admin_email: str = "admin@example.com"
+    admin_password: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, value: str | None) -> str | None:
+        """Accept postgres:// and postgresql:// URLs but always talk through psycopg 3."""
+        if not value:
+            return None
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix):]
+        if not value.startswith("postgresql+psycopg://"):
+            raise ValueError("DATABASE_URL must be a PostgreSQL URL (postgresql://...)")
+        return value
+
+    @field_validator("openai_api_key", "openai_base_url", "redis_url", "storage_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        if self.environment == "production":
+            if self.cookie_key == DEFAULT_COOKIE_KEY or len(self.cookie_key) < 32:
+                raise ValueError("production needs QUORUM_COOKIE_KEY set to a random secret of 32+ characters")
+            if not self.admin_password:
+                raise ValueError("production needs QUORUM_ADMIN_PASSWORD set for the first admin")
+        if self.chunk_overlap_tokens >= self.chunk_size_tokens:
+            raise ValueError("QUORUM_CHUNK_OVERLAP_TOKENS must be smaller than QUORUM_CHUNK_SIZE_TOKENS")
+        return self
+
+    @property
+    def offline(self) -> bool:
+        """True when no API key is configured and the offline provider answers."""
+        return not self.openai_api_key
+
+    @property
+    def max_document_bytes(self) -> int:
+        return self.max_document_mb * 1024 * 1024
+
+    @property
+    def max_audio_bytes(self) -> int:
+        return self.max_audio_mb * 1024 * 1024
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "files"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,35 @@
+"""Errors core raises. Their messages are written for the person who will read them."""
+
+from __future__ import annotations
+
+
+class QuorumError(Exception):
+    """Base of every error Quorum raises on purpose; str(error) is safe to show a user."""
+
+
+class PermissionDenied(QuorumError):
+    """The signed-in user lacks the permission an action needs."""
+
+
+class NotFound(QuorumError):
+    """The thing asked for does not exist, or the user may not see it."""
+
+
+class InvalidInput(QuorumError):
+    """Input that can never succeed as given (wrong type, empty, too large, corrupt)."""
+
+
+class Conflict(QuorumError):
+    """The action would break a rule of the system (duplicate, last admin, ...)."""
+
+
+class PermanentError(QuorumError):
+    """A job failed in a way retrying cannot fix; actors do not retry it."""
+
+
+class ProviderError(QuorumError):
+    """An AI provider call failed; the message says what to do about it."""
+
+
+class EmbeddingSpaceMismatch(QuorumError):
+    """The configured embedder differs from the one the stored vectors were built with."""

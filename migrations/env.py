@@ -1,0 +1,31 @@
+"""Alembic environment: the URL comes from Settings (embedded server when unconfigured)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from core.db import get_engine
+from core.models import Base
+
+target_metadata = Base.metadata
+
+
+def _run(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    with get_engine().connect() as connection:
+        _run(connection)
+
+
+if context.is_offline_mode():
+    raise SystemExit("Quorum migrations run online only: python -m core.cli migrate")
+run_migrations_online()

@@ -1,0 +1,105 @@
+"""Alembic owns the schema: up, down, up again, and the models agree with it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import Engine
+
+from core.db import get_engine
+from core.models import Base
+from core.schema import alembic_config
+
+
+@pytest.fixture
+def scratch_engine(database: str) -> Iterator[Engine]:
+    """An empty database on the same server, dropped afterwards."""
+    name = "quorum_migrations_test"
+    admin_engine = create_engine(get_engine().url, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    engine = create_engine(get_engine().url.set(database=name))
+    yield engine
+    engine.dispose()
+    with admin_engine.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin_engine.dispose()
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names())
+
+
+def test_upgrade_downgrade_upgrade(scratch_engine: Engine) -> None:
+    with scratch_engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "head")
+    assert {"users", "roles", "permissions", "role_permissions", "documents", "document_chunks",
+            "transcription_jobs", "chats", "chat_messages", "message_feedback", "usage_records",
+            "audit_log"} <= _tables(scratch_engine)
+    with scratch_engine.connect() as conn:
+        assert conn.scalar(text("SELECT extname FROM pg_extension WHERE extname = 'vector'")) == "vector"
+
+    with scratch_engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "base")
+    assert _tables(scratch_engine) <= {"alembic_version"}
+
+    with scratch_engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "head")
+    assert "document_chunks" in _tables(scratch_engine)
+
+
+def test_models_match_migrations(database: str) -> None:
+    with get_engine().connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
+
+
+def test_indexes_exist(database: str) -> None:
+    indexes = {ix["name"] for ix in inspect(get_engine()).get_indexes("document_chunks")}
+    assert {"ix_document_chunks_embedding_hnsw", "ix_document_chunks_search_vector"} <= indexes
+
+
+def test_cascades(database: str, member) -> None:  # type: ignore[no-untyped-def]
+    from core.db import session_scope
+    from core.models import Chat, ChatMessage, Document, DocumentChunk, MessageFeedback
+
+    with session_scope() as session:
+        doc = Document(filename="a.txt", sha256="0" * 64, uploaded_by=member.id)
+        session.add(doc)
+        session.flush()
+        session.add(DocumentChunk(document_id=doc.id, chunk_index=0, content="hello", token_count=1,
+                                  embedding=[0.0] * Base.metadata.tables["document_chunks"].c.embedding.type.dim))
+        chat = Chat(owner_id=member.id)
+        session.add(chat)
+        session.flush()
+        message = ChatMessage(chat_id=chat.id, role="assistant", content="hi")
+        session.add(message)
+        session.flush()
+        session.add(MessageFeedback(message_id=message.id, user_id=member.id, rating="good"))
+        doc_id, chat_id, message_id = doc.id, chat.id, message.id
+    with session_scope() as session:
+        session.execute(text("DELETE FROM documents WHERE id = :id"), {"id": doc_id})
+        session.execute(text("DELETE FROM chats WHERE id = :id"), {"id": chat_id})
+    with session_scope() as session:
+        assert session.scalar(text("SELECT count(*) FROM document_chunks WHERE document_id = :i"), {"i": doc_id}) == 0
+        assert session.scalar(text("SELECT count(*) FROM chat_messages WHERE chat_id = :i"), {"i": chat_id}) == 0
+        assert session.scalar(text("SELECT count(*) FROM message_feedback WHERE message_id = :i"),
+                              {"i": message_id}) == 0
+
+
+def test_status_constrained(database: str) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from core.db import session_scope
+    from core.models import Document
+
+    with pytest.raises(IntegrityError), session_scope() as session:
+        session.add(Document(filename="x", sha256="1" * 64, status="DONE"))
+        session.flush()
