@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     minutes_chunk_tokens: int = 6000
 
     # Jobs.
-    job_stale_after_seconds: int = 900
+    job_stale_after_seconds: int = 120
+    job_heartbeat_seconds: float = 10.0
     job_time_limit_seconds: int = 4 * 3600
 
     # Sign-in.

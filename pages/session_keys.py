@@ -1,0 +1,10 @@
+"""Every st.session_state key the UI uses, in one place. Values are ids and strings."""
+
+ACTOR = "quorum_actor"  # core.rbac.Actor of the signed-in user
+AUTH_STATUS = "authentication_status"  # owned by streamlit-authenticator
+AUTH_USERNAME = "username"  # owned by streamlit-authenticator
+SIGN_IN_MESSAGE = "quorum_sign_in_message"
+ACTIVE_CHAT_ID = "quorum_active_chat_id"
+SELECTED_JOB_ID = "quorum_selected_job_id"
+SELECTED_DOCUMENT_ID = "quorum_selected_document_id"
+SEEK_SECONDS = "quorum_seek_seconds"

@@ -1,0 +1,1 @@
+"""Placeholder: the OpenAI-compatible test server and its fixtures are being written."""

@@ -1,0 +1,1 @@
+"""Dramatiq workers: `dramatiq workers` starts them. Import workers.broker first."""
