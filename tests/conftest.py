@@ -30,8 +30,6 @@ os.environ["QUORUM_EMBEDDED_REDIS_PORT"] = str(_free_port())
 os.environ["QUORUM_ENVIRONMENT"] = "development"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-pytest_plugins = ["tests.fake_openai"]
-
 from core.config import get_settings  # noqa: E402
 from core.db import get_engine  # noqa: E402
 from core.embedded import redis_url, stop_embedded_redis  # noqa: E402
