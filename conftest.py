@@ -1,3 +1,30 @@
-"""Root pytest plugin list (pytest only honours pytest_plugins in the root conftest)."""
+"""Root of the test session: environment first, then the plugins.
+
+The environment is set before anything imports core, so the one Settings object sees it:
+a throw-away data folder (embedded PostgreSQL and Redis live there), a free Redis port, and
+no API key or external service URL inherited from the developer's shell.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+DATA_DIR = Path(tempfile.mkdtemp(prefix="quorum-test-"))
+for _name in ("DATABASE_URL", "REDIS_URL", "STORAGE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+    os.environ.pop(_name, None)
+os.environ["QUORUM_DATA_DIR"] = str(DATA_DIR)
+os.environ["QUORUM_EMBEDDED_REDIS_PORT"] = str(_free_port())
+os.environ["QUORUM_ENVIRONMENT"] = "development"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 pytest_plugins = ["tests.fake_openai"]

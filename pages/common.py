@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import streamlit as st
-
 from core.errors import QuorumError
 from core.rbac import Actor
+
 from pages import session_keys
 
 T = TypeVar("T")

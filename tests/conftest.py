@@ -6,35 +6,18 @@ embedded-server code path of the product is the one that starts both servers.
 
 from __future__ import annotations
 
-import os
-import socket
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-_DATA_DIR = Path(tempfile.mkdtemp(prefix="quorum-test-"))
-for _name in ("DATABASE_URL", "REDIS_URL", "STORAGE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
-    os.environ.pop(_name, None)
-os.environ["QUORUM_DATA_DIR"] = str(_DATA_DIR)
-os.environ["QUORUM_EMBEDDED_REDIS_PORT"] = str(_free_port())
-os.environ["QUORUM_ENVIRONMENT"] = "development"
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from core.config import get_settings  # noqa: E402
-from core.db import get_engine  # noqa: E402
-from core.embedded import redis_url, stop_embedded_redis  # noqa: E402
-from core.rbac import ADMIN_ROLE, USER_ROLE, Actor  # noqa: E402
-from core.schema import upgrade_database  # noqa: E402
+from conftest import DATA_DIR as _DATA_DIR
+from core.config import get_settings
+from core.db import get_engine
+from core.embedded import redis_url, stop_embedded_redis
+from core.rbac import ADMIN_ROLE, USER_ROLE, Actor
+from core.schema import upgrade_database
 
 
 @pytest.fixture(scope="session")
