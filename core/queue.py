@@ -32,9 +32,7 @@ def get_broker() -> RedisBroker:
 def enqueue(actor_name: str, *args: Any, queue_name: str = DEFAULT_QUEUE, delay_ms: int | None = None) -> str:
     """Send one message to `actor_name` with JSON-primitive args. Returns the message id."""
     broker = get_broker()
-    message = dramatiq.Message(
-        queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}
-    )
+    message = dramatiq.Message(queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={})
     sent = broker.enqueue(message, delay=delay_ms)
     log.info("enqueued %s%r as %s", actor_name, args, sent.message_id)
     return sent.message_id

@@ -101,9 +101,7 @@ def seed_roles_and_permissions(session: Session) -> None:
             wanted = frozenset(PERMISSIONS)
         else:
             continue
-        have = set(
-            session.scalars(select(RolePermission.permission_id).where(RolePermission.role_id == role.id))
-        )
+        have = set(session.scalars(select(RolePermission.permission_id).where(RolePermission.role_id == role.id)))
         for permission_name in wanted:
             permission_id = existing[permission_name].id
             if permission_id not in have:

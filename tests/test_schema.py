@@ -39,9 +39,20 @@ def _tables(engine: Engine) -> set[str]:
 def test_upgrade_downgrade_upgrade(scratch_engine: Engine) -> None:
     with scratch_engine.begin() as conn:
         command.upgrade(alembic_config(conn), "head")
-    assert {"users", "roles", "permissions", "role_permissions", "documents", "document_chunks",
-            "transcription_jobs", "chats", "chat_messages", "message_feedback", "usage_records",
-            "audit_log"} <= _tables(scratch_engine)
+    assert {
+        "users",
+        "roles",
+        "permissions",
+        "role_permissions",
+        "documents",
+        "document_chunks",
+        "transcription_jobs",
+        "chats",
+        "chat_messages",
+        "message_feedback",
+        "usage_records",
+        "audit_log",
+    } <= _tables(scratch_engine)
     with scratch_engine.connect() as conn:
         assert conn.scalar(text("SELECT extname FROM pg_extension WHERE extname = 'vector'")) == "vector"
 
@@ -74,8 +85,15 @@ def test_cascades(database: str, member) -> None:  # type: ignore[no-untyped-def
         doc = Document(filename="a.txt", sha256="0" * 64, uploaded_by=member.id)
         session.add(doc)
         session.flush()
-        session.add(DocumentChunk(document_id=doc.id, chunk_index=0, content="hello", token_count=1,
-                                  embedding=[0.0] * Base.metadata.tables["document_chunks"].c.embedding.type.dim))
+        session.add(
+            DocumentChunk(
+                document_id=doc.id,
+                chunk_index=0,
+                content="hello",
+                token_count=1,
+                embedding=[0.0] * Base.metadata.tables["document_chunks"].c.embedding.type.dim,
+            )
+        )
         chat = Chat(owner_id=member.id)
         session.add(chat)
         session.flush()
@@ -90,8 +108,9 @@ def test_cascades(database: str, member) -> None:  # type: ignore[no-untyped-def
     with session_scope() as session:
         assert session.scalar(text("SELECT count(*) FROM document_chunks WHERE document_id = :i"), {"i": doc_id}) == 0
         assert session.scalar(text("SELECT count(*) FROM chat_messages WHERE chat_id = :i"), {"i": chat_id}) == 0
-        assert session.scalar(text("SELECT count(*) FROM message_feedback WHERE message_id = :i"),
-                              {"i": message_id}) == 0
+        assert (
+            session.scalar(text("SELECT count(*) FROM message_feedback WHERE message_id = :i"), {"i": message_id}) == 0
+        )
 
 
 def test_status_constrained(database: str) -> None:

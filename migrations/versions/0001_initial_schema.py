@@ -49,9 +49,7 @@ def upgrade() -> None:
     op.create_table(
         "role_permissions",
         sa.Column("role_id", sa.Integer, sa.ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
-        sa.Column(
-            "permission_id", sa.Integer, sa.ForeignKey("permissions.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("permission_id", sa.Integer, sa.ForeignKey("permissions.id", ondelete="CASCADE"), primary_key=True),
     )
     op.create_index("ix_role_permissions_permission_id", "role_permissions", ["permission_id"])
 
@@ -123,9 +121,7 @@ def upgrade() -> None:
         sa.Column("visibility", sa.String(16), server_default="team", nullable=False),
         sa.Column("status", sa.String(16), server_default="PENDING", nullable=False),
         sa.Column("document_type", sa.String(32), server_default="general_document", nullable=False),
-        sa.Column(
-            "transcription_job_id", sa.Integer, sa.ForeignKey("transcription_jobs.id", ondelete="CASCADE")
-        ),
+        sa.Column("transcription_job_id", sa.Integer, sa.ForeignKey("transcription_jobs.id", ondelete="CASCADE")),
         sa.Column("error", sa.Text),
         sa.Column("chunks_total", sa.Integer, server_default="0", nullable=False),
         sa.Column("chunks_done", sa.Integer, server_default="0", nullable=False),
@@ -148,9 +144,7 @@ def upgrade() -> None:
     op.create_table(
         "document_chunks",
         sa.Column("id", sa.BigInteger, primary_key=True),
-        sa.Column(
-            "document_id", sa.Integer, sa.ForeignKey("documents.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("document_id", sa.Integer, sa.ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
         sa.Column("generation", sa.Integer, server_default="0", nullable=False),
         sa.Column("chunk_index", sa.Integer, nullable=False),
         sa.Column("content", sa.Text, nullable=False),
@@ -178,9 +172,7 @@ def upgrade() -> None:
         postgresql_with={"m": 16, "ef_construction": 64},
         postgresql_ops={"embedding": "vector_cosine_ops"},
     )
-    op.create_index(
-        "ix_document_chunks_search_vector", "document_chunks", ["search_vector"], postgresql_using="gin"
-    )
+    op.create_index("ix_document_chunks_search_vector", "document_chunks", ["search_vector"], postgresql_using="gin")
 
     op.create_table(
         "chats",
@@ -208,9 +200,7 @@ def upgrade() -> None:
     op.create_table(
         "message_feedback",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column(
-            "message_id", sa.Integer, sa.ForeignKey("chat_messages.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("message_id", sa.Integer, sa.ForeignKey("chat_messages.id", ondelete="CASCADE"), nullable=False),
         sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
         sa.Column("rating", sa.String(8), nullable=False),
         sa.Column("correction", sa.Text),

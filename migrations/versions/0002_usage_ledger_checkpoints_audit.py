@@ -34,9 +34,7 @@ def upgrade() -> None:
         sa.Column("audio_seconds", sa.Float, server_default="0", nullable=False),
         sa.Column("cost_usd", sa.Numeric(12, 6), server_default="0", nullable=False),
         sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="SET NULL")),
-        sa.Column(
-            "transcription_job_id", sa.Integer, sa.ForeignKey("transcription_jobs.id", ondelete="SET NULL")
-        ),
+        sa.Column("transcription_job_id", sa.Integer, sa.ForeignKey("transcription_jobs.id", ondelete="SET NULL")),
         sa.Column("document_id", sa.Integer, sa.ForeignKey("documents.id", ondelete="SET NULL")),
         sa.CheckConstraint(
             "purpose IN ('transcription', 'minutes', 'embedding', 'chat')", name="ck_usage_records_purpose"
@@ -58,9 +56,7 @@ def upgrade() -> None:
     op.create_table(
         "transcription_segments",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column(
-            "job_id", sa.Integer, sa.ForeignKey("transcription_jobs.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("job_id", sa.Integer, sa.ForeignKey("transcription_jobs.id", ondelete="CASCADE"), nullable=False),
         sa.Column("segment_index", sa.Integer, nullable=False),
         sa.Column("start_seconds", sa.Float, nullable=False),
         sa.Column("end_seconds", sa.Float, nullable=False),
@@ -70,9 +66,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("job_id", "segment_index", name="uq_transcription_segments_job_index"),
     )
 
-    op.add_column(
-        "message_feedback", sa.Column("review_status", sa.String(16), server_default="new", nullable=False)
-    )
+    op.add_column("message_feedback", sa.Column("review_status", sa.String(16), server_default="new", nullable=False))
     op.add_column(
         "message_feedback",
         sa.Column("reviewer_id", sa.Integer, sa.ForeignKey("users.id", ondelete="SET NULL")),
