@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     job_stale_after_seconds: int = 120
     job_heartbeat_seconds: float = 10.0
     job_time_limit_seconds: int = 4 * 3600
+    job_stale_check_seconds: int = 60  # how often the maintenance actor looks for stale jobs
+    job_max_attempts: int = 5  # a job found stale after this many claims is failed, not requeued
 
     # Sign-in.
     cookie_name: str = "quorum_auth"
