@@ -99,7 +99,7 @@ class User(Base):
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    role: Mapped[Role] = relationship(lazy="joined")
+    role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)
 
 
 class TranscriptionJob(Base):
@@ -139,7 +139,7 @@ class TranscriptionJob(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    owner: Mapped[User | None] = relationship(lazy="joined")
+    owner: Mapped[User | None] = relationship()
 
 
 class TranscriptionSegment(Base):
@@ -192,7 +192,7 @@ class Document(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    uploader: Mapped[User | None] = relationship(lazy="joined")
+    uploader: Mapped[User | None] = relationship()
 
 
 class DocumentChunk(Base):

@@ -1,0 +1,37 @@
+"""Account: who you are, what you may do, and changing your password."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.accounts import change_own_password
+from core.rbac import PERMISSIONS
+from pages.common import current_actor, run_action
+
+actor = current_actor()
+st.title("Account")
+left, right = st.columns([1, 1], gap="large")
+
+with left:
+    st.subheader("Profile")
+    st.markdown(f"**{actor.display_name}** (`{actor.username}`)  \n{actor.email}  \nRole: **{actor.role}**")
+    st.subheader("What you can do")
+    for name, description in PERMISSIONS.items():
+        if actor.can(name):
+            st.markdown(f":material/check: {description}")
+
+with right:
+    st.subheader("Change password")
+    with st.form("change_password", clear_on_submit=True):
+        current = st.text_input("Current password", type="password")
+        new = st.text_input("New password", type="password", help="At least 8 characters, not only letters or digits.")
+        confirm = st.text_input("Repeat new password", type="password")
+        submitted = st.form_submit_button("Change password", type="primary")
+    if submitted:
+        if new != confirm:
+            st.error("The new passwords do not match.")
+        else:
+            run_action(
+                lambda: change_own_password(actor=actor, current_password=current, new_password=new),
+                success="Password changed.",
+            )

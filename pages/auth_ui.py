@@ -1,0 +1,99 @@
+"""Sign-in plumbing around streamlit-authenticator, backed by the users table.
+
+streamlit-authenticator renders the form, checks the bcrypt hash and keeps the signed
+re-authentication cookie. Quorum adds what it lacks: disabled accounts, lock-out after
+repeated failures (counted in the database, so it holds across sessions and restarts), and
+a fresh permission check on every run.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+import streamlit_authenticator as stauth
+
+from core.accounts import (
+    check_sign_in,
+    credentials_for_authenticator,
+    record_failed_sign_in,
+    record_successful_sign_in,
+)
+from core.config import get_settings
+from pages import session_keys
+
+_USER_KEYS = (session_keys.ACTOR, session_keys.ACTIVE_CHAT_ID, session_keys.SELECTED_JOB_ID)
+
+
+def build_authenticator() -> tuple[stauth.Authenticate, dict[str, dict[str, dict[str, object]]]]:
+    """One authenticator per script run (its cookie component must be created once)."""
+    settings = get_settings()
+    credentials = credentials_for_authenticator()
+    authenticator = stauth.Authenticate(
+        credentials,
+        cookie_name=settings.cookie_name,
+        cookie_key=settings.cookie_key,
+        cookie_expiry_days=settings.cookie_expiry_days,
+        auto_hash=False,
+        login_sleep_time=0.1,
+    )
+    return authenticator, credentials
+
+
+def restore_session(authenticator: stauth.Authenticate) -> None:
+    """Sign in from the cookie when there is one, and re-check the account on every run.
+
+    A user disabled, locked or deleted while signed in is signed out at their next click,
+    and role changes take effect at once.
+    """
+    if not st.session_state.get(session_keys.AUTH_STATUS):
+        try:
+            authenticator.login(location="unrendered")
+        except stauth.LoginError:
+            # A valid cookie for an account that no longer exists.
+            sign_out(authenticator, message="This account no longer exists.")
+            return
+    if not st.session_state.get(session_keys.AUTH_STATUS):
+        return
+    verdict = check_sign_in(str(st.session_state.get(session_keys.AUTH_USERNAME)))
+    if verdict.actor is None:
+        sign_out(authenticator, message=verdict.refusal)
+        return
+    st.session_state[session_keys.ACTOR] = verdict.actor
+
+
+def sign_out(authenticator: stauth.Authenticate, *, message: str | None = None) -> None:
+    authenticator.logout(location="unrendered")
+    for key in _USER_KEYS:
+        st.session_state.pop(key, None)
+    if message:
+        st.session_state[session_keys.SIGN_IN_MESSAGE] = message
+
+
+def render_login_form(
+    authenticator: stauth.Authenticate, credentials: dict[str, dict[str, dict[str, object]]]
+) -> None:
+    """The sign-in form; records failures and refuses disabled or locked accounts."""
+    authenticator.login(
+        location="main",
+        fields={"Form name": "Sign in", "Username": "Username", "Password": "Password", "Login": "Login"},
+    )
+    status = st.session_state.get(session_keys.AUTH_STATUS)
+    if status is False:
+        # The authenticator counts a wrong password in the credentials mapping we gave it;
+        # that is where the attempted username can be read.
+        failed = [name for name, entry in credentials["usernames"].items() if entry.get("failed_login_attempts")]
+        message = record_failed_sign_in(failed[0]) if failed else "Wrong username or password."
+        st.session_state[session_keys.AUTH_STATUS] = None
+        st.error(message, icon=":material/lock:")
+    elif status is True:
+        username = str(st.session_state.get(session_keys.AUTH_USERNAME))
+        verdict = check_sign_in(username)
+        if verdict.actor is None:
+            sign_out(authenticator)
+            st.error(verdict.refusal or "You cannot sign in now.", icon=":material/block:")
+            return
+        record_successful_sign_in(username)
+        st.session_state[session_keys.ACTOR] = verdict.actor
+        st.rerun()
+    message = st.session_state.pop(session_keys.SIGN_IN_MESSAGE, None)
+    if message:
+        st.warning(message, icon=":material/info:")

@@ -1,0 +1,57 @@
+"""Home: a signed-in user's overview of their knowledge base and work in progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.dashboard import home_overview
+from pages.common import current_actor, format_seconds
+
+actor = current_actor()
+overview = home_overview(actor=actor)
+
+st.title(f"Welcome, {actor.display_name}")
+st.caption("Quorum turns your meetings and documents into a searchable, chat-able knowledge base.")
+
+columns = st.columns(4)
+columns[0].metric("Documents you can search", overview.documents_visible)
+columns[1].metric("Meetings transcribed", overview.meetings_completed)
+columns[2].metric("Hours of audio", f"{overview.audio_hours:.1f}")
+columns[3].metric("Your chats", overview.chats)
+
+if overview.in_progress:
+    st.subheader("In progress")
+    for item in overview.in_progress:
+        st.progress(min(max(item.progress, 0.0), 1.0), text=f"{item.kind}: {item.name} — {item.stage}")
+
+st.subheader("Recently added")
+if overview.recent:
+    st.dataframe(
+        [
+            {
+                "Name": item.name,
+                "Type": item.kind,
+                "Status": item.status,
+                "Added": item.created_at.strftime("%Y-%m-%d %H:%M"),
+                "Length": format_seconds(item.duration_seconds) if item.duration_seconds else "",
+            }
+            for item in overview.recent
+        ],
+        hide_index=True,
+        use_container_width=True,
+    )
+else:
+    st.info("Nothing here yet. Open the **Ingestion Hub** to upload documents or meeting recordings.")
+
+st.subheader("Start here")
+shortcuts = [
+    ("pages/ingestion_hub.py", "Upload documents and recordings", ":material/upload:",
+     actor.can("ingest_documents") or actor.can("transcribe_audio")),
+    ("pages/chat.py", "Ask the knowledge base", ":material/chat:", actor.can("use_chat")),
+    ("pages/transcripts.py", "Read transcripts and minutes", ":material/graphic_eq:", actor.can("read_transcripts")),
+]
+for column, (page, label, icon, allowed) in zip(st.columns(3), shortcuts, strict=True):
+    if allowed and Path(page).exists():
+        column.page_link(page, label=label, icon=icon)

@@ -1,0 +1,68 @@
+"""Quorum's router and gate.
+
+Signed-out visitors get only the sign-in page. Signed-in users get the pages their
+permissions allow; a page they lack is neither listed nor reachable by URL. The services
+behind every page check the same permissions again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.ai.status import provider_notice
+from core.health import database_problem
+from pages import session_keys
+from pages.auth_ui import build_authenticator, render_login_form, restore_session, sign_out
+from pages.common import current_actor
+
+st.set_page_config(page_title="Quorum", page_icon=":material/forum:", layout="wide")
+
+problem = database_problem()
+if problem:
+    st.error(problem, icon=":material/database:")
+    st.button("Try again", type="primary")
+    st.stop()
+
+authenticator, credentials = build_authenticator()
+restore_session(authenticator)
+
+if not st.session_state.get(session_keys.ACTOR):
+    login = st.Page(lambda: render_login_form(authenticator, credentials), title="Sign in",
+                    icon=":material/login:", url_path="login", default=True)
+    st.navigation([login], position="hidden").run()
+    st.stop()
+
+actor = current_actor()
+
+# (page file, title, icon, permissions: any one of them opens the page)
+PAGES: list[tuple[str, str, str, tuple[str, ...]]] = [
+    ("pages/home.py", "Home", ":material/home:", ()),
+    ("pages/ingestion_hub.py", "Ingestion Hub", ":material/upload_file:",
+     ("ingest_documents", "read_documents", "transcribe_audio")),
+    ("pages/transcripts.py", "Transcripts & Minutes", ":material/graphic_eq:", ("read_transcripts",)),
+    ("pages/chat.py", "Chat", ":material/chat:", ("use_chat",)),
+    ("pages/admin.py", "Admin", ":material/admin_panel_settings:",
+     ("manage_users", "manage_roles", "review_feedback", "view_jobs", "view_audit_log")),
+    ("pages/account.py", "Account", ":material/person:", ()),
+]
+
+allowed = [
+    st.Page(path, title=title, icon=icon, default=(path == "pages/home.py"))
+    for path, title, icon, needs in PAGES
+    if (not needs or any(actor.can(permission) for permission in needs)) and Path(path).exists()
+]
+navigation = st.navigation(allowed)
+
+with st.sidebar:
+    st.caption(f"Signed in as **{actor.display_name}** · {actor.role}")
+    if st.button("Sign out", icon=":material/logout:", use_container_width=True):
+        sign_out(authenticator)
+        st.rerun()
+
+notice = provider_notice()
+if notice:
+    st.info(notice, icon=":material/cloud_off:")
+
+navigation.run()
