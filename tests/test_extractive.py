@@ -1,0 +1,137 @@
+"""core.extractive: sentence splitting, ranking, decisions, action items, question overlap."""
+
+from __future__ import annotations
+
+from core.extractive import (
+    ActionItem,
+    action_item,
+    best_sentences,
+    find_action_items,
+    find_decisions,
+    find_due,
+    find_owner,
+    overlap_scores,
+    rank_sentences,
+    split_sentences,
+    top_sentences,
+)
+
+
+def test_split_sentences_keeps_abbreviations_initials_and_decimals_together() -> None:
+    text = "Dr. Smith met J. Doe at 3 p.m. today. The rate rose 2.5 percent! Did it? Yes, e.g. this one."
+    assert split_sentences(text) == [
+        "Dr. Smith met J. Doe at 3 p.m. today.",
+        "The rate rose 2.5 percent!",
+        "Did it?",
+        "Yes, e.g. this one.",
+    ]
+
+
+def test_split_sentences_treats_bullets_and_utterance_lines_as_sentences_and_joins_wrapped_lines() -> None:
+    text = "Agenda\n- Budget review\n- Hiring plan\n\nThe budget was\napproved by everyone.\nNext item"
+    assert split_sentences(text) == [
+        "Agenda",
+        "Budget review",
+        "Hiring plan",
+        "The budget was approved by everyone.",
+        "Next item",
+    ]
+
+
+def test_split_sentences_of_empty_text_is_empty() -> None:
+    assert split_sentences("") == []
+    assert split_sentences("  \n\n ") == []
+
+
+def test_rank_sentences_prefers_the_sentences_that_share_the_meetings_topic() -> None:
+    sentences = [
+        "Okay.",
+        "The budget review covered the marketing budget for the next quarter.",
+        "My cat likes fish.",
+        "Marketing asked for a larger budget next quarter.",
+        "The quarter budget for marketing is approved.",
+    ]
+    scores = rank_sentences(sentences)
+    assert len(scores) == len(sentences)
+    assert min(scores[1], scores[3], scores[4]) > scores[2]
+    assert scores[0] < scores[2] or scores[0] == 0.0
+
+
+def test_top_sentences_returns_the_best_in_text_order() -> None:
+    text = (
+        "We met on Monday. The database migration plan needs a rollback step. "
+        "Lunch was pizza. The migration plan rollback will be tested on staging. "
+        "Staging runs the database migration nightly."
+    )
+    best = top_sentences(text, limit=2)
+    assert len(best) == 2
+    assert "Lunch was pizza." not in best
+    sentences = split_sentences(text)
+    assert [sentences.index(s) for s in best] == sorted(sentences.index(s) for s in best)
+
+
+def test_find_decisions_picks_decision_sentences_and_skips_questions_and_negations() -> None:
+    sentences = [
+        "We decided to move the launch to March 3.",
+        "Decision: use PostgreSQL for everything.",
+        "The team agreed on a two-week sprint.",
+        "Have we agreed on the vendor?",
+        "We have not decided on the logo.",
+        "The weather was nice.",
+        "We decided to move the launch to March 3.",
+    ]
+    assert find_decisions(sentences) == sentences[:3]
+
+
+def test_action_items_get_owner_and_due_date() -> None:
+    assert action_item("Alice will send the budget by Friday.") == ActionItem(
+        text="Alice will send the budget by Friday.", owner="Alice", due="Friday"
+    )
+    item = action_item("Then Dave Jones will book the room by end of the week.")
+    assert item is not None and item.owner == "Dave Jones" and item.due == "end of the week"
+    item = action_item("Action item for Bob: update the roadmap.")
+    assert item is not None and item.owner == "Bob" and item.due is None
+    item = action_item("Carol to review the contract")
+    assert item is not None and item.owner == "Carol"
+    item = action_item("We will circulate the notes tomorrow.")
+    assert item is not None and item.owner is None and item.due == "tomorrow"
+
+
+def test_sentences_that_assign_no_work_are_not_action_items() -> None:
+    assert action_item("It will probably rain.") is None
+    assert action_item("Will Alice send it?") is None
+    assert action_item("The budget review is done.") is None
+    assert action_item("") is None
+
+
+def test_find_action_items_keeps_order_and_drops_repeats() -> None:
+    sentences = [
+        "Bob will fix the login bug.",
+        "Nice.",
+        "To do: write the release notes.",
+        "Bob will fix the login bug.",
+    ]
+    items = find_action_items(sentences)
+    assert [i.text for i in items] == ["Bob will fix the login bug.", "To do: write the release notes."]
+    assert items[0].owner == "Bob"
+
+
+def test_owner_and_due_helpers() -> None:
+    assert find_owner("We will ship it.") is None
+    assert find_owner("assigned to Priya Patel") == "Priya Patel"
+    assert find_due("Send it by next Monday please") == "next Monday"
+    assert find_due("due March 14th") == "March 14th"
+    assert find_due("No date here") is None
+
+
+def test_overlap_scores_rank_the_sentence_that_answers_the_question() -> None:
+    sentences = [
+        "The launch moved to March 3 after the security review.",
+        "Alice owns the budget.",
+        "Everyone liked the new office.",
+    ]
+    scores = overlap_scores("When is the launch?", sentences)
+    assert scores[0] > 0 and scores[1] == 0 and scores[2] == 0
+    assert best_sentences("Who owns the budget?", sentences) == ["Alice owns the budget."]
+    assert best_sentences("quantum chromodynamics", sentences) == []
+    assert overlap_scores("the of and", sentences) == [0.0, 0.0, 0.0]
