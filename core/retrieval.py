@@ -1,0 +1,471 @@
+"""Hybrid retrieval: pgvector HNSW + Postgres full-text, fused by reciprocal rank, in one statement.
+
+The statement ranks the chunks of searchable documents two ways, keeps the top candidates
+of each, and fuses the two lists by reciprocal rank (RRF, k=60):
+
+- vector: cosine distance to the question's embedding, through the HNSW index
+  (``hnsw.ef_search`` set for the transaction from Settings);
+- full text: ``websearch_to_tsquery('english', question)`` against the generated
+  ``search_vector`` column through its GIN index, ranked with ``ts_rank_cd``.
+
+Visibility (what the actor may read), document status (COMPLETED only), the active chunk
+generation of each document and the caller's filters (document types, specific documents,
+upload date range) are applied inside that same statement, so a chunk the actor may not
+see never leaves the database.
+
+pgvector 0.6.2 has no iterative index scans: an HNSW scan returns at most ``ef_search``
+neighbours and the filter is applied after it, so a selective filter can starve the vector
+list. Before the statement a small query over the documents table estimates how many
+chunks the filter leaves: when that is at most ``retrieval_exact_scan_chunks`` the vector
+list is computed by an exact scan of just those chunks, otherwise ``ef_search`` is raised
+in proportion to the filter's selectivity (up to pgvector's maximum of 1000).
+
+Accepted corrections (message_feedback rows an admin reviewed and accepted) are found by
+`trusted_corrections`: those whose stored question embedding is close to the new question.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    Select,
+    Text,
+    and_,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.orm import Session, aliased
+
+from core.ai.base import AIProvider, UsageContext
+from core.config import get_settings
+from core.db import session_scope
+from core.errors import InvalidInput
+from core.models import DOCUMENT_TYPES, ChatMessage, Document, DocumentChunk, MessageFeedback
+from core.rbac import Actor
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60
+HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+MAX_QUERY_CHARS = 4000
+
+# Operators websearch_to_tsquery understands; when a query uses one the user meant it.
+# Lower-case "or" is not counted: in a question it is just a word, and ORing is the default.
+_SEARCH_SYNTAX = re.compile(r'"|(?:^|\s)-\w|\sOR\s')
+_ENGLISH = literal_column("'english'::regconfig")
+
+Strategy = Literal["hnsw", "exact"]
+
+
+@dataclass(frozen=True)
+class RetrievalFilters:
+    """Optional narrowing of a search. Empty tuples and None mean "no restriction"."""
+
+    document_types: tuple[str, ...] = ()
+    document_ids: tuple[int, ...] = ()
+    date_from: date | None = None  # upload date, inclusive
+    date_to: date | None = None  # upload date, inclusive
+
+    def __post_init__(self) -> None:
+        unknown = set(self.document_types) - set(DOCUMENT_TYPES)
+        if unknown:
+            raise InvalidInput(f"Unknown document type: {', '.join(sorted(unknown))}.")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise InvalidInput("The start of the date range is after its end.")
+
+    @property
+    def narrows(self) -> bool:
+        return bool(self.document_types or self.document_ids or self.date_from or self.date_to)
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    """One chunk returned by a search, with where it comes from and why it ranked."""
+
+    chunk_id: int
+    document_id: int
+    filename: str
+    document_type: str
+    content: str
+    page: int | None
+    heading: str | None
+    start_seconds: float | None
+    end_seconds: float | None
+    transcription_job_id: int | None
+    score: float  # fused reciprocal-rank score, higher is better
+    vector_rank: int | None  # 1-based rank in the vector list, None when not in it
+    text_rank: int | None  # 1-based rank in the full-text list, None when not in it
+    vector_distance: float | None  # cosine distance, when in the vector list
+    text_score: float | None  # ts_rank_cd, when in the full-text list
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How the vector half of a search runs, decided from the filter's estimated size."""
+
+    strategy: Strategy
+    ef_search: int
+    estimated_chunks: int
+
+
+@dataclass(frozen=True)
+class TrustedCorrection:
+    """An accepted correction whose original question is close to the new one."""
+
+    feedback_id: int
+    message_id: int
+    question: str
+    correction: str
+    distance: float
+
+
+def _visible_clause(actor: Actor) -> ColumnElement[bool]:
+    try:
+        from core.documents import visible_documents_clause as owned
+    except ImportError:
+        owned = None
+    if owned is not None:
+        return owned(actor)
+    clauses: list[ColumnElement[bool]] = [Document.uploaded_by == actor.id]
+    if actor.can("read_documents"):
+        clauses.append(Document.visibility == "team")
+    if actor.can("delete_documents"):
+        clauses.append(true())
+    return or_(*clauses)
+
+
+def _document_conditions(actor: Actor, filters: RetrievalFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Document.status == "COMPLETED", _visible_clause(actor)]
+    if filters.document_types:
+        conditions.append(Document.document_type.in_(filters.document_types))
+    if filters.document_ids:
+        conditions.append(Document.id.in_(filters.document_ids))
+    if filters.date_from:
+        conditions.append(Document.upload_date >= datetime.combine(filters.date_from, time.min, UTC))
+    if filters.date_to:
+        end = datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC)
+        conditions.append(Document.upload_date < end)
+    return conditions
+
+
+def plan_search(session: Session, *, actor: Actor, filters: RetrievalFilters, candidates: int) -> SearchPlan:
+    """Choose exact scan or HNSW (and its ef_search) from the documents table. Read-only.
+
+    The estimate is the sum of chunks_total over the matching documents (document counts
+    when chunk counts are not recorded), compared with the same sum over all completed ones.
+    """
+    settings = get_settings()
+    base_ef = max(settings.hnsw_ef_search, candidates)
+    matches = and_(*_document_conditions(actor, filters))
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(Document.chunks_total).filter(matches), 0),
+            func.coalesce(func.sum(Document.chunks_total), 0),
+            func.count().filter(matches),
+            func.count(),
+        ).where(Document.status == "COMPLETED")
+    ).one()
+    chunks_matching, chunks_all, docs_matching, docs_all = (int(value) for value in row)
+    if chunks_all > 0:
+        estimated, total = chunks_matching, chunks_all
+    else:  # chunk counts not recorded: assume documents of equal size
+        estimated, total = docs_matching * 50, max(docs_all * 50, 1)
+    if estimated <= settings.retrieval_exact_scan_chunks:
+        return SearchPlan(strategy="exact", ef_search=base_ef, estimated_chunks=estimated)
+    selectivity = estimated / total
+    # The index returns ~ef_search neighbours before filtering; keep ~2x candidates after it.
+    wanted = math.ceil(2 * candidates / max(selectivity, 1e-9))
+    ef_search = min(max(base_ef, wanted), HNSW_MAX_EF_SEARCH)
+    return SearchPlan(strategy="hnsw", ef_search=ef_search, estimated_chunks=estimated)
+
+
+def _or_terms(query: str) -> ColumnElement[object]:
+    """websearch_to_tsquery of the question, its terms ORed unless the user wrote search syntax.
+
+    Questions are sentences: requiring every word (websearch's AND) would miss most chunks,
+    and ts_rank_cd still ranks chunks matching more terms higher. Quotes, -exclusions and
+    OR keep websearch's own meaning.
+    """
+    parsed = func.websearch_to_tsquery(_ENGLISH, query)
+    if _SEARCH_SYNTAX.search(query):
+        return parsed
+    return cast(func.replace(cast(parsed, Text), " & ", " | "), TSQUERY)
+
+
+def hybrid_search_statement(
+    *,
+    actor: Actor,
+    query: str,
+    query_embedding: Sequence[float],
+    filters: RetrievalFilters,
+    k: int,
+    candidates: int,
+    strategy: Strategy,
+    max_distance: float,
+) -> Select[tuple[object, ...]]:
+    """The one SELECT that retrieves, filters and fuses. Pure: builds SQL, runs nothing."""
+    chunk_of_document = and_(
+        Document.id == DocumentChunk.document_id, DocumentChunk.generation == Document.active_generation
+    )
+    eligible = and_(*_document_conditions(actor, filters))
+
+    if strategy == "exact":
+        # A materialised CTE cannot use the HNSW index: every eligible chunk is compared.
+        pool = (
+            select(DocumentChunk.id.label("chunk_id"), DocumentChunk.embedding.label("embedding"))
+            .join(Document, chunk_of_document)
+            .where(eligible)
+            .cte("eligible_chunks")
+            .prefix_with("MATERIALIZED")
+        )
+        distance = pool.c.embedding.cosine_distance(query_embedding)
+        vector_top = select(pool.c.chunk_id, distance.label("distance")).order_by(distance).limit(candidates)
+    else:
+        distance = DocumentChunk.embedding.cosine_distance(query_embedding)
+        vector_top = (
+            select(DocumentChunk.id.label("chunk_id"), distance.label("distance"))
+            .join(Document, chunk_of_document)
+            .where(eligible)
+            .order_by(distance)
+            .limit(candidates)
+        )
+    vector_sub = vector_top.subquery("vector_top")
+    vector_hits = select(
+        vector_sub.c.chunk_id,
+        vector_sub.c.distance,
+        func.row_number().over(order_by=(vector_sub.c.distance, vector_sub.c.chunk_id)).label("rank"),
+    ).cte("vector_hits")
+
+    tsquery = _or_terms(query)
+    text_score = func.ts_rank_cd(DocumentChunk.search_vector, tsquery)
+    text_sub = (
+        select(DocumentChunk.id.label("chunk_id"), text_score.label("score"))
+        .join(Document, chunk_of_document)
+        .where(eligible, DocumentChunk.search_vector.op("@@")(tsquery))
+        .order_by(text_score.desc(), DocumentChunk.id)
+        .limit(candidates)
+        .subquery("text_top")
+    )
+    text_hits = select(
+        text_sub.c.chunk_id,
+        text_sub.c.score,
+        func.row_number().over(order_by=(text_sub.c.score.desc(), text_sub.c.chunk_id)).label("rank"),
+    ).cte("text_hits")
+
+    fused_score = func.coalesce(1.0 / (RRF_K + vector_hits.c.rank), 0.0) + func.coalesce(
+        1.0 / (RRF_K + text_hits.c.rank), 0.0
+    )
+    # A chunk found only by the vector half must be close enough to count as relevant.
+    relevant = or_(text_hits.c.chunk_id.is_not(None), vector_hits.c.distance <= max_distance)
+    fused = (
+        select(
+            func.coalesce(vector_hits.c.chunk_id, text_hits.c.chunk_id).label("chunk_id"),
+            cast(fused_score, Float).label("score"),
+            cast(vector_hits.c.rank, Integer).label("vector_rank"),
+            cast(text_hits.c.rank, Integer).label("text_rank"),
+            vector_hits.c.distance.label("vector_distance"),
+            text_hits.c.score.label("text_score"),
+        )
+        .select_from(vector_hits.join(text_hits, vector_hits.c.chunk_id == text_hits.c.chunk_id, full=True))
+        .where(relevant)
+        .cte("fused")
+    )
+    chunk = aliased(DocumentChunk, name="c")
+    document = aliased(Document, name="d")
+    return (
+        select(
+            chunk.id,
+            chunk.document_id,
+            document.filename,
+            document.document_type,
+            chunk.content,
+            chunk.page_number,
+            chunk.heading,
+            chunk.start_seconds,
+            chunk.end_seconds,
+            document.transcription_job_id,
+            fused.c.score,
+            fused.c.vector_rank,
+            fused.c.text_rank,
+            fused.c.vector_distance,
+            fused.c.text_score,
+        )
+        .select_from(fused)
+        .join(chunk, chunk.id == fused.c.chunk_id)
+        .join(document, document.id == chunk.document_id)
+        .order_by(fused.c.score.desc(), chunk.id)
+        .limit(k)
+    )
+
+
+def search_chunks(
+    session: Session,
+    *,
+    actor: Actor,
+    query: str,
+    query_embedding: Sequence[float],
+    filters: RetrievalFilters | None = None,
+    k: int | None = None,
+    candidates: int | None = None,
+    strategy: Strategy | None = None,
+) -> list[RetrievedChunk]:
+    """The top `k` chunks for `query` that `actor` may read, best first. Does not commit.
+
+    Sets hnsw.ef_search for the session's current transaction only (SET LOCAL). `strategy`
+    forces exact scan or HNSW (benchmarks); by default `plan_search` chooses.
+    Raises InvalidInput for an empty or over-long query.
+    """
+    settings = get_settings()
+    query = query.strip()
+    if not query:
+        raise InvalidInput("Type a question first.")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"Questions are limited to {MAX_QUERY_CHARS} characters.")
+    filters = filters or RetrievalFilters()
+    k = k or settings.retrieval_k
+    candidates = max(candidates or settings.retrieval_candidates, k)
+    plan = plan_search(session, actor=actor, filters=filters, candidates=candidates)
+    if strategy is not None:
+        plan = SearchPlan(strategy=strategy, ef_search=plan.ef_search, estimated_chunks=plan.estimated_chunks)
+    session.execute(select(func.set_config("hnsw.ef_search", str(plan.ef_search), True)))
+    statement = hybrid_search_statement(
+        actor=actor,
+        query=query,
+        query_embedding=list(query_embedding),
+        filters=filters,
+        k=k,
+        candidates=candidates,
+        strategy=plan.strategy,
+        max_distance=settings.retrieval_max_distance,
+    )
+    rows = session.execute(statement).all()
+    log.debug("retrieval %s ef_search=%s -> %d chunks", plan.strategy, plan.ef_search, len(rows))
+    return [
+        RetrievedChunk(
+            chunk_id=row[0],
+            document_id=row[1],
+            filename=row[2],
+            document_type=row[3],
+            content=row[4],
+            page=row[5],
+            heading=row[6],
+            start_seconds=row[7],
+            end_seconds=row[8],
+            transcription_job_id=row[9],
+            score=float(row[10]),
+            vector_rank=row[11],
+            text_rank=row[12],
+            vector_distance=None if row[13] is None else float(row[13]),
+            text_score=None if row[14] is None else float(row[14]),
+        )
+        for row in rows
+    ]
+
+
+def embed_question(provider: AIProvider, *, question: str, user_id: int | None) -> list[float]:
+    """The embedding of one question, recorded in the usage ledger under the user."""
+    return provider.embed([question], usage=UsageContext(purpose="embedding", user_id=user_id))[0]
+
+
+def retrieve(
+    *,
+    actor: Actor,
+    query: str,
+    filters: RetrievalFilters | None = None,
+    k: int | None = None,
+    provider: AIProvider | None = None,
+) -> list[RetrievedChunk]:
+    """Embed `query` and return the best chunks `actor` may read. Own read-only transaction.
+
+    Visibility is the only access check: an actor without read_documents still finds the
+    documents they uploaded themselves. Raises InvalidInput for an empty query and
+    EmbeddingSpaceMismatch when the configured embedder differs from the stored vectors.
+    """
+    from core.ai import get_provider
+    from core.ai.embedding_space import ensure_embedding_space
+
+    provider = provider or get_provider()
+    ensure_embedding_space(provider)
+    if not query.strip():
+        raise InvalidInput("Type a question first.")
+    embedding = embed_question(provider, question=query, user_id=actor.id)
+    with session_scope() as session:
+        return search_chunks(session, actor=actor, query=query, query_embedding=embedding, filters=filters, k=k)
+
+
+def trusted_corrections(
+    session: Session,
+    *,
+    question_embedding: Sequence[float],
+    limit: int = 2,
+    max_distance: float | None = None,
+) -> list[TrustedCorrection]:
+    """Accepted corrections whose question is within `max_distance` (cosine) of this one. Read-only.
+
+    Closest first; at most `limit`. The question text is the user message that preceded
+    the corrected answer in its chat. Accepted corrections are team knowledge: a reviewer
+    approved them, so they are offered to every user.
+    """
+    threshold = get_settings().correction_max_distance if max_distance is None else max_distance
+    answered = aliased(ChatMessage, name="answered")
+    asked = aliased(ChatMessage, name="asked")
+    question = (
+        select(asked.content)
+        .where(asked.chat_id == answered.chat_id, asked.role == "user", asked.id < answered.id)
+        .order_by(asked.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    distance = MessageFeedback.question_embedding.cosine_distance(list(question_embedding))
+    rows = session.execute(
+        select(MessageFeedback.id, MessageFeedback.message_id, question, MessageFeedback.correction, distance)
+        .join(answered, answered.id == MessageFeedback.message_id)
+        .where(
+            MessageFeedback.review_status == "accepted",
+            MessageFeedback.correction.is_not(None),
+            func.length(func.btrim(MessageFeedback.correction)) > 0,
+            MessageFeedback.question_embedding.is_not(None),
+            distance <= threshold,
+        )
+        .order_by(distance, MessageFeedback.id)
+        .limit(limit)
+    ).all()
+    return [
+        TrustedCorrection(
+            feedback_id=row[0],
+            message_id=row[1],
+            question=row[2] or "",
+            correction=row[3],
+            distance=float(row[4]),
+        )
+        for row in rows
+    ]
+
+
+__all__ = [
+    "RetrievalFilters",
+    "RetrievedChunk",
+    "SearchPlan",
+    "TrustedCorrection",
+    "embed_question",
+    "hybrid_search_statement",
+    "plan_search",
+    "retrieve",
+    "search_chunks",
+    "trusted_corrections",
+]

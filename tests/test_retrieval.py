@@ -1,0 +1,214 @@
+"""Hybrid retrieval against a real PostgreSQL+pgvector: quality, visibility and filters in SQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import text
+
+from core.ai.hashing import hashing_embed
+from core.config import get_settings
+from core.db import session_scope
+from core.errors import InvalidInput
+from core.rbac import Actor
+from core.retrieval import RetrievalFilters, plan_search, search_chunks
+from tests.conftest import unique
+from tests.retrieval_corpus import PRIVATE_DOC, Corpus, build_corpus
+
+# (question, key of the chunk that answers it)
+KEYWORD_QUESTIONS = [
+    ("How many days of paid vacation per year?", "vacation"),
+    ("doctor's note sick leave", "sick"),
+    ("hotel costs approval director", "expenses"),
+    ("full-disk encryption laptops", "laptop"),
+    ("password manager multi-factor authentication", "passwords"),
+    ("PostgreSQL backups", "database"),
+    ("canary rollout deployment", "deploy"),
+    ("Which vendor did we pick for the cloud migration?", "vendor"),
+    ("What is the marketing budget for the third quarter?", "budget"),
+    ("When is the office move to Harbour Street?", "office"),
+    ("OpenID Connect single sign-on", "auth"),
+    ("Dramatiq workers idempotent jobs", "queues"),
+]
+
+# Reworded: they share only part of their vocabulary with the answering chunk.
+PARAPHRASED_QUESTIONS = [
+    ("How much time off do staff get each year, and can leftover days roll over?", "vacation"),
+    ("Who pays for my hotel when I travel, and how fast do I get the money back?", "expenses"),
+    ("Can I work from home, or even from abroad?", "remote"),
+    ("What happens if my laptop gets stolen?", "laptop"),
+    ("How long may new parents stay at home with a baby?", "parental"),
+    ("Which company will host our systems after the migration to the cloud?", "vendor"),
+    ("How many engineers are we recruiting, and when do the interviews begin?", "hiring"),
+    ("What could go wrong with the data centre before the migration is done?", "risks"),
+    ("Who should be woken up when errors spike in production?", "monitoring"),
+    ("How long until something stored in the cache goes stale?", "cache"),
+]
+
+
+def _embed(texts: list[str] | tuple[str, ...]) -> list[list[float]]:
+    return hashing_embed(list(texts), get_settings().embedding_dim).tolist()  # type: ignore[no-any-return]
+
+
+def _actor(user_id: int, *permissions: str) -> Actor:
+    return Actor(id=user_id, username=f"u{user_id}", role="user", permissions=frozenset(permissions))
+
+
+@pytest.fixture(scope="module")
+def owner(database: str) -> Actor:
+    from core.accounts import actor_from_user, insert_user
+
+    name = unique("owner")
+    with session_scope() as session:
+        user = insert_user(
+            session, username=name, email=f"{name}@example.com", password="correct-horse-9", role_name="user"
+        )
+        session.flush()
+        return actor_from_user(session, user)
+
+
+@pytest.fixture(scope="module")
+def corpus(owner: Actor) -> Corpus:
+    return build_corpus(_embed, uploaded_by=owner.id)
+
+
+def _search(actor: Actor, question: str, **kwargs: object) -> list[str]:
+    """Chunk contents for `question`, best first."""
+    with session_scope() as session:
+        hits = search_chunks(session, actor=actor, query=question, query_embedding=_embed([question])[0], **kwargs)  # type: ignore[arg-type]
+    return [hit.content for hit in hits]
+
+
+def _ids(actor: Actor, question: str, **kwargs: object) -> list[int]:
+    with session_scope() as session:
+        hits = search_chunks(session, actor=actor, query=question, query_embedding=_embed([question])[0], **kwargs)  # type: ignore[arg-type]
+    return [hit.chunk_id for hit in hits]
+
+
+@pytest.mark.parametrize("strategy", ["exact", "hnsw"])
+@pytest.mark.parametrize(("question", "key"), KEYWORD_QUESTIONS + PARAPHRASED_QUESTIONS)
+def test_expected_chunk_in_top_five(owner: Actor, corpus: Corpus, question: str, key: str, strategy: str) -> None:
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    found = _ids(owner, question, filters=filters, k=5, strategy=strategy)
+    assert corpus.chunks[key] in found, f"{question!r} did not find {key!r}"
+
+
+def test_keyword_questions_rank_the_answer_first(owner: Actor, corpus: Corpus) -> None:
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    firsts = [_ids(owner, q, filters=filters, k=1)[0] == corpus.chunks[key] for q, key in KEYWORD_QUESTIONS]
+    assert sum(firsts) >= len(KEYWORD_QUESTIONS) - 1
+
+
+def test_results_carry_their_source_location(owner: Actor, corpus: Corpus) -> None:
+    question = "When is the office move to Harbour Street?"
+    with session_scope() as session:
+        hits = search_chunks(
+            session,
+            actor=owner,
+            query=question,
+            query_embedding=_embed([question])[0],
+            filters=RetrievalFilters(document_types=("full_transcript",), document_ids=corpus.document_ids),
+        )
+    best = hits[0]
+    assert best.chunk_id == corpus.chunks["office"]
+    assert best.document_type == "full_transcript"
+    assert (best.start_seconds, best.end_seconds) == (201.0, 260.0)
+    assert best.transcription_job_id == corpus.job_id
+    assert best.filename.endswith("q3-planning.m4a transcript")
+    assert best.vector_rank == 1 and best.text_rank == 1
+    assert best.score == pytest.approx(2 / 61)
+    assert all(hit.document_type == "full_transcript" for hit in hits)
+
+    with session_scope() as session:
+        page_hit = search_chunks(
+            session,
+            actor=owner,
+            query="full-disk encryption",
+            query_embedding=_embed(["full-disk encryption"])[0],
+            filters=RetrievalFilters(document_ids=corpus.document_ids),
+            k=1,
+        )[0]
+    assert (page_hit.page, page_hit.heading) == (9, "Security")
+
+
+def test_stale_generations_and_unfinished_documents_are_never_returned(owner: Actor, corpus: Corpus) -> None:
+    stale_ids = {chunk_id for key, chunk_id in corpus.chunks.items() if key.startswith("stale:")}
+    found = _ids(owner, "Outdated draft", filters=RetrievalFilters(document_ids=corpus.document_ids), k=40)
+    assert not stale_ids & set(found)
+
+    extra = build_corpus(_embed, uploaded_by=owner.id, specs=[PRIVATE_DOC])
+    with session_scope() as session:
+        session.execute(text("UPDATE documents SET status = 'INDEXING' WHERE id = :id"), {"id": extra.document_ids[0]})
+    assert _ids(owner, "retention bonus instalments", filters=RetrievalFilters(document_ids=extra.document_ids)) == []
+
+
+def test_private_document_is_invisible_to_other_users(make_user) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_user(), make_user()
+    private = build_corpus(_embed, uploaded_by=alice.id, specs=[PRIVATE_DOC])
+    question = "salary review Priya Raman senior band raise"
+    salary_chunk = private.chunks["salary"]
+
+    assert salary_chunk in _ids(alice, question)
+    for strategy in ("exact", "hnsw"):
+        assert salary_chunk not in _ids(bob, question, k=40, strategy=strategy)
+    # Naming the document explicitly does not help either.
+    assert _ids(bob, question, filters=RetrievalFilters(document_ids=private.document_ids)) == []
+    # Someone allowed to see every document (an admin) finds it.
+    admin_like = _actor(bob.id, "read_documents", "delete_documents")
+    assert salary_chunk in _ids(admin_like, question)
+
+
+def test_team_documents_need_read_documents(make_user, corpus: Corpus) -> None:  # type: ignore[no-untyped-def]
+    outsider = _actor(make_user().id)  # no permissions at all
+    assert _ids(outsider, "paid vacation days", filters=RetrievalFilters(document_ids=corpus.document_ids)) == []
+
+
+def test_document_type_filter(owner: Actor, corpus: Corpus) -> None:
+    filters = RetrievalFilters(document_types=("meeting_minutes",), document_ids=corpus.document_ids)
+    found = _ids(owner, "Northwind Hosting cloud migration vendor", filters=filters, k=10)
+    assert found and set(found) <= {corpus.chunks[k] for k in ("summary", "decisions", "actions", "topics")}
+    assert corpus.chunks["decisions"] in found[:2]
+
+
+def test_date_range_filter(owner: Actor) -> None:
+    old = build_corpus(_embed, uploaded_by=owner.id, upload_date=datetime(2021, 3, 10, 12, tzinfo=UTC))
+    question = "Northwind Hosting vendor"
+    in_range = RetrievalFilters(date_from=date(2021, 3, 1), date_to=date(2021, 3, 10))
+    assert old.chunks["vendor"] in _ids(owner, question, filters=in_range)
+    assert set(_ids(owner, question, filters=in_range, k=40)) <= set(old.chunks.values())
+    before = RetrievalFilters(date_from=date(2020, 1, 1), date_to=date(2021, 3, 9))
+    assert not set(_ids(owner, question, filters=before, k=40)) & set(old.chunks.values())
+
+
+def test_nothing_relevant_returns_nothing(owner: Actor, corpus: Corpus) -> None:
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    assert _ids(owner, "zebra xylophone quasar", filters=filters) == []
+
+
+def test_search_syntax_is_respected(owner: Actor, corpus: Corpus) -> None:
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    # Without syntax, terms are ORed: either word finds chunks.
+    assert corpus.chunks["cache"] in _ids(owner, "espresso stale", filters=filters)
+    # A quoted phrase must appear as written.
+    phrase = _ids(owner, '"espresso machine"', filters=filters, k=10)
+    assert phrase[0] == corpus.chunks["coffee"]
+
+
+def test_invalid_input(owner: Actor) -> None:
+    with pytest.raises(InvalidInput):
+        RetrievalFilters(document_types=("spreadsheet",))
+    with pytest.raises(InvalidInput):
+        RetrievalFilters(date_from=date(2024, 2, 1), date_to=date(2024, 1, 1))
+    with pytest.raises(InvalidInput), session_scope() as session:
+        search_chunks(session, actor=owner, query="   ", query_embedding=_embed(["x"])[0])
+
+
+def test_plan_chooses_exact_scan_for_selective_filters(owner: Actor, corpus: Corpus) -> None:
+    settings = get_settings()
+    with session_scope() as session:
+        narrow = plan_search(
+            session, actor=owner, filters=RetrievalFilters(document_ids=corpus.document_ids[:1]), candidates=40
+        )
+    assert narrow.strategy == "exact" and narrow.estimated_chunks == 8
+    assert narrow.ef_search == settings.hnsw_ef_search
