@@ -72,6 +72,14 @@ def render_login_form(
     authenticator: stauth.Authenticate, credentials: dict[str, dict[str, dict[str, object]]]
 ) -> None:
     """The sign-in form; records failures and refuses disabled or locked accounts."""
+    _, middle, _ = st.columns([1, 1.3, 1])
+    with middle:
+        st.title(":material/forum: Quorum")
+        st.caption("Meetings and documents, searchable and chat-able. Sign in with the account your admin gave you.")
+        _login_form(authenticator, credentials)
+
+
+def _login_form(authenticator: stauth.Authenticate, credentials: dict[str, dict[str, dict[str, object]]]) -> None:
     authenticator.login(
         location="main",
         fields={"Form name": "Sign in", "Username": "Username", "Password": "Password", "Login": "Login"},

@@ -1,0 +1,128 @@
+"""A running Quorum (Streamlit + one Dramatiq worker) and headless Chromium to drive it.
+
+Skipped when Debian's chromium is not installed (.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.rbac import Actor
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "artifacts" / "e2e"
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LiveApp:
+    url: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def live_app(database: str, redis_server: str) -> Iterator[LiveApp]:
+    """Streamlit and a worker against the test database and Redis, on a free port."""
+    from core.db import get_engine
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": get_engine().url.render_as_string(hide_password=False),
+        "REDIS_URL": redis_server,
+        "PYTHONUNBUFFERED": "1",
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    logs = [open(ARTIFACTS / name, "w") for name in ("streamlit.log", "worker.log")]  # noqa: SIM115
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1"],
+            cwd=ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "workers.actors", "--processes", "1", "--threads", "2"],
+            cwd=ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT,
+        ),
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        pytest.fail(f"Streamlit did not start; see {ARTIFACTS / 'streamlit.log'}")
+    yield LiveApp(url=url, env=env)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    for log in logs:
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 950})
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def sign_in(page: Any, app: LiveApp, actor: Actor, password: str = "correct-horse-9") -> None:
+    page.goto(app.url)
+    page.get_by_role("textbox", name="Username").fill(actor.username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.get_by_text(f"Signed in as {actor.display_name}").wait_for()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path), full_page=True)
+    return path

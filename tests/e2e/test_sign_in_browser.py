@@ -1,0 +1,29 @@
+"""Sign in through the real page in headless Chromium."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.rbac import Actor
+from tests.e2e.conftest import LiveApp, screenshot, sign_in
+
+
+def test_sign_in_and_out_in_browser(live_app: LiveApp, page: Any, admin: Actor) -> None:
+    page.goto(live_app.url)
+    page.get_by_role("textbox", name="Username").wait_for()
+    screenshot(page, "login")
+    sign_in(page, live_app, admin)
+    page.get_by_text(f"Welcome, {admin.display_name}").wait_for()
+    # Admins see the admin page in the navigation; the offline notice is on every page.
+    assert page.get_by_text("Offline mode").first.is_visible()
+    screenshot(page, "home")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("textbox", name="Username").wait_for()
+
+
+def test_wrong_password_in_browser(live_app: LiveApp, page: Any, member: Actor) -> None:
+    page.goto(live_app.url)
+    page.get_by_role("textbox", name="Username").fill(member.username)
+    page.get_by_role("textbox", name="Password").fill("not-the-password-1")
+    page.get_by_role("button", name="Login").click()
+    page.get_by_text("Wrong username or password").wait_for()
