@@ -33,3 +33,8 @@ class ProviderError(QuorumError):
 
 class EmbeddingSpaceMismatch(QuorumError):
     """The configured embedder differs from the one the stored vectors were built with."""
+
+
+class ProviderRejected(ProviderError, PermanentError):
+    """The AI provider refused the request in a way retrying cannot fix (bad key, bad
+    request, unknown model, file too large); the message says what to change."""
