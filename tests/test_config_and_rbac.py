@@ -1,0 +1,132 @@
+"""Settings rules, the permission check, seeding, and the embedded services."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from core.config import DEFAULT_COOKIE_KEY, Settings
+from core.db import session_scope
+from core.errors import PermissionDenied
+from core.models import Permission, Role, RolePermission
+from core.rbac import ADMIN_ROLE, DEFAULT_ROLES, PERMISSIONS, Actor, require, seed_roles_and_permissions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_production_refuses_default_cookie_key() -> None:
+    with pytest.raises(ValidationError, match="QUORUM_COOKIE_KEY"):
+        Settings(environment="production", cookie_key=DEFAULT_COOKIE_KEY, admin_password="x" * 12)
+
+
+def test_production_refuses_missing_admin_password() -> None:
+    with pytest.raises(ValidationError, match="QUORUM_ADMIN_PASSWORD"):
+        Settings(environment="production", cookie_key="k" * 40, admin_password=None)
+
+
+def test_production_accepts_real_secrets() -> None:
+    settings = Settings(environment="production", cookie_key="k" * 40, admin_password="a-real-password-1")
+    assert settings.environment == "production"
+
+
+def test_database_url_gets_psycopg_driver() -> None:
+    assert Settings(database_url="postgresql://u:p@h/db").database_url == "postgresql+psycopg://u:p@h/db"
+    assert Settings(database_url="postgres://u:p@h/db").database_url == "postgresql+psycopg://u:p@h/db"
+    with pytest.raises(ValidationError, match="PostgreSQL URL"):
+        Settings(database_url="mysql://u:p@h/db")
+
+
+def test_no_api_key_means_offline() -> None:
+    assert Settings(openai_api_key="").offline
+    assert not Settings(openai_api_key="sk-test").offline
+
+
+def test_require_refuses_missing_permission(member: Actor) -> None:
+    with pytest.raises(PermissionDenied, match="manage_users"):
+        require(member, "manage_users")
+    require(member, "use_chat")  # granted to the user role
+
+
+def test_protected_service_refuses_unprivileged_user(member: Actor) -> None:
+    """A service called directly, with no page in between, still checks the permission."""
+    from core.usage import summarize_usage
+
+    with pytest.raises(PermissionDenied):
+        summarize_usage(actor=member)
+
+
+def test_seed_is_idempotent(database: str) -> None:
+    with session_scope() as session:
+        seed_roles_and_permissions(session)
+        seed_roles_and_permissions(session)
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Permission)) == len(PERMISSIONS)
+        admin_id = session.scalar(select(Role.id).where(Role.name == ADMIN_ROLE))
+        granted = session.scalar(
+            select(func.count()).select_from(RolePermission).where(RolePermission.role_id == admin_id)
+        )
+        assert granted == len(PERMISSIONS)
+        names = set(session.scalars(select(Role.name)))
+    assert set(DEFAULT_ROLES) <= names
+
+
+def test_cli_create_user_and_migrate(database: str) -> None:
+    from tests.conftest import unique
+
+    username = unique("cli")
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", "create-user", username, "--email", f"{username}@example.com",
+         "--role", "user", "--password", "pass-word-42"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"Created user {username!r}" in result.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "core.cli", "create-user", username, "--email", f"{username}@example.com",
+         "--password", "pass-word-42"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 2
+    assert "taken" in again.stderr
+
+
+def test_embedded_postgres_keeps_data_across_restart(tmp_path: Path) -> None:
+    """A second process on the same data folder sees what the first one wrote."""
+    script = (
+        "import sys;from sqlalchemy import create_engine, text;"
+        "from core.config import Settings;from core.embedded import database_url;"
+        "e=create_engine(database_url(Settings(data_dir=sys.argv[1])));"
+        "c=e.connect();c.execute(text('CREATE TABLE IF NOT EXISTS t (v int)'));"
+        "c.execute(text('INSERT INTO t VALUES (1)'));c.commit();"
+        "print(c.execute(text('SELECT count(*) FROM t')).scalar())"
+    )
+    counts = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        counts.append(int(out.stdout.strip().splitlines()[-1]))
+    assert counts == [1, 2]
+
+
+def test_embedded_redis_persists(tmp_path: Path) -> None:
+    import socket
+
+    import redis
+
+    from core.embedded import redis_url, stop_embedded_redis
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(data_dir=tmp_path, embedded_redis_port=port)
+    redis.Redis.from_url(redis_url(settings)).set("kept", "yes")
+    stop_embedded_redis(settings)
+    assert redis.Redis.from_url(redis_url(settings)).get("kept") == b"yes"
+    stop_embedded_redis(settings)
