@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete, distinct, func, select
+from sqlalchemy import delete, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.accounts import check_password_strength, hash_password, insert_user
@@ -100,7 +100,11 @@ def _guard_grant(actor: Actor, permissions: Iterable[str], what: str) -> None:
 
 
 def _guard_target(session: Session, actor: Actor, user: User, what: str) -> None:
-    _guard_grant(actor, permissions_of_role(session, user.role_id), f"{what} {user.username}")
+    missing = sorted(permissions_of_role(session, user.role_id) - actor.permissions)
+    if missing:
+        raise PermissionDenied(
+            f"You cannot {what} {user.username}: they hold permissions you do not hold ({', '.join(missing)})."
+        )
 
 
 def _load_user(session: Session, user_id: int, *, lock: bool = True) -> User:
@@ -349,14 +353,20 @@ def delete_user(*, actor: Actor, user_id: int) -> DeletedUser:
         _guard_target(session, actor, user, "delete")
         username = user.username
         chats = session.scalar(select(func.count(Chat.id)).where(Chat.owner_id == user.id)) or 0
-        private_documents = session.execute(
-            select(Document.id, Document.storage_key)
-            .where(Document.uploaded_by == user.id, Document.visibility == "private")
-            .with_for_update()
-        ).all()
         private_recordings = session.execute(
             select(TranscriptionJob.id, TranscriptionJob.storage_key)
             .where(TranscriptionJob.owner_id == user.id, TranscriptionJob.visibility == "private")
+            .with_for_update()
+        ).all()
+        recording_ids = [row.id for row in private_recordings]
+        # Transcripts and minutes of a private recording are deleted with it, not counted here.
+        private_documents = session.execute(
+            select(Document.id, Document.storage_key)
+            .where(
+                Document.uploaded_by == user.id,
+                Document.visibility == "private",
+                or_(Document.transcription_job_id.is_(None), Document.transcription_job_id.not_in(recording_ids)),
+            )
             .with_for_update()
         ).all()
         team_documents = session.scalar(
@@ -370,7 +380,7 @@ def delete_user(*, actor: Actor, user_id: int) -> DeletedUser:
         # Documents made from a private recording go with it (FK cascade); collect their files too.
         derived_keys = session.scalars(
             select(Document.storage_key).where(
-                Document.transcription_job_id.in_([row.id for row in private_recordings]),
+                Document.transcription_job_id.in_(recording_ids),
                 Document.storage_key.is_not(None),
             )
         ).all()
@@ -432,7 +442,7 @@ def _delete_stored_files(keys: list[str]) -> int:
         try:
             storage.delete(key)
             removed += 1
-        except OSError:
+        except Exception:  # the rows are gone already; a leftover file is logged, not fatal
             log.exception("could not remove stored file %s of a deleted user", key)
     return removed
 
