@@ -23,14 +23,14 @@ import itertools
 import json
 import logging
 import re
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 
 from core import extractive
 from core.ai.base import AIProvider, Message, TranscriptPiece, UsageContext
@@ -408,7 +408,10 @@ def _prompt_json(minutes: Minutes) -> dict[str, Any]:
 
 
 def _window_budget(provider: AIProvider, prompt: str) -> int:
-    total = get_settings().minutes_chunk_tokens
+    """Tokens of transcript (or partial minutes) one call may carry: minutes_chunk_tokens,
+    never more than the model's context leaves after the answer, minus the prompt."""
+    settings = get_settings()
+    total = min(settings.minutes_chunk_tokens, settings.chat_context_tokens - _MAX_OUTPUT_TOKENS)
     return max(_MIN_WINDOW_TOKENS, total - provider.count_tokens(prompt) - _MESSAGE_OVERHEAD_TOKENS)
 
 
@@ -532,7 +535,7 @@ _FILLER_WORDS = """going think know like just really right well get got gonna wa
     tomorrow week monday tuesday wednesday thursday friday saturday sunday us ok okay hey hi hello thanks thank
     guys everyone anyone someone people pretty much many little bit quite probably definitely basically
     decided decide agreed agree send sent update discuss discussed talk talked start started finish done ship
-    use using work working take put give keep try call tell ask feel move welcome meeting
+    use using work working take put give keep try call tell ask feel move welcome meeting morning afternoon evening
     let's we'll i'll it's that's don't"""
 _FILLER = frozenset(_FILLER_WORDS.split())
 
@@ -592,35 +595,43 @@ def _is_open_question(sentence: str) -> bool:
     return sentence.rstrip().endswith("?") and len(words) >= 3 and bool(meaningful)
 
 
-def _key_phrases(sentences: Sequence[str], *, limit: int = 8) -> list[str]:
+def _key_phrases(
+    sentences: Sequence[str], *, salient: Set[int] = frozenset(), names: Set[str] = frozenset(), limit: int = 8
+) -> list[str]:
     """The most frequent content bigrams and words (bigrams count double), without overlap,
-    ties by first mention, each in its most common spelling ("Q3 budget", "Alice").
+    ties by first mention, each in its most common spelling ("Q3 budget").
 
-    Short meetings (under 200 content words) may use words said once; longer ones need two
-    mentions; beyond three, a topic list never exceeds one phrase per 15 content words.
+    Words in `salient` sentences (decisions, action items, questions) count one and a half;
+    people's `names` (lower case) are not topics. Short meetings (under 200 content words)
+    may use words said once; longer ones need two mentions; beyond three, a topic list never
+    exceeds one phrase per 15 content words.
     """
     unigrams: Counter[str] = Counter()
     bigrams: Counter[str] = Counter()
+    weight: defaultdict[str, float] = defaultdict(float)
     spelling: dict[str, Counter[str]] = {}
     first_seen: dict[str, int] = {}
     total = 0
-    for sentence in sentences:
+    for index, sentence in enumerate(sentences):
+        bonus = 1.5 if index in salient else 1.0
         words = [w.replace("’", "'") for w in _TOPIC_WORD.findall(sentence)]
-        keep = [w if _is_topic_word(w.lower()) else "" for w in words]
+        keep = [w if _is_topic_word(w.lower()) and w.lower() not in names else "" for w in words]
         for word in keep:
             if word:
                 total += 1
                 unigrams[word.lower()] += 1
+                weight[word.lower()] += bonus
                 spelling.setdefault(word.lower(), Counter())[word] += 1
                 first_seen.setdefault(word.lower(), total)
         for a, b in itertools.pairwise(keep):
             if a and b and a.lower() != b.lower():
                 phrase = f"{a.lower()} {b.lower()}"
                 bigrams[phrase] += 1
+                weight[phrase] += 2.0 * bonus
                 first_seen.setdefault(phrase, total)
     minimum = 2 if total >= 200 else 1
-    candidates = [(2.0 * count, phrase) for phrase, count in bigrams.items() if count >= 2]
-    candidates += [(float(count), word) for word, count in unigrams.items() if count >= minimum]
+    candidates = [(weight[phrase], phrase) for phrase, count in bigrams.items() if count >= 2]
+    candidates += [(weight[word], word) for word, count in unigrams.items() if count >= minimum]
     chosen: list[str] = []
     used_words: set[str] = set()
     for _, phrase in sorted(candidates, key=lambda c: (-c[0], first_seen[c[1]])):
@@ -657,6 +668,7 @@ def extractive_minutes(pieces: Sequence[TranscriptPiece], *, title: str = "Meeti
     decisions: list[MinutesItem] = []
     actions: list[MinutesActionItem] = []
     questions: list[tuple[float, int]] = []
+    marked: set[int] = set()  # indexes of decisions and action items
     seen: set[str] = set()
     for index, sentence in enumerate(timed):
         key = sentence.text.lower()
@@ -665,8 +677,10 @@ def extractive_minutes(pieces: Sequence[TranscriptPiece], *, title: str = "Meeti
         seen.add(key)
         if extractive.is_decision(sentence.text):
             decisions.append(MinutesItem(sentence.text, sentence.start))
+            marked.add(index)
         item = extractive.action_item(sentence.text)
         if item is not None:
+            marked.add(index)
             owner = item.owner
             if owner is None and sentence.speaker and re.match(r"\s*I\b", sentence.text):
                 owner = sentence.speaker
@@ -675,7 +689,9 @@ def extractive_minutes(pieces: Sequence[TranscriptPiece], *, title: str = "Meeti
             questions.append((scores[index], index))
     kept_questions = sorted(index for _, index in sorted(questions, key=lambda q: (-q[0], q[1]))[:10])
 
-    topics = _key_phrases(texts)
+    salient = marked | set(kept_questions)
+    names = {a.owner.lower() for a in actions if a.owner} | {s.speaker.lower() for s in timed if s.speaker}
+    topics = _key_phrases(texts, salient=salient, names=names)
     return Minutes(
         title=title,
         summary=summary,
@@ -790,7 +806,9 @@ def write_minutes_for_job(job_id: int, *, regenerate: bool = False) -> None:
     if regenerate:
         conditions.append(TranscriptionJob.minutes_edited_at.is_not_distinct_from(seen_edit))
     else:
-        conditions += [TranscriptionJob.minutes.is_(None), TranscriptionJob.minutes_edited_at.is_(None)]
+        # JSON null or SQL NULL: the ORM writes None into a JSONB column as JSON null.
+        no_minutes = func.coalesce(func.jsonb_typeof(TranscriptionJob.minutes), "null") == "null"
+        conditions += [no_minutes, TranscriptionJob.minutes_edited_at.is_(None)]
     with session_scope() as session:
         written = session.execute(
             update(TranscriptionJob)
