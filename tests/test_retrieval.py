@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 import pytest
@@ -47,7 +48,7 @@ PARAPHRASED_QUESTIONS = [
 ]
 
 
-def _embed(texts: list[str] | tuple[str, ...]) -> list[list[float]]:
+def _embed(texts: Sequence[str]) -> list[list[float]]:
     return hashing_embed(list(texts), get_settings().embedding_dim).tolist()  # type: ignore[no-any-return]
 
 
