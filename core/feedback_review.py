@@ -25,7 +25,6 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import aliased
 
-from core.ai.base import UsageContext
 from core.audit import record_audit
 from core.db import session_scope
 from core.errors import InvalidInput, NotFound
@@ -207,9 +206,9 @@ def feedback_raters(*, actor: Actor) -> list[tuple[int, str]]:
 
 def _question_embedding(*, actor: Actor, question: str) -> list[float]:
     from core.ai import get_provider
+    from core.retrieval import embed_question
 
-    provider = get_provider()
-    return provider.embed([question], usage=UsageContext(purpose="embedding", user_id=actor.id))[0]
+    return embed_question(get_provider(), question=question, user_id=actor.id)
 
 
 def review_feedback(*, actor: Actor, feedback_id: int, status: str, note: str | None = None) -> FeedbackItem:
