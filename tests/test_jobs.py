@@ -11,12 +11,22 @@ import pytest
 
 from core import admin as svc
 from core import jobs
+from core.analytics import usage_analytics
 from core.config import get_settings
+from core.db import session_scope
 from core.errors import PermissionDenied
-from core.models import Document, TranscriptionJob
+from core.models import Document, MessageFeedback, TranscriptionJob, UsageRecord
 from core.queue import get_broker, queue_depths
 from core.rbac import Actor
-from tests.admin_data import audit_actions_for, get_row, make_document, make_recording
+from tests.admin_data import (
+    audit_actions_for,
+    get_row,
+    make_chat,
+    make_document,
+    make_feedback,
+    make_recording,
+    set_fields,
+)
 
 pytestmark = pytest.mark.usefixtures("redis_server")
 
@@ -150,3 +160,59 @@ def test_the_job_monitor_lists_both_kinds_with_stage_progress_and_staleness(
         svc.list_jobs(actor=member)
     with pytest.raises(PermissionDenied):
         svc.job_queue_depths(actor=member)
+
+
+def test_usage_analytics_counts_jobs_audio_tokens_and_thumbs_up(admin: Actor, make_user: Callable[..., Actor]) -> None:
+    user = make_user()
+    day = datetime(2031, 3, 14, 12, tzinfo=UTC)  # a day no other test writes to
+    make_recording(user.id, status="COMPLETED", duration_seconds=5400.0, created_at=day, completed_at=day)
+    make_recording(user.id, status="FAILED", created_at=day)
+    make_document(user.id, status="COMPLETED", upload_date=day)
+    with session_scope() as session:
+        session.add_all(
+            [
+                UsageRecord(
+                    created_at=day,
+                    purpose="chat",
+                    provider="openai",
+                    model="gpt-4o-mini",
+                    input_tokens=1000,
+                    output_tokens=200,
+                    cost_usd=0.5,
+                    user_id=user.id,
+                ),
+                UsageRecord(
+                    created_at=day,
+                    purpose="embedding",
+                    provider="openai",
+                    model="text-embedding-3-small",
+                    input_tokens=3000,
+                    cost_usd=0.25,
+                    user_id=user.id,
+                ),
+            ]
+        )
+    _, answers = make_chat(user.id, [("a?", "A."), ("b?", "B."), ("c?", "C.")])
+    for answer, rating in zip(answers, ("good", "good", "bad"), strict=True):
+        set_fields(MessageFeedback, make_feedback(answer, user.id, rating=rating), created_at=day)
+
+    result = usage_analytics(actor=admin, since=day.date())
+
+    jobs_that_day = {(row.kind, row.status): row.jobs for row in result.jobs_per_day if row.day == day.date()}
+    assert jobs_that_day == {
+        ("transcription", "COMPLETED"): 1,
+        ("transcription", "FAILED"): 1,
+        ("indexing", "COMPLETED"): 1,
+    }
+    (audio,) = [row for row in result.audio_per_day if row.day == day.date()]
+    assert (audio.recordings, audio.audio_hours) == (1, pytest.approx(1.5))
+    (feedback_day,) = [row for row in result.feedback_per_day if row.day == day.date()]
+    assert (feedback_day.good, feedback_day.bad, feedback_day.share_good) == (2, 1, pytest.approx(2 / 3))
+    by_purpose = {row.purpose: row for row in result.usage.by_day_purpose if row.day == day.date()}
+    assert by_purpose["chat"].input_tokens == 1000 and by_purpose["chat"].cost_usd == pytest.approx(0.5)
+    assert by_purpose["embedding"].input_tokens == 3000
+    (by_user,) = [row for row in result.usage.by_day_user if row.day == day.date()]
+    assert (by_user.username, by_user.tokens, by_user.cost_usd) == (user.username, 4200, pytest.approx(0.75))
+    assert result.share_good == pytest.approx(2 / 3)
+    with pytest.raises(PermissionDenied):
+        usage_analytics(actor=user)
