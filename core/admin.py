@@ -401,6 +401,25 @@ def delete_user(*, actor: Actor, user_id: int) -> DeletedUser:
             )
         session.delete(user)
         ensure_administrable(session)
+        # One row per deleted item too, as core.documents / core.transcription write for theirs.
+        for row in private_documents:
+            record_audit(
+                session,
+                actor=actor,
+                action="document.delete",
+                target_type="document",
+                target_id=row.id,
+                details={"reason": "owner deleted", "owner": username},
+            )
+        for row in private_recordings:
+            record_audit(
+                session,
+                actor=actor,
+                action="recording.delete",
+                target_type="transcription",
+                target_id=row.id,
+                details={"reason": "owner deleted", "owner": username},
+            )
         record_audit(
             session,
             actor=actor,
@@ -780,11 +799,13 @@ def job_queue_depths(*, actor: Actor) -> dict[str, int]:
 
 
 def retry_job(*, actor: Actor, kind: JobKind, job_id: int) -> None:
-    """Retry a failed transcription or indexing job through its owner's retry function.
+    """Retry a failed or stalled transcription or indexing job through its owner's retry
+    function (core.transcription.retry_job, core.documents.retry_document), which commits
+    and enqueues it.
 
-    Requires view_jobs here, plus whatever the owning service requires; commits an audit
-    row (job.retry) after the retry succeeded. Raises what the owning service raises
-    (NotFound, Conflict when the job is not in a retryable state).
+    Requires view_jobs. An audit row (job.retry) is written by core.transcription for
+    recordings and here for documents (core.documents does not audit retries). Raises
+    what the owning service raises (NotFound; Conflict when the job is running or done).
     """
     require(actor, "view_jobs")
     if kind == "transcription":
@@ -795,7 +816,7 @@ def retry_job(*, actor: Actor, kind: JobKind, job_id: int) -> None:
         from core.documents import retry_document
 
         retry_document(actor=actor, document_id=job_id)
+        with session_scope() as session:
+            record_audit(session, actor=actor, action="job.retry", target_type="indexing", target_id=job_id, details={})
     else:
         raise InvalidInput(f"Unknown job kind {kind!r}.")
-    with session_scope() as session:
-        record_audit(session, actor=actor, action="job.retry", target_type=kind, target_id=job_id, details={})

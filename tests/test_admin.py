@@ -399,6 +399,8 @@ def test_deleting_a_user_removes_private_data_and_keeps_team_work(
         )
     assert details is not None and details["username"] == leaver.username
     assert details["private_document_ids"] == [private_document]
+    assert audit_actions_for("document", private_document) == [("document.delete", admin.username)]
+    assert audit_actions_for("transcription", private_recording) == [("recording.delete", admin.username)]
 
 
 def test_deleting_an_unknown_user_is_not_found(admin: Actor) -> None:

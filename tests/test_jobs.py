@@ -216,3 +216,22 @@ def test_usage_analytics_counts_jobs_audio_tokens_and_thumbs_up(admin: Actor, ma
     assert result.share_good == pytest.approx(2 / 3)
     with pytest.raises(PermissionDenied):
         usage_analytics(actor=user)
+
+
+def test_retry_from_the_monitor_requeues_failed_jobs_through_their_owners(admin: Actor, member: Actor) -> None:
+    recording = make_recording(member.id, status="FAILED", error="Provider said no.", attempts=3)
+    document = make_document(member.id, status="FAILED", error="Broken PDF.", attempts=2)
+    svc.retry_job(actor=admin, kind="transcription", job_id=recording)
+    svc.retry_job(actor=admin, kind="indexing", job_id=document)
+
+    assert (get_row(TranscriptionJob, recording).status, get_row(TranscriptionJob, recording).attempts) == (
+        "PENDING",
+        0,
+    )
+    assert get_row(Document, document).status == "PENDING"
+    assert _sent("transcribe_recording", recording, "audio") == 1
+    assert _sent("index_document", document, "default") == 1
+    assert audit_actions_for("transcription", recording) == [("job.retry", admin.username)]
+    assert audit_actions_for("indexing", document) == [("job.retry", admin.username)]
+    with pytest.raises(PermissionDenied):
+        svc.retry_job(actor=member, kind="indexing", job_id=document)
