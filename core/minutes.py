@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 
 from core import extractive
 from core.ai.base import AIProvider, Message, TranscriptPiece, UsageContext
@@ -772,13 +772,14 @@ def _job_pieces(job: TranscriptionJob) -> list[TranscriptPiece]:
     return pieces
 
 
-def write_minutes_for_job(job_id: int, *, regenerate: bool = False) -> None:
+def write_minutes_for_job(job_id: int, *, regenerate: bool = False, requested_by: int | None = None) -> None:
     """Generate and store the minutes of a transcribed job (worker entry point).
 
     Idempotent: returns without calling the AI when the job already has minutes, unless
     `regenerate`. A human edit is never overwritten except by an explicit regenerate, which
     replaces it. The AI calls run outside any transaction; the write is one conditional
     UPDATE, so a redelivered message or a concurrent edit cannot be clobbered.
+    AI usage is recorded under purpose "minutes" for `requested_by` (default: the owner).
     Raises NotFound for an unknown job, PermanentError when it has no transcript yet,
     Conflict when the minutes were edited while a regenerate was running, ProviderError
     when the provider fails.
@@ -799,7 +800,7 @@ def write_minutes_for_job(job_id: int, *, regenerate: bool = False) -> None:
         owner_id = job.owner_id
         title = _title_for(job.filename)
 
-    usage = UsageContext(purpose="minutes", user_id=owner_id, transcription_job_id=job_id)
+    usage = UsageContext(purpose="minutes", user_id=requested_by or owner_id, transcription_job_id=job_id)
     minutes = generate_minutes(pieces, provider=get_provider(), usage=usage, title=title)
 
     conditions = [TranscriptionJob.id == job_id]
@@ -843,7 +844,7 @@ def regenerate_minutes(*, actor: Actor, job_id: int) -> MinutesView:
         job = load_managed_job(session, actor=actor, job_id=job_id)
         if job.transcript_segments is None and job.transcript_text is None:
             raise Conflict("This recording has no transcript yet; minutes can be written once it is transcribed.")
-    write_minutes_for_job(job_id, regenerate=True)
+    write_minutes_for_job(job_id, regenerate=True, requested_by=actor.id)
     _reindex_minutes_document(job_id)
     return get_minutes(actor=actor, job_id=job_id)
 
@@ -871,9 +872,12 @@ def update_minutes(*, actor: Actor, job_id: int, markdown: str) -> MinutesView:
 
 
 def _reindex_minutes_document(job_id: int) -> None:
-    """Re-index the job's meeting_minutes document from minutes_markdown, if it exists."""
-    from sqlalchemy import select
+    """Refresh the job's meeting_minutes document from minutes_markdown, when it has one.
 
+    core.documents stores the new text and enqueues its indexing (old chunks stay
+    searchable until the swap); a job whose minutes were never indexed is left to the
+    transcription pipeline, which indexes them on completion.
+    """
     with session_scope() as session:
         document_id = session.scalar(
             select(Document.id).where(
@@ -882,9 +886,9 @@ def _reindex_minutes_document(job_id: int) -> None:
         )
     if document_id is None:
         return
-    from core import documents  # imported late: documents imports the AI stack
+    from core.documents import index_text_document  # late: documents pulls in the AI and queue stack
 
-    documents.reindex_job_document(job_id=job_id, document_type="meeting_minutes")  # type: ignore[attr-defined]
+    index_text_document(job_id=job_id, document_type="meeting_minutes")
 
 
 __all__ = [

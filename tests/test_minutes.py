@@ -340,3 +340,45 @@ def test_edit_validation_and_missing_transcript(offline_provider: Any, member: A
         regenerate_minutes(actor=member, job_id=pending)
     with pytest.raises(NotFound):
         write_minutes_for_job(2_000_000_000)
+
+
+def test_edits_and_regenerated_minutes_are_reindexed(offline_provider: Any, redis_server: str, member: Any) -> None:
+    from core.documents import index_document, index_text_document
+    from core.models import Document, DocumentChunk
+
+    job_id = insert_job(member, segments=SHORT_MEETING)
+    write_minutes_for_job(job_id)
+    document_id = index_text_document(job_id=job_id, document_type="meeting_minutes", index_now=True)
+    assert document_id is not None
+
+    def indexed_text() -> str:
+        with session_scope() as session:
+            document = session.get(Document, document_id)
+            assert document is not None
+            chunks = session.scalars(
+                select(DocumentChunk.content).where(
+                    DocumentChunk.document_id == document_id, DocumentChunk.generation == document.active_generation
+                )
+            )
+            return " ".join(chunks)
+
+    assert "We decided to ship on Monday." in indexed_text()
+
+    update_minutes(actor=member, job_id=job_id, markdown="# Release\n\nThe launch moved to the Zanzibar office.")
+    with session_scope() as session:
+        assert session.scalar(select(Document.status).where(Document.id == document_id)) == "PENDING"
+    index_document(document_id)  # what the worker does with the queued message
+    assert "Zanzibar" in indexed_text() and "ship on Monday" not in indexed_text()
+
+    regenerate_minutes(actor=member, job_id=job_id)
+    index_document(document_id)
+    assert "We decided to ship on Monday." in indexed_text() and "Zanzibar" not in indexed_text()
+
+
+def test_a_job_without_a_minutes_document_is_not_given_one_by_an_edit(offline_provider: Any, member: Any) -> None:
+    from core.models import Document
+
+    job_id = insert_job(member, segments=SHORT_MEETING)
+    update_minutes(actor=member, job_id=job_id, markdown="Notes before indexing")
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).where(Document.transcription_job_id == job_id)) == 0
