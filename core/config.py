@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     prices: dict[str, dict[str, Decimal]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     offline_whisper_model_dir: Path | None = None
     offline_whisper_threads: int = 2
+    # Offline embedder: "hashing" (lexical, built in) or "minilm" (semantic; needs
+    # requirements-semantic.txt). Changing it changes the embedding space: re-index.
+    offline_embedder: Literal["hashing", "minilm"] = "hashing"
 
     # Uploads.
     max_document_mb: int = 50
