@@ -8,3 +8,5 @@ ACTIVE_CHAT_ID = "quorum_active_chat_id"
 SELECTED_JOB_ID = "quorum_selected_job_id"
 SELECTED_DOCUMENT_ID = "quorum_selected_document_id"
 SEEK_SECONDS = "quorum_seek_seconds"
+ADMIN_FLASH = "quorum_admin_flash"  # a success message to show after the rerun an admin action caused
+ADMIN_NEW_PASSWORD = "quorum_admin_new_password"  # (username, password) to show once after create/reset
