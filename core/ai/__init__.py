@@ -54,9 +54,13 @@ def provider_status() -> str:
     """One line for the UI saying which AI provider answers and with which models."""
     settings = get_settings()
     if not settings.openai_api_key:
+        embeddings = (
+            "local semantic search embeddings (all-MiniLM-L6-v2)"
+            if settings.offline_embedder == "minilm"
+            else "lexical search embeddings"
+        )
         return (
-            "Offline mode: no OPENAI_API_KEY set; local Whisper tiny.en, extractive minutes and answers, "
-            "lexical search embeddings"
+            f"Offline mode: no OPENAI_API_KEY set; local Whisper tiny.en, extractive minutes and answers, {embeddings}"
         )
     where = settings.openai_base_url or "https://api.openai.com/v1 (default)"
     return (

