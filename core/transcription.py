@@ -923,11 +923,12 @@ def _global_pieces(plan: SegmentPlan, result: Transcription) -> list[dict[str, A
 
 
 def _index_job_documents(job_id: int) -> None:
-    """Index the transcript and the minutes as full_transcript / meeting_minutes documents."""
-    from core import documents  # imported late: documents imports the embedding stack
+    """Index the transcript and the minutes as full_transcript / meeting_minutes documents,
+    in this worker (the job is COMPLETED only once both are searchable). Idempotent."""
+    from core.documents import index_text_document  # imported late: documents imports the embedding stack
 
-    documents.index_text_document(job_id=job_id, document_type="full_transcript")  # type: ignore[attr-defined]
-    documents.index_text_document(job_id=job_id, document_type="meeting_minutes")  # type: ignore[attr-defined]
+    for document_type in ("full_transcript", "meeting_minutes"):
+        index_text_document(job_id=job_id, document_type=document_type, index_now=True)
 
 
 def _complete(run: _Run) -> None:
