@@ -10,3 +10,6 @@ SELECTED_DOCUMENT_ID = "quorum_selected_document_id"
 SEEK_SECONDS = "quorum_seek_seconds"
 ADMIN_FLASH = "quorum_admin_flash"  # a success message to show after the rerun an admin action caused
 ADMIN_NEW_PASSWORD = "quorum_admin_new_password"  # (username, password) to show once after create/reset
+TRANSCRIPT_LINES = "quorum_transcript_lines"  # selection of the transcript table (choosing a line seeks)
+MINUTES_EDITING = "quorum_minutes_editing"  # job id whose minutes are open in the editor
+TRANSCRIPTS_FLASH = "quorum_transcripts_flash"  # a message to show after the rerun a delete or retry caused
