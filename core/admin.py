@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from redis.exceptions import RedisError
 from sqlalchemy import delete, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -259,7 +260,8 @@ def set_user_active(*, actor: Actor, user_id: int, active: bool) -> UserSummary:
         return _user_summary(user)
 
 
-def _generated_password() -> str:
+def generate_password() -> str:
+    """A random password that passes the strength check (about 96 bits)."""
     while True:
         candidate = secrets.token_urlsafe(12)
         try:
@@ -278,7 +280,7 @@ def reset_password(*, actor: Actor, user_id: int, new_password: str | None = Non
     password; NotFound for an unknown user.
     """
     require(actor, "manage_users")
-    password = new_password if new_password is not None else _generated_password()
+    password = new_password if new_password is not None else generate_password()
     check_password_strength(password)
     with session_scope() as session:
         user = _load_user(session, user_id)
@@ -792,10 +794,15 @@ def list_jobs(
     return rows
 
 
-def job_queue_depths(*, actor: Actor) -> dict[str, int]:
-    """Messages waiting per queue, read from Redis. Raises PermissionDenied without view_jobs."""
+def job_queue_depths(*, actor: Actor) -> dict[str, int] | None:
+    """Messages waiting per queue (ready plus delayed), read from Redis; None when Redis
+    cannot be reached (logged). Raises PermissionDenied without view_jobs."""
     require(actor, "view_jobs")
-    return queue_depths()
+    try:
+        return queue_depths()
+    except RedisError:
+        log.warning("queue depths unavailable: Redis is not reachable", exc_info=True)
+        return None
 
 
 def retry_job(*, actor: Actor, kind: JobKind, job_id: int) -> None:

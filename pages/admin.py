@@ -1,0 +1,599 @@
+"""Admin: users, roles & permissions, feedback review, jobs, usage and the audit log.
+
+UI only. Each tab appears only for holders of its permission, and every action is a core
+service call that checks that permission again and writes the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from core import admin as admin_service
+from core.admin import JobRow
+from core.analytics import usage_analytics
+from core.audit import AuditFilters, audit_actions, export_audit_csv, export_audit_xlsx, list_audit
+from core.feedback_review import (
+    FeedbackFilters,
+    export_feedback_csv,
+    export_feedback_xlsx,
+    feedback_raters,
+    list_feedback,
+    review_feedback,
+)
+from core.models import REVIEW_STATUSES
+from core.rbac import ADMIN_ROLE, PERMISSIONS
+
+from pages import session_keys
+from pages.common import current_actor, format_seconds, run_action
+
+JOBS_REFRESH_SECONDS = 5
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ALL = "All"
+
+actor = current_actor()
+
+
+def _apply(action: Callable[[], object], success: str) -> None:
+    """Run a core action; on success remember the message and rerun so every table refreshes."""
+    if run_action(lambda: action() or True):
+        st.session_state[session_keys.ADMIN_FLASH] = success
+        st.rerun()
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def _choice(value: str) -> str | None:
+    return None if value == ALL else value
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M")
+
+
+# ---------------------------------------------------------------------------- users
+
+
+def _show_new_password() -> None:
+    shown = st.session_state.pop(session_keys.ADMIN_NEW_PASSWORD, None)
+    if shown:
+        username, password = shown
+        st.warning(
+            f"New password for **{username}**. Copy it now and hand it over safely: it is not shown again.",
+            icon=":material/key:",
+        )
+        st.code(password, language=None)
+
+
+def users_tab() -> None:
+    _show_new_password()
+    users = run_action(lambda: admin_service.list_users(actor=actor)) or []
+    roles = run_action(lambda: admin_service.list_roles(actor=actor)) or []
+    role_names = {role.id: role.name for role in roles}
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Username": u.username,
+                    "Name": u.display_name,
+                    "Email": u.email,
+                    "Role": u.role_name,
+                    "Active": u.is_active,
+                    "Locked": u.locked,
+                    "Failed sign-ins": u.failed_login_count,
+                    "Last sign-in": _when(u.last_login_at),
+                    "Created": _when(u.created_at),
+                }
+                for u in users
+            ]
+        ),
+        hide_index=True,
+    )
+
+    with st.expander("Add a user", icon=":material/person_add:"):
+        with st.form("admin_create_user", clear_on_submit=True):
+            left, right = st.columns(2)
+            username = left.text_input("Username")
+            email = right.text_input("Email")
+            display_name = left.text_input("Display name (optional)")
+            role_id = right.selectbox("Role", list(role_names), format_func=lambda rid: role_names[rid])
+            password = st.text_input(
+                "Password (leave empty to generate one)", type="password", help="At least 8 characters."
+            )
+            submitted = st.form_submit_button("Create user", type="primary")
+        if submitted and role_id is not None:
+            chosen = password or admin_service.generate_password()
+            created = run_action(
+                lambda: admin_service.create_user(
+                    actor=actor,
+                    username=username,
+                    email=email,
+                    password=chosen,
+                    role_id=role_id,
+                    display_name=display_name,
+                )
+            )
+            if created:
+                if not password:
+                    st.session_state[session_keys.ADMIN_NEW_PASSWORD] = (created.username, chosen)
+                st.session_state[session_keys.ADMIN_FLASH] = f"User {created.username} created."
+                st.rerun()
+
+    if not users:
+        return
+    st.subheader("Change a user")
+    user = st.selectbox(
+        "User",
+        users,
+        format_func=lambda u: (
+            f"{u.username} · {u.role_name}" + ("" if u.is_active else " · disabled") + (" · locked" if u.locked else "")
+        ),
+        key="admin_user_pick",
+    )
+    if user is None:
+        return
+    is_self = user.id == actor.id
+    role_col, state_col = st.columns(2, gap="large")
+    with role_col:
+        ids = list(role_names)
+        new_role = st.selectbox(
+            "Role",
+            ids,
+            index=ids.index(user.role_id) if user.role_id in ids else 0,
+            format_func=lambda rid: role_names[rid],
+            key=f"admin_role_for_{user.id}",
+        )
+        if st.button("Change role", disabled=new_role == user.role_id, key=f"admin_change_role_{user.id}"):
+            _apply(
+                lambda: admin_service.change_user_role(actor=actor, user_id=user.id, role_id=new_role),
+                f"{user.username} now has the role {role_names[new_role]}.",
+            )
+    with state_col:
+        st.markdown(
+            f"**{user.username}** is {'active' if user.is_active else 'disabled'}"
+            + (f", locked until {_when(user.locked_until)}" if user.locked else "")
+            + "."
+        )
+        buttons = st.columns(3)
+        if user.is_active:
+            if buttons[0].button("Disable", disabled=is_self, key=f"admin_disable_{user.id}", help="Stops sign-in"):
+                _apply(
+                    lambda: admin_service.set_user_active(actor=actor, user_id=user.id, active=False),
+                    f"{user.username} is disabled.",
+                )
+        elif buttons[0].button("Enable", key=f"admin_enable_{user.id}"):
+            _apply(
+                lambda: admin_service.set_user_active(actor=actor, user_id=user.id, active=True),
+                f"{user.username} is enabled.",
+            )
+        if buttons[1].button(
+            "Unlock", disabled=not user.locked and not user.failed_login_count, key=f"admin_unlock_{user.id}"
+        ):
+            _apply(lambda: admin_service.unlock_user(actor=actor, user_id=user.id), f"{user.username} is unlocked.")
+        if buttons[2].button("Reset password", key=f"admin_reset_{user.id}"):
+            new_password = run_action(lambda: admin_service.reset_password(actor=actor, user_id=user.id))
+            if new_password:
+                st.session_state[session_keys.ADMIN_NEW_PASSWORD] = (user.username, new_password)
+                st.session_state[session_keys.ADMIN_FLASH] = f"Password of {user.username} reset."
+                st.rerun()
+
+    if actor.can("delete_users"):
+        with st.expander(f"Delete {user.username}", icon=":material/delete:"):
+            st.markdown(
+                "Deleting a user removes their chats, messages and feedback, and their private documents "
+                "and recordings with the stored files. Team documents and recordings they uploaded stay, "
+                'shown as uploaded by "deleted user". This cannot be undone.'
+            )
+            typed = st.text_input("Type the username to confirm", key=f"admin_delete_confirm_{user.id}")
+            if st.button(
+                "Delete user",
+                type="primary",
+                disabled=is_self or typed.strip() != user.username,
+                key=f"admin_delete_{user.id}",
+                help="You cannot delete yourself." if is_self else None,
+            ):
+                _apply(
+                    lambda: admin_service.delete_user(actor=actor, user_id=user.id),
+                    f"{user.username} was deleted.",
+                )
+
+
+# ---------------------------------------------------------------------------- roles
+
+
+def roles_tab() -> None:
+    roles = run_action(lambda: admin_service.list_roles(actor=actor)) or []
+    if not roles:
+        return
+    st.caption(
+        "Tick what each role may do. The admin role always holds every permission. A change that would "
+        "leave no active user able to manage users and roles is refused."
+    )
+    matrix = pd.DataFrame(
+        {
+            "Permission": list(PERMISSIONS),
+            "What it allows": list(PERMISSIONS.values()),
+            **{f"role_{role.id}": [name in role.permissions for name in PERMISSIONS] for role in roles},
+        }
+    )
+    fixed = [f"role_{role.id}" for role in roles if role.name == ADMIN_ROLE]
+    edited = st.data_editor(
+        matrix,
+        hide_index=True,
+        disabled=["Permission", "What it allows", *fixed],
+        column_config={
+            f"role_{role.id}": st.column_config.CheckboxColumn(f"{role.name} ({role.user_count})", width="small")
+            for role in roles
+        },
+        key="admin_permission_matrix",
+    )
+    if st.button("Save permissions", type="primary", icon=":material/save:"):
+        wanted = {
+            role.id: {name for name, on in zip(edited["Permission"], edited[f"role_{role.id}"], strict=True) if on}
+            for role in roles
+            if role.name != ADMIN_ROLE
+        }
+        _apply(lambda: admin_service.set_permission_matrix(actor=actor, matrix=wanted), "Permissions saved.")
+
+    create_col, edit_col = st.columns(2, gap="large")
+    with create_col, st.form("admin_create_role", clear_on_submit=True):
+        st.subheader("New role")
+        name = st.text_input("Name")
+        description = st.text_input("Description")
+        granted = st.multiselect("Permissions", list(PERMISSIONS))
+        if st.form_submit_button("Create role"):
+            _apply(
+                lambda: admin_service.create_role(actor=actor, name=name, description=description, permissions=granted),
+                f"Role {name.strip()} created.",
+            )
+    with edit_col:
+        st.subheader("Rename or delete")
+        role = st.selectbox("Role", roles, format_func=lambda r: f"{r.name} ({r.user_count} users)")
+        if role is not None:
+            new_name = st.text_input("Name", value=role.name, key=f"admin_role_name_{role.id}", disabled=role.built_in)
+            new_description = st.text_input("Description", value=role.description, key=f"admin_role_desc_{role.id}")
+            rename, remove = st.columns(2)
+            if rename.button("Save name and description", key=f"admin_rename_{role.id}"):
+                _apply(
+                    lambda: admin_service.rename_role(
+                        actor=actor, role_id=role.id, name=new_name, description=new_description
+                    ),
+                    "Role saved.",
+                )
+            blocked = role.built_in or role.user_count > 0
+            reason = "Built-in roles stay." if role.built_in else "Give its users another role first."
+            if remove.button(
+                "Delete role", key=f"admin_delete_role_{role.id}", disabled=blocked, help=reason if blocked else None
+            ):
+                _apply(lambda: admin_service.delete_role(actor=actor, role_id=role.id), f"Role {role.name} deleted.")
+
+
+# ---------------------------------------------------------------------------- feedback
+
+
+def _date_range(prefix: str) -> tuple[date | None, date | None]:
+    start_col, end_col = st.columns(2)
+    since = start_col.date_input("From", value=None, key=f"{prefix}_since")
+    until = end_col.date_input("To", value=None, key=f"{prefix}_until")
+    return (since if isinstance(since, date) else None, until if isinstance(until, date) else None)
+
+
+def feedback_tab() -> None:
+    raters = dict(run_action(lambda: feedback_raters(actor=actor)) or [])
+    rating_col, status_col, user_col, dates_col = st.columns([1, 1, 1, 2])
+    rating = rating_col.selectbox("Rating", [ALL, "good", "bad"], key="admin_fb_rating")
+    status = status_col.selectbox("Review status", [ALL, *REVIEW_STATUSES], key="admin_fb_status")
+    user_id = user_col.selectbox(
+        "User", [None, *raters], format_func=lambda uid: ALL if uid is None else raters[uid], key="admin_fb_user"
+    )
+    with dates_col:
+        since, until = _date_range("admin_fb")
+    filters = FeedbackFilters(
+        rating=_choice(rating), review_status=_choice(status), user_id=user_id, since=since, until=until
+    )
+    items = run_action(lambda: list_feedback(actor=actor, filters=filters)) or []
+
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Date": _when(item.created_at),
+                    "Rating": "👍" if item.rating == "good" else "👎",
+                    "Question": item.question,
+                    "Answer": item.answer,
+                    "Correction": item.correction or "",
+                    "User": item.username,
+                    "Sources": "; ".join(item.sources),
+                    "Status": item.review_status,
+                    "Trusted": item.trusted,
+                    "Reviewer": item.reviewer or "",
+                    "Note": item.reviewer_note or "",
+                }
+                for item in items
+            ]
+        ),
+        hide_index=True,
+    )
+    csv_col, xlsx_col, _ = st.columns([1, 1, 4])
+    csv_col.download_button(
+        "CSV",
+        data=lambda: export_feedback_csv(actor=actor, filters=filters),
+        file_name=f"quorum-feedback-{_stamp()}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+        key="admin_fb_csv",
+    )
+    xlsx_col.download_button(
+        "Excel",
+        data=lambda: export_feedback_xlsx(actor=actor, filters=filters),
+        file_name=f"quorum-feedback-{_stamp()}.xlsx",
+        mime=XLSX_MIME,
+        on_click="ignore",
+        icon=":material/download:",
+        key="admin_fb_xlsx",
+    )
+    if not items:
+        st.caption("No feedback matches these filters.")
+        return
+
+    st.subheader("Review")
+    item = st.selectbox(
+        "Feedback",
+        items,
+        format_func=lambda i: (
+            f"#{i.id} · {'👍' if i.rating == 'good' else '👎'} · {i.review_status} · {i.username} · {i.question[:70]}"
+        ),
+        key="admin_fb_pick",
+    )
+    if item is None:
+        return
+    st.markdown(f"**Question** ({item.username}, {_when(item.created_at)})")
+    st.markdown(f"> {item.question or '—'}")
+    st.markdown("**Answer**")
+    st.markdown(item.answer)
+    if item.sources:
+        st.caption("Sources: " + " · ".join(item.sources))
+    if item.correction:
+        st.markdown("**Correction**")
+        st.info(item.correction, icon=":material/edit_note:")
+    with st.form(f"admin_review_{item.id}"):
+        decision = st.radio(
+            "Review status", list(REVIEW_STATUSES), index=REVIEW_STATUSES.index(item.review_status), horizontal=True
+        )
+        note = st.text_area("Reviewer note", value=item.reviewer_note or "", max_chars=2000)
+        if item.correction:
+            st.caption("Accepting makes this correction trusted context: later similar questions get it as a source.")
+        if st.form_submit_button("Save review", type="primary"):
+            _apply(
+                lambda: review_feedback(actor=actor, feedback_id=item.id, status=decision, note=note),
+                f"Feedback #{item.id} marked {decision}.",
+            )
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+def _retry(row: JobRow) -> bool:
+    admin_service.retry_job(actor=actor, kind=row.kind, job_id=row.id)
+    return True
+
+
+@st.fragment(run_every=timedelta(seconds=JOBS_REFRESH_SECONDS))
+def jobs_panel() -> None:
+    depths = admin_service.job_queue_depths(actor=actor)
+    kind_col, status_col, _ = st.columns([1, 1, 3])
+    kind = kind_col.selectbox("Kind", [ALL, "transcription", "indexing"], key="admin_jobs_kind")
+    status = status_col.selectbox(
+        "Status", [ALL, "PENDING", "PROCESSING", "COMPLETED", "FAILED"], key="admin_jobs_status"
+    )
+    rows = admin_service.list_jobs(actor=actor, kind=_choice(kind), status=_choice(status))  # type: ignore[arg-type]
+
+    metrics = st.columns(5)
+    if depths is None:
+        metrics[0].metric("Queues", "—", help="Redis is not reachable")
+    else:
+        metrics[0].metric("Waiting: documents", depths.get("default", 0))
+        metrics[1].metric("Waiting: audio", depths.get("audio", 0))
+    metrics[2].metric("Running", sum(row.status in ("PROCESSING", "INDEXING") for row in rows))
+    metrics[3].metric("Failed", sum(row.status == "FAILED" for row in rows))
+    metrics[4].metric("Stalled", sum(row.stale for row in rows), help="Running without a heartbeat")
+
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Kind": row.kind,
+                    "Id": row.id,
+                    "File": row.name,
+                    "Owner": row.owner,
+                    "Status": row.status + (" (stalled)" if row.stale else ""),
+                    "Stage": row.stage,
+                    "Progress": row.progress,
+                    "Attempts": row.attempts,
+                    "Duration": format_seconds(row.duration_seconds),
+                    "Created": _when(row.created_at),
+                    "Error": row.error or "",
+                }
+                for row in rows
+            ]
+        ),
+        hide_index=True,
+        column_config={"Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0)},
+    )
+    retryable = [row for row in rows if row.status == "FAILED" or row.stale][:20]
+    if retryable:
+        st.subheader("Retry")
+    for row in retryable:
+        text_col, button_col = st.columns([5, 1])
+        text_col.markdown(f"**{row.kind} #{row.id}** · {row.name} · {row.error or 'stalled'}")
+        clicked = button_col.button("Retry", key=f"admin_retry_{row.kind}_{row.id}", icon=":material/replay:")
+        if clicked and run_action(partial(_retry, row), success=f"{row.kind} #{row.id} queued again."):
+            st.rerun(scope="fragment")
+
+
+def jobs_tab() -> None:
+    st.caption(f"Refreshes every {JOBS_REFRESH_SECONDS} seconds.")
+    jobs_panel()
+
+
+# ---------------------------------------------------------------------------- usage
+
+
+def _frame(rows: list[Any]) -> pd.DataFrame:
+    return pd.DataFrame([vars(row) for row in rows])
+
+
+def usage_tab() -> None:
+    periods = {"Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90, "All time": None}
+    period = st.segmented_control("Period", list(periods), default="Last 30 days", key="admin_usage_period")
+    days = periods.get(period or "Last 30 days")
+    since = (datetime.now(UTC) - timedelta(days=days - 1)).date() if days else None
+    data = run_action(lambda: usage_analytics(actor=actor, since=since))
+    if data is None:
+        return
+    usage = data.usage
+    cols = st.columns(4)
+    cols[0].metric("Estimated cost", f"${usage.cost_usd:,.2f}")
+    cols[1].metric("Tokens", f"{usage.input_tokens + usage.output_tokens:,}")
+    cols[2].metric("Audio transcribed", f"{data.audio_hours:,.1f} h")
+    cols[3].metric("Thumbs up", "—" if data.share_good is None else f"{data.share_good:.0%}")
+
+    if usage.by_day_purpose:
+        purposes = _frame(usage.by_day_purpose)
+        purposes["tokens"] = purposes["input_tokens"] + purposes["output_tokens"]
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Tokens per day by purpose**")
+            st.bar_chart(purposes, x="day", y="tokens", color="purpose")
+        with right:
+            st.markdown("**Cost per day by purpose (USD)**")
+            st.bar_chart(purposes, x="day", y="cost_usd", color="purpose")
+    else:
+        st.caption("No AI calls recorded in this period.")
+    if usage.by_day_user:
+        users = _frame(usage.by_day_user)
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Tokens per day by user**")
+            st.bar_chart(users, x="day", y="tokens", color="username")
+        with right:
+            st.markdown("**Cost per day by user (USD)**")
+            st.bar_chart(users, x="day", y="cost_usd", color="username")
+
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Audio hours transcribed per day**")
+        if data.audio_per_day:
+            st.bar_chart(_frame(data.audio_per_day), x="day", y="audio_hours")
+        else:
+            st.caption("No recordings transcribed in this period.")
+    with right:
+        st.markdown("**Jobs per day**")
+        if data.jobs_per_day:
+            jobs = _frame(data.jobs_per_day).groupby(["day", "kind"], as_index=False)["jobs"].sum()
+            st.bar_chart(jobs, x="day", y="jobs", color="kind")
+        else:
+            st.caption("No jobs in this period.")
+    st.markdown("**Share of thumbs up per day**")
+    if data.feedback_per_day:
+        st.line_chart(_frame(data.feedback_per_day), x="day", y="share_good")
+    else:
+        st.caption("No ratings in this period.")
+    if usage.by_model:
+        st.markdown("**By model**")
+        st.dataframe(_frame(usage.by_model), hide_index=True)
+
+
+# ---------------------------------------------------------------------------- audit log
+
+
+def audit_tab() -> None:
+    actions = run_action(lambda: audit_actions(actor=actor)) or []
+    user_col, action_col, type_col, text_col = st.columns(4)
+    username = user_col.text_input("User", key="admin_audit_user")
+    action = action_col.selectbox("Action", [ALL, *actions], key="admin_audit_action")
+    target_type = type_col.selectbox(
+        "Target",
+        [ALL, "user", "role", "feedback", "document", "transcription", "indexing", "audit_log"],
+        key="admin_audit_target",
+    )
+    text = text_col.text_input("Contains", key="admin_audit_text", help="Searches target ids and details")
+    since, until = _date_range("admin_audit")
+    filters = AuditFilters(
+        actor_username=username.strip() or None,
+        action=_choice(action),
+        target_type=_choice(target_type),
+        text=text.strip() or None,
+        since=since,
+        until=until,
+        limit=500,
+    )
+    entries = run_action(lambda: list_audit(actor=actor, filters=filters)) or []
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "When": _when(e.created_at),
+                    "Who": e.actor_username,
+                    "Action": e.action,
+                    "Target": e.target_type,
+                    "Target id": e.target_id or "",
+                    "Details": e.details,
+                }
+                for e in entries
+            ]
+        ),
+        hide_index=True,
+        column_config={"Details": st.column_config.JsonColumn("Details")},
+    )
+    st.caption(f"{len(entries)} entries shown (newest first, at most 500; exports hold up to 100,000).")
+    csv_col, xlsx_col, _ = st.columns([1, 1, 4])
+    csv_col.download_button(
+        "CSV",
+        data=lambda: export_audit_csv(actor=actor, filters=filters),
+        file_name=f"quorum-audit-{_stamp()}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+        key="admin_audit_csv",
+    )
+    xlsx_col.download_button(
+        "Excel",
+        data=lambda: export_audit_xlsx(actor=actor, filters=filters),
+        file_name=f"quorum-audit-{_stamp()}.xlsx",
+        mime=XLSX_MIME,
+        on_click="ignore",
+        icon=":material/download:",
+        key="admin_audit_xlsx",
+    )
+
+
+# ---------------------------------------------------------------------------- page
+
+TABS: list[tuple[str, str, Callable[[], None]]] = [
+    ("Users", "manage_users", users_tab),
+    ("Roles & permissions", "manage_roles", roles_tab),
+    ("Feedback review", "review_feedback", feedback_tab),
+    ("Jobs", "view_jobs", jobs_tab),
+    ("Usage", "view_jobs", usage_tab),
+    ("Audit log", "view_audit_log", audit_tab),
+]
+
+st.title("Admin")
+flash = st.session_state.pop(session_keys.ADMIN_FLASH, None)
+if flash:
+    st.success(flash, icon=":material/check_circle:")
+visible = [(label, render) for label, permission, render in TABS if actor.can(permission)]
+if not visible:
+    st.info("Your role has no admin permissions.")
+    st.stop()
+for container, (_, render) in zip(st.tabs([label for label, _ in visible]), visible, strict=True):
+    with container:
+        render()
