@@ -790,8 +790,8 @@ def write_minutes_for_job(job_id: int, *, regenerate: bool = False, requested_by
         job = session.get(TranscriptionJob, job_id)
         if job is None:
             raise NotFound(f"Recording {job_id} was not found.")
-        if job.minutes is not None and not regenerate:
-            log.info("minutes: job %s already has minutes; skipped", job_id)
+        if (job.minutes is not None or job.minutes_edited_at is not None) and not regenerate:
+            log.info("minutes: job %s already has minutes (generated or edited); skipped", job_id)
             return
         if job.transcript_segments is None and job.transcript_text is None:
             raise PermanentError(f"Recording {job_id} has no transcript yet, so it has no minutes to write.")

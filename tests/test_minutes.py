@@ -380,5 +380,7 @@ def test_a_job_without_a_minutes_document_is_not_given_one_by_an_edit(offline_pr
 
     job_id = insert_job(member, segments=SHORT_MEETING)
     update_minutes(actor=member, job_id=job_id, markdown="Notes before indexing")
+    write_minutes_for_job(job_id)  # the pipeline reaching its minutes stage after a human wrote some
+    assert load_job(job_id).minutes_markdown == "Notes before indexing\n"
     with session_scope() as session:
         assert session.scalar(select(func.count()).where(Document.transcription_job_id == job_id)) == 0
