@@ -8,10 +8,15 @@ of each, and fuses the two lists by reciprocal rank (RRF, k=60):
 - full text: ``websearch_to_tsquery('english', question)`` against the generated
   ``search_vector`` column through its GIN index, ranked with ``ts_rank_cd``.
 
-Visibility (what the actor may read), document status (COMPLETED only), the active chunk
-generation of each document and the caller's filters (document types, specific documents,
-upload date range) are applied inside that same statement, so a chunk the actor may not
-see never leaves the database.
+Visibility and searchability (core.documents.searchable_documents_clause: what the actor
+may read, among documents with an active chunk generation), the join on each document's
+active generation and the caller's filters (document types, specific documents, upload
+date range) are applied inside that same statement, so a chunk the actor may not see never
+leaves the database. Status is deliberately not filtered: a document being re-indexed
+stays searchable through its previous generation until the new one is swapped in.
+
+The statement is built once per actor and shape of search (cached); the question, its
+embedding, the filter values, k and the candidate count are bound parameters.
 
 pgvector 0.6.2 has no iterative index scans: an HNSW scan returns at most ``ef_search``
 neighbours and the filter is applied after it, so a selective filter can starve the vector
@@ -32,21 +37,23 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from functools import lru_cache
+from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Float,
     Integer,
     Select,
     Text,
     and_,
+    bindparam,
     cast,
     func,
     literal_column,
     or_,
     select,
-    true,
 )
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session, aliased
@@ -54,6 +61,7 @@ from sqlalchemy.orm import Session, aliased
 from core.ai.base import AIProvider, UsageContext
 from core.config import get_settings
 from core.db import session_scope
+from core.documents import searchable_documents_clause
 from core.errors import InvalidInput
 from core.models import DOCUMENT_TYPES, ChatMessage, Document, DocumentChunk, MessageFeedback
 from core.rbac import Actor
@@ -67,7 +75,7 @@ MAX_QUERY_CHARS = 4000
 # Operators websearch_to_tsquery understands; when a query uses one the user meant it.
 # Lower-case "or" is not counted: in a question it is just a word, and ORing is the default.
 _SEARCH_SYNTAX = re.compile(r'"|(?:^|\s)-\w|\sOR\s')
-_ENGLISH = literal_column("'english'::regconfig")
+_ENGLISH: ColumnElement[str] = literal_column("'english'::regconfig")
 
 Strategy = Literal["hnsw", "exact"]
 
@@ -134,52 +142,76 @@ class TrustedCorrection:
     distance: float
 
 
-def _visible_clause(actor: Actor) -> ColumnElement[bool]:
-    try:
-        from core.documents import visible_documents_clause as owned
-    except ImportError:
-        owned = None
-    if owned is not None:
-        return owned(actor)
-    clauses: list[ColumnElement[bool]] = [Document.uploaded_by == actor.id]
-    if actor.can("read_documents"):
-        clauses.append(Document.visibility == "team")
-    if actor.can("delete_documents"):
-        clauses.append(true())
-    return or_(*clauses)
+@dataclass(frozen=True)
+class _Shape:
+    """What decides the SQL text of a search; the values themselves are bound parameters."""
+
+    strategy: Strategy
+    strict_syntax: bool  # the user wrote websearch syntax: keep its AND/OR/phrase meaning
+    document_types: bool
+    document_ids: bool
+    date_from: bool
+    date_to: bool
 
 
-def _document_conditions(actor: Actor, filters: RetrievalFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Document.status == "COMPLETED", _visible_clause(actor)]
+def _shape(filters: RetrievalFilters, *, strategy: Strategy = "hnsw", query: str = "") -> _Shape:
+    return _Shape(
+        strategy=strategy,
+        strict_syntax=bool(_SEARCH_SYNTAX.search(query)),
+        document_types=bool(filters.document_types),
+        document_ids=bool(filters.document_ids),
+        date_from=filters.date_from is not None,
+        date_to=filters.date_to is not None,
+    )
+
+
+def _filter_values(filters: RetrievalFilters) -> dict[str, Any]:
+    values: dict[str, Any] = {}
     if filters.document_types:
-        conditions.append(Document.document_type.in_(filters.document_types))
+        values["document_types"] = list(filters.document_types)
     if filters.document_ids:
-        conditions.append(Document.id.in_(filters.document_ids))
+        values["document_ids"] = list(filters.document_ids)
     if filters.date_from:
-        conditions.append(Document.upload_date >= datetime.combine(filters.date_from, time.min, UTC))
+        values["date_from"] = datetime.combine(filters.date_from, time.min, UTC)
     if filters.date_to:
-        end = datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC)
-        conditions.append(Document.upload_date < end)
-    return conditions
+        values["date_end"] = datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC)
+    return values
+
+
+def _document_conditions(actor: Actor, shape: _Shape) -> ColumnElement[bool]:
+    """Searchable documents the actor may read, narrowed by the filters (as bound parameters)."""
+    conditions: list[ColumnElement[bool]] = [searchable_documents_clause(actor)]
+    if shape.document_types:
+        conditions.append(Document.document_type.in_(bindparam("document_types", expanding=True)))
+    if shape.document_ids:
+        conditions.append(Document.id.in_(bindparam("document_ids", expanding=True)))
+    if shape.date_from:
+        conditions.append(Document.upload_date >= bindparam("date_from", type_=DateTime(timezone=True)))
+    if shape.date_to:
+        conditions.append(Document.upload_date < bindparam("date_end", type_=DateTime(timezone=True)))
+    return and_(*conditions)
+
+
+@lru_cache(maxsize=256)
+def _plan_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, ...]]:
+    matches = _document_conditions(actor, shape)
+    return select(
+        func.coalesce(func.sum(Document.chunks_total).filter(matches), 0),
+        func.coalesce(func.sum(Document.chunks_total), 0),
+        func.count().filter(matches),
+        func.count(),
+    ).where(Document.active_generation > 0)
 
 
 def plan_search(session: Session, *, actor: Actor, filters: RetrievalFilters, candidates: int) -> SearchPlan:
     """Choose exact scan or HNSW (and its ef_search) from the documents table. Read-only.
 
     The estimate is the sum of chunks_total over the matching documents (document counts
-    when chunk counts are not recorded), compared with the same sum over all completed ones.
+    when chunk counts are not recorded), compared with the same sum over all searchable ones.
     """
     settings = get_settings()
     base_ef = max(settings.hnsw_ef_search, candidates)
-    matches = and_(*_document_conditions(actor, filters))
-    row = session.execute(
-        select(
-            func.coalesce(func.sum(Document.chunks_total).filter(matches), 0),
-            func.coalesce(func.sum(Document.chunks_total), 0),
-            func.count().filter(matches),
-            func.count(),
-        ).where(Document.status == "COMPLETED")
-    ).one()
+    row = session.execute(_plan_statement(actor, _shape(filters)), _filter_values(filters)).one()
     chunks_matching, chunks_all, docs_matching, docs_all = (int(value) for value in row)
     if chunks_all > 0:
         estimated, total = chunks_matching, chunks_all
@@ -194,56 +226,45 @@ def plan_search(session: Session, *, actor: Actor, filters: RetrievalFilters, ca
     return SearchPlan(strategy="hnsw", ef_search=ef_search, estimated_chunks=estimated)
 
 
-def _or_terms(query: str) -> ColumnElement[object]:
+def _text_query(strict_syntax: bool) -> ColumnElement[Any]:
     """websearch_to_tsquery of the question, its terms ORed unless the user wrote search syntax.
 
     Questions are sentences: requiring every word (websearch's AND) would miss most chunks,
     and ts_rank_cd still ranks chunks matching more terms higher. Quotes, -exclusions and
     OR keep websearch's own meaning.
     """
-    parsed = func.websearch_to_tsquery(_ENGLISH, query)
-    if _SEARCH_SYNTAX.search(query):
+    parsed = func.websearch_to_tsquery(_ENGLISH, bindparam("query", type_=Text))
+    if strict_syntax:
         return parsed
     return cast(func.replace(cast(parsed, Text), " & ", " | "), TSQUERY)
 
 
-def hybrid_search_statement(
-    *,
-    actor: Actor,
-    query: str,
-    query_embedding: Sequence[float],
-    filters: RetrievalFilters,
-    k: int,
-    candidates: int,
-    strategy: Strategy,
-    max_distance: float,
-) -> Select[tuple[object, ...]]:
-    """The one SELECT that retrieves, filters and fuses. Pure: builds SQL, runs nothing."""
+@lru_cache(maxsize=256)
+def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, ...]]:
+    """The one SELECT that retrieves, filters and fuses, for `actor` and a shape of search.
+
+    Pure and cached: values are bound parameters (query, query_embedding, candidates, k,
+    max_distance and the filter values), so building the statement costs nothing per query.
+    """
     chunk_of_document = and_(
         Document.id == DocumentChunk.document_id, DocumentChunk.generation == Document.active_generation
     )
-    eligible = and_(*_document_conditions(actor, filters))
+    eligible = _document_conditions(actor, shape)
+    candidates = bindparam("candidates", type_=Integer)
 
-    if strategy == "exact":
-        # A materialised CTE cannot use the HNSW index: every eligible chunk is compared.
-        pool = (
-            select(DocumentChunk.id.label("chunk_id"), DocumentChunk.embedding.label("embedding"))
-            .join(Document, chunk_of_document)
-            .where(eligible)
-            .cte("eligible_chunks")
-            .prefix_with("MATERIALIZED")
-        )
-        distance = pool.c.embedding.cosine_distance(query_embedding)
-        vector_top = select(pool.c.chunk_id, distance.label("distance")).order_by(distance).limit(candidates)
+    distance = DocumentChunk.embedding.cosine_distance(bindparam("query_embedding"))
+    vector_top = (
+        select(DocumentChunk.id.label("chunk_id"), distance.label("distance"))
+        .join(Document, chunk_of_document)
+        .where(eligible)
+        .limit(candidates)
+    )
+    if shape.strategy == "exact":
+        # "+ 0" hides the distance from the planner's index matching: the HNSW index cannot
+        # serve this ORDER BY, so every eligible chunk is compared (exact top-N sort).
+        vector_top = vector_top.order_by(distance + 0.0, DocumentChunk.id)
     else:
-        distance = DocumentChunk.embedding.cosine_distance(query_embedding)
-        vector_top = (
-            select(DocumentChunk.id.label("chunk_id"), distance.label("distance"))
-            .join(Document, chunk_of_document)
-            .where(eligible)
-            .order_by(distance)
-            .limit(candidates)
-        )
+        vector_top = vector_top.order_by(distance)
     vector_sub = vector_top.subquery("vector_top")
     vector_hits = select(
         vector_sub.c.chunk_id,
@@ -251,7 +272,7 @@ def hybrid_search_statement(
         func.row_number().over(order_by=(vector_sub.c.distance, vector_sub.c.chunk_id)).label("rank"),
     ).cte("vector_hits")
 
-    tsquery = _or_terms(query)
+    tsquery = _text_query(shape.strict_syntax)
     text_score = func.ts_rank_cd(DocumentChunk.search_vector, tsquery)
     text_sub = (
         select(DocumentChunk.id.label("chunk_id"), text_score.label("score"))
@@ -271,7 +292,7 @@ def hybrid_search_statement(
         1.0 / (RRF_K + text_hits.c.rank), 0.0
     )
     # A chunk found only by the vector half must be close enough to count as relevant.
-    relevant = or_(text_hits.c.chunk_id.is_not(None), vector_hits.c.distance <= max_distance)
+    relevant = or_(text_hits.c.chunk_id.is_not(None), vector_hits.c.distance <= bindparam("max_distance", type_=Float))
     fused = (
         select(
             func.coalesce(vector_hits.c.chunk_id, text_hits.c.chunk_id).label("chunk_id"),
@@ -309,7 +330,7 @@ def hybrid_search_statement(
         .join(chunk, chunk.id == fused.c.chunk_id)
         .join(document, document.id == chunk.document_id)
         .order_by(fused.c.score.desc(), chunk.id)
-        .limit(k)
+        .limit(bindparam("k", type_=Integer))
     )
 
 
@@ -342,18 +363,17 @@ def search_chunks(
     plan = plan_search(session, actor=actor, filters=filters, candidates=candidates)
     if strategy is not None:
         plan = SearchPlan(strategy=strategy, ef_search=plan.ef_search, estimated_chunks=plan.estimated_chunks)
-    session.execute(select(func.set_config("hnsw.ef_search", str(plan.ef_search), True)))
-    statement = hybrid_search_statement(
-        actor=actor,
-        query=query,
-        query_embedding=list(query_embedding),
-        filters=filters,
-        k=k,
-        candidates=candidates,
-        strategy=plan.strategy,
-        max_distance=settings.retrieval_max_distance,
-    )
-    rows = session.execute(statement).all()
+    if plan.strategy == "hnsw":
+        session.execute(select(func.set_config("hnsw.ef_search", str(plan.ef_search), True)))
+    statement = hybrid_search_statement(actor, _shape(filters, strategy=plan.strategy, query=query))
+    values = _filter_values(filters) | {
+        "query": query,
+        "query_embedding": list(query_embedding),
+        "candidates": candidates,
+        "k": k,
+        "max_distance": settings.retrieval_max_distance,
+    }
+    rows: Sequence[Any] = session.execute(statement, values).all()
     log.debug("retrieval %s ef_search=%s -> %d chunks", plan.strategy, plan.ef_search, len(rows))
     return [
         RetrievedChunk(

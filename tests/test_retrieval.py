@@ -133,15 +133,24 @@ def test_results_carry_their_source_location(owner: Actor, corpus: Corpus) -> No
     assert (page_hit.page, page_hit.heading) == (9, "Security")
 
 
-def test_stale_generations_and_unfinished_documents_are_never_returned(owner: Actor, corpus: Corpus) -> None:
+def test_only_the_active_generation_of_indexed_documents_is_searched(owner: Actor, corpus: Corpus) -> None:
     stale_ids = {chunk_id for key, chunk_id in corpus.chunks.items() if key.startswith("stale:")}
     found = _ids(owner, "Outdated draft", filters=RetrievalFilters(document_ids=corpus.document_ids), k=40)
     assert not stale_ids & set(found)
 
     extra = build_corpus(_embed, uploaded_by=owner.id, specs=[PRIVATE_DOC])
+    only_extra = RetrievalFilters(document_ids=extra.document_ids)
+    question = "retention bonus instalments"
+    # Being re-indexed: still searchable through the active generation.
     with session_scope() as session:
         session.execute(text("UPDATE documents SET status = 'INDEXING' WHERE id = :id"), {"id": extra.document_ids[0]})
-    assert _ids(owner, "retention bonus instalments", filters=RetrievalFilters(document_ids=extra.document_ids)) == []
+    assert extra.chunks["bonus"] in _ids(owner, question, filters=only_extra)
+    # No active generation yet (never indexed): nothing.
+    with session_scope() as session:
+        session.execute(
+            text("UPDATE documents SET active_generation = 0 WHERE id = :id"), {"id": extra.document_ids[0]}
+        )
+    assert _ids(owner, question, filters=only_extra) == []
 
 
 def test_private_document_is_invisible_to_other_users(make_user) -> None:  # type: ignore[no-untyped-def]
