@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 
@@ -12,10 +13,29 @@ from core.chunking import Chunker, chunk_sections, chunk_text, chunk_timed_piece
 from core.config import get_settings
 from core.extraction import Section
 
-WORDS = (
-    "budget meeting decided platform team hiring continue quarter review costs risks customer "
-    "roadmap launch deadline vendor contract security audit migration database"
-).split()
+WORDS = [
+    "budget",
+    "meeting",
+    "decided",
+    "platform",
+    "team",
+    "hiring",
+    "continue",
+    "quarter",
+    "review",
+    "costs",
+    "risks",
+    "customer",
+    "roadmap",
+    "launch",
+    "deadline",
+    "vendor",
+    "contract",
+    "security",
+    "audit",
+    "migration",
+    "database",
+]
 
 
 def make_text(paragraphs: int, seed: int = 7) -> str:
@@ -79,7 +99,7 @@ def test_chunks_end_at_sentence_ends_and_overlap_their_neighbours(chunker: Chunk
     for chunk in chunks[:-1]:
         assert chunk.text[-1] in ".?!"
     overlaps = 0
-    for previous, current in zip(chunks, chunks[1:], strict=False):
+    for previous, current in itertools.pairwise(chunks):
         head = " ".join(words_of(current.text)[:3])
         if head in previous.text:
             overlaps += 1
@@ -139,7 +159,7 @@ def test_timed_pieces_give_chunks_their_start_and_end_seconds() -> None:
         assert chunk.text.startswith("A: ")
         # Times are those of real pieces (chunks hold whole pieces).
         assert chunk.start_seconds % 4.0 == 0.0
-    for previous, current in zip(chunks, chunks[1:], strict=False):
+    for previous, current in itertools.pairwise(chunks):
         assert current.start_seconds is not None and previous.end_seconds is not None
         assert current.start_seconds < previous.end_seconds  # overlapping pieces
         assert current.start_seconds > (previous.start_seconds or 0.0)
