@@ -13,3 +13,5 @@ ADMIN_NEW_PASSWORD = "quorum_admin_new_password"  # (username, password) to show
 TRANSCRIPT_LINES = "quorum_transcript_lines"  # selection of the transcript table (choosing a line seeks)
 MINUTES_EDITING = "quorum_minutes_editing"  # job id whose minutes are open in the editor
 TRANSCRIPTS_FLASH = "quorum_transcripts_flash"  # a message to show after the rerun a delete or retry caused
+HUB_FLASH = "quorum_hub_flash"  # a message to show after the rerun an Ingestion Hub action caused
+HUB_UPLOAD_RESULTS = "quorum_hub_upload_results"  # [(status, message)] of the last document upload
