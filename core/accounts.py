@@ -208,3 +208,12 @@ def ensure_first_admin() -> str | None:
         )
         log.info("created the first admin %r", settings.admin_username)
         return None if settings.admin_password else password
+
+
+def actor_for_username(username: str) -> Actor:
+    """The Actor of an active account, for the command line. Raises NotFound otherwise."""
+    with session_scope() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None or not user.is_active:
+            raise NotFound(f"There is no active user named {username!r}.")
+        return actor_from_user(session, user)

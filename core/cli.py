@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.config import get_settings
+from core.models import DOCUMENT_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("quorum")
@@ -80,6 +81,98 @@ def cmd_create_user(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Created user {args.username!r} with role {args.role!r}.")
+    return 0
+
+
+def _actor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from core.accounts import actor_for_username
+
+    prepare()
+    return actor_for_username(args.as_user or get_settings().admin_username)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from core.documents import ingest_paths
+
+    results = ingest_paths(actor=_actor(args), paths=args.paths, visibility=args.visibility, wait=not args.no_wait)
+    failed = 0
+    for result in results:
+        outcome = result.outcome
+        if outcome.status != "accepted":
+            failed += outcome.status == "rejected"
+            print(f"{outcome.status:9} {result.path}: {outcome.message}")
+            continue
+        status = result.status or "QUEUED"
+        failed += status == "FAILED"
+        detail = f"{result.chunks} chunks" if status == "COMPLETED" else (result.error or "")
+        print(f"{status:9} {result.path} -> document {outcome.document_id} {detail}".rstrip())
+    return 1 if failed else 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from core.transcription import get_job_summary, submit_recording, transcribe_recording
+
+    actor = _actor(args)
+    path = Path(args.path)
+    with path.open("rb") as handle:
+        job = submit_recording(actor=actor, file=handle, filename=path.name, visibility=args.visibility)
+    print(f"job {job.id} queued ({path.name})", flush=True)
+    if args.no_wait:
+        return 0
+    # Work on it here too: the claim is atomic, so a running worker and this process never
+    # both transcribe it, and the command finishes even when no worker is running.
+    transcribe_recording(job.id)
+    while True:
+        job = get_job_summary(actor=actor, job_id=job.id)
+        if job.status in ("COMPLETED", "FAILED"):
+            break
+        time.sleep(2)
+    print(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
+    return 0 if job.status == "COMPLETED" else 1
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from core.chat import ask
+    from core.retrieval import RetrievalFilters
+
+    answer = ask(actor=_actor(args), question=args.question, filters=RetrievalFilters(document_types=tuple(args.type)))
+    print(answer.text)
+    if answer.sources:
+        print("\nSources:")
+        for source in answer.sources:
+            print(f"  [{source.number}] {source.label}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core.exports import export_job
+
+    exported = export_job(actor=_actor(args), job_id=args.job_id, fmt=args.format)
+    if args.output:
+        Path(args.output).write_bytes(exported.data)
+        print(f"wrote {args.output} ({len(exported.data)} bytes)", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(exported.data)
+        sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Rebuild every document's chunks with the configured embedder (after a model change)."""
+    from core.ai import get_provider
+    from core.ai.embedding_space import reset_embedding_space
+    from core.documents import list_documents, reindex_document
+
+    actor = _actor(args)
+    if args.all:
+        reset_embedding_space(space=get_provider().embedding_space)
+    if args.all:
+        ids = [d.id for d in list_documents(actor=actor, limit=10_000) if d.status in ("COMPLETED", "FAILED")]
+    else:
+        ids = args.document_ids
+    for document_id in ids:
+        reindex_document(actor=actor, document_id=document_id)
+    print(f"queued {len(ids)} document(s) for re-indexing; the worker swaps in the new chunks as they finish")
     return 0
 
 
@@ -175,6 +268,39 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--processes", type=int, default=1)
     worker.add_argument("--threads", type=int, default=4)
     worker.set_defaults(handler=cmd_worker)
+
+    def with_user(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        command.add_argument("--as", dest="as_user", metavar="USERNAME", help="act as this user (default: the admin)")
+        return command
+
+    ingest = with_user(sub.add_parser("ingest", help="upload and index documents (files or folders)"))
+    ingest.add_argument("paths", nargs="+")
+    ingest.add_argument("--visibility", choices=("team", "private"), default="team")
+    ingest.add_argument("--no-wait", action="store_true", help="only queue them for the workers")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    transcribe = with_user(sub.add_parser("transcribe", help="transcribe a recording and write its minutes"))
+    transcribe.add_argument("path")
+    transcribe.add_argument("--visibility", choices=("team", "private"), default="team")
+    transcribe.add_argument("--no-wait", action="store_true", help="only queue it for the workers")
+    transcribe.set_defaults(handler=cmd_transcribe)
+
+    ask = with_user(sub.add_parser("ask", help="ask the knowledge base a question"))
+    ask.add_argument("question")
+    ask.add_argument("--type", action="append", default=[], choices=DOCUMENT_TYPES, help="limit to a document type")
+    ask.set_defaults(handler=cmd_ask)
+
+    export = with_user(sub.add_parser("export", help="export a transcript or minutes"))
+    export.add_argument("job_id", type=int)
+    export.add_argument("--format", required=True, help="txt, md, docx, srt, vtt, json, minutes-md, minutes-docx")
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.set_defaults(handler=cmd_export)
+
+    reindex = with_user(sub.add_parser("reindex", help="rebuild chunks with the configured embedder"))
+    target = reindex.add_mutually_exclusive_group(required=True)
+    target.add_argument("--all", action="store_true", help="every document; records the new embedding space")
+    target.add_argument("document_ids", nargs="*", type=int, default=[])
+    reindex.set_defaults(handler=cmd_reindex)
     return parser
 
 
@@ -182,8 +308,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    handler = args.handler
-    return int(handler(args))
+    from core.errors import QuorumError
+
+    try:
+        return int(args.handler(args))
+    except QuorumError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
