@@ -54,6 +54,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session, aliased
@@ -272,21 +273,49 @@ def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, .
         func.row_number().over(order_by=(vector_sub.c.distance, vector_sub.c.chunk_id)).label("rank"),
     ).cte("vector_hits")
 
-    tsquery = _text_query(shape.strict_syntax)
-    text_score = func.ts_rank_cd(DocumentChunk.search_vector, tsquery)
-    text_sub = (
-        select(DocumentChunk.id.label("chunk_id"), text_score.label("score"))
+    # Full text, AND first: every term of the question (websearch semantics). Only when that
+    # finds fewer than k chunks are the terms ORed (natural questions rarely match every
+    # word). The OR scan sits behind a one-time filter, so Postgres skips it when the AND
+    # list is long enough: ranking every chunk that shares one common word is the costly case.
+    strict = func.websearch_to_tsquery(_ENGLISH, bindparam("query", type_=Text))
+    strict_score = func.ts_rank_cd(DocumentChunk.search_vector, strict)
+    strict_top = (
+        select(DocumentChunk.id.label("chunk_id"), strict_score.label("score"))
         .join(Document, chunk_of_document)
-        .where(eligible, DocumentChunk.search_vector.op("@@")(tsquery))
-        .order_by(text_score.desc(), DocumentChunk.id)
+        .where(eligible, DocumentChunk.search_vector.op("@@")(strict))
+        .order_by(strict_score.desc(), DocumentChunk.id)
         .limit(candidates)
-        .subquery("text_top")
+        .cte("strict_top")
     )
-    text_hits = select(
+    tiers = [select(strict_top.c.chunk_id, literal_column("1").label("tier"), strict_top.c.score)]
+    if not shape.strict_syntax:
+        loose = _text_query(strict_syntax=False)
+        loose_score = func.ts_rank_cd(DocumentChunk.search_vector, loose)
+        too_few = select(func.count()).select_from(strict_top).scalar_subquery() < bindparam("k", type_=Integer)
+        loose_top = (
+            select(DocumentChunk.id.label("chunk_id"), loose_score.label("score"))
+            .join(Document, chunk_of_document)
+            .where(eligible, too_few, DocumentChunk.search_vector.op("@@")(loose))
+            .order_by(loose_score.desc(), DocumentChunk.id)
+            .limit(candidates)
+            .subquery("loose_top")
+        )
+        tiers.append(
+            select(loose_top.c.chunk_id, literal_column("2").label("tier"), loose_top.c.score).where(
+                loose_top.c.chunk_id.not_in(select(strict_top.c.chunk_id))
+            )
+        )
+    text_sub = union_all(*tiers).subquery("text_top") if len(tiers) > 1 else tiers[0].subquery("text_top")
+    ranked_text = select(
         text_sub.c.chunk_id,
         text_sub.c.score,
-        func.row_number().over(order_by=(text_sub.c.score.desc(), text_sub.c.chunk_id)).label("rank"),
-    ).cte("text_hits")
+        func.row_number().over(order_by=(text_sub.c.tier, text_sub.c.score.desc(), text_sub.c.chunk_id)).label("rank"),
+    ).subquery("ranked_text")
+    text_hits = (
+        select(ranked_text.c.chunk_id, ranked_text.c.score, ranked_text.c.rank)
+        .where(ranked_text.c.rank <= candidates)
+        .cte("text_hits")
+    )
 
     fused_score = func.coalesce(1.0 / (RRF_K + vector_hits.c.rank), 0.0) + func.coalesce(
         1.0 / (RRF_K + text_hits.c.rank), 0.0
@@ -344,11 +373,13 @@ def search_chunks(
     k: int | None = None,
     candidates: int | None = None,
     strategy: Strategy | None = None,
+    ef_search: int | None = None,
 ) -> list[RetrievedChunk]:
     """The top `k` chunks for `query` that `actor` may read, best first. Does not commit.
 
     Sets hnsw.ef_search for the session's current transaction only (SET LOCAL). `strategy`
-    forces exact scan or HNSW (benchmarks); by default `plan_search` chooses.
+    forces exact scan or HNSW and `ef_search` its search width (benchmarks); by default
+    `plan_search` chooses both.
     Raises InvalidInput for an empty or over-long query.
     """
     settings = get_settings()
@@ -363,6 +394,8 @@ def search_chunks(
     plan = plan_search(session, actor=actor, filters=filters, candidates=candidates)
     if strategy is not None:
         plan = SearchPlan(strategy=strategy, ef_search=plan.ef_search, estimated_chunks=plan.estimated_chunks)
+    if ef_search is not None:
+        plan = SearchPlan(strategy=plan.strategy, ef_search=ef_search, estimated_chunks=plan.estimated_chunks)
     if plan.strategy == "hnsw":
         session.execute(select(func.set_config("hnsw.ef_search", str(plan.ef_search), True)))
     statement = hybrid_search_statement(actor, _shape(filters, strategy=plan.strategy, query=query))
