@@ -304,7 +304,7 @@ def feedback_tab() -> None:
             [
                 {
                     "Date": _when(item.created_at),
-                    "Rating": "👍" if item.rating == "good" else "👎",
+                    "Rating": item.rating,
                     "Question": item.question,
                     "Answer": item.answer,
                     "Correction": item.correction or "",
@@ -348,7 +348,7 @@ def feedback_tab() -> None:
         "Feedback",
         items,
         format_func=lambda i: (
-            f"#{i.id} · {'👍' if i.rating == 'good' else '👎'} · {i.review_status} · {i.username} · {i.question[:70]}"
+            f"#{i.id} · {i.rating} · {i.review_status} · {i.username} · {i.question[:70]}"
         ),
         key="admin_fb_pick",
     )
@@ -536,6 +536,9 @@ def audit_tab() -> None:
         limit=500,
     )
     entries = run_action(lambda: list_audit(actor=actor, filters=filters)) or []
+    if not entries:
+        st.caption("No audit entries match these filters.")
+        return
     st.dataframe(
         pd.DataFrame(
             [
