@@ -15,3 +15,7 @@ MINUTES_EDITING = "quorum_minutes_editing"  # job id whose minutes are open in t
 TRANSCRIPTS_FLASH = "quorum_transcripts_flash"  # a message to show after the rerun a delete or retry caused
 HUB_FLASH = "quorum_hub_flash"  # a message to show after the rerun an Ingestion Hub action caused
 HUB_UPLOAD_RESULTS = "quorum_hub_upload_results"  # [(status, message)] of the last document upload
+CHAT_FILTER_TYPES = "quorum_chat_filter_types"  # document types the chat searches (multiselect)
+CHAT_FILTER_DOCUMENTS = "quorum_chat_filter_documents"  # document ids the chat searches (multiselect)
+CHAT_FILTER_DATES = "quorum_chat_filter_dates"  # (from, to) upload dates the chat searches
+CHAT_FLASH = "quorum_chat_flash"  # a message to show after the rerun a chat action caused

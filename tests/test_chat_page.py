@@ -1,0 +1,63 @@
+"""The chat page under Streamlit's AppTest: ask, see the cited answer, rate it, manage chats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from streamlit.testing.v1 import AppTest
+
+from core.ai.hashing import hashing_embed
+from core.chat import list_chats, list_messages
+from core.config import get_settings
+from core.rbac import Actor
+from pages import session_keys
+from tests.retrieval_corpus import build_corpus
+
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "chat.py"
+
+
+def _embed(texts: Any) -> list[list[float]]:
+    return hashing_embed(list(texts), get_settings().embedding_dim).tolist()  # type: ignore[no-any-return]
+
+
+def _page(actor: Actor) -> AppTest:
+    app = AppTest.from_file(str(PAGE), default_timeout=30)
+    app.session_state[session_keys.ACTOR] = actor
+    return app
+
+
+def test_ask_and_rate_on_the_page(member: Actor, offline_provider: Any) -> None:
+    build_corpus(_embed, uploaded_by=member.id)
+    app = _page(member).run()
+    assert not app.exception
+    assert any("Offline mode" in info.value for info in app.info)
+
+    app.chat_input[0].set_value("When is the office move to Harbour Street?").run()
+    assert not app.exception
+    (chat,) = list_chats(actor=member)
+    _question, answer = list_messages(actor=member, chat_id=chat.id)
+    assert "14th of October" in answer.content and answer.sources
+    assert app.session_state[session_keys.ACTIVE_CHAT_ID] == chat.id
+    assert any("14th of October" in markdown.value for markdown in app.markdown)
+    assert any(e.label.startswith("Sources (") for e in app.expander)
+
+    # A transcript source offers a jump to the recording.
+    assert any(button.label == "3:21" for button in app.button)
+    app.button(key="regenerate").click().run()
+    assert not app.exception
+    assert len(list_messages(actor=member, chat_id=chat.id)) == 2
+
+
+def test_sidebar_lists_only_own_chats(make_user: Any, offline_provider: Any) -> None:
+    from core.chat import create_chat
+
+    alice, bob = make_user(), make_user()
+    mine = create_chat(actor=alice, title="Alice's planning questions")
+    create_chat(actor=bob, title="Bob's secret chat")
+    app = _page(alice).run()
+    labels = [button.label for button in app.sidebar.button]
+    assert "Alice's planning questions" in labels and "Bob's secret chat" not in labels
+    app.sidebar.button(key=f"chat_open_{mine.id}").click().run()
+    assert app.session_state[session_keys.ACTIVE_CHAT_ID] == mine.id
+    assert app.title[0].value == "Alice's planning questions"
