@@ -347,9 +347,7 @@ def feedback_tab() -> None:
     item = st.selectbox(
         "Feedback",
         items,
-        format_func=lambda i: (
-            f"#{i.id} · {i.rating} · {i.review_status} · {i.username} · {i.question[:70]}"
-        ),
+        format_func=lambda i: f"#{i.id} · {i.rating} · {i.review_status} · {i.username} · {i.question[:70]}",
         key="admin_fb_pick",
     )
     if item is None:
