@@ -16,7 +16,9 @@ A question is answered in four steps:
    only those are stored with the answer, so the text the user saw, the stored text and
    the listed sources always agree.
 
-With nothing relevant retrieved the answer says so and the model is not called.
+With nothing relevant retrieved the answer says so and the model is not called. When the
+configured embedder differs from the one the stored vectors were built with, answering
+raises EmbeddingSpaceMismatch (mid-stream) rather than comparing incomparable vectors.
 
 Chats belong to their owner: every function checks ownership in the query and raises
 NotFound for someone else's chat, the same as for a chat that does not exist.
@@ -36,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from core import extractive
 from core.ai.base import AIProvider, Message, StreamResult, UsageContext
+from core.ai.embedding_space import check_embedding_space
 from core.config import get_settings
 from core.db import session_scope
 from core.errors import InvalidInput, NotFound
@@ -523,6 +526,7 @@ def _generate(
 ) -> Iterator[str]:
     """Retrieve, prompt, stream and check citations; yields the checked text as it comes."""
     settings = get_settings()
+    check_embedding_space(provider)
     embedding = embed_question(provider, question=question, user_id=actor.id)
     with session_scope() as session:
         chunks = search_chunks(session, actor=actor, query=question, query_embedding=embedding, filters=filters)

@@ -97,8 +97,11 @@ def rate_message(
     embedding = None
     if text and (correction_changed or previous_embedding is None):
         from core.ai import get_provider
+        from core.ai.embedding_space import ensure_embedding_space
 
-        embedding = embed_question(provider or get_provider(), question=question or text, user_id=actor.id)
+        embedder = provider or get_provider()
+        ensure_embedding_space(embedder)  # the stored question vector must be comparable later
+        embedding = embed_question(embedder, question=question or text, user_id=actor.id)
 
     now = datetime.now(UTC)
     values: dict[str, object] = {"rating": rating, "correction": text, "updated_at": now}

@@ -60,6 +60,7 @@ from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session, aliased
 
 from core.ai.base import AIProvider, UsageContext
+from core.ai.embedding_space import check_embedding_space
 from core.config import get_settings
 from core.db import session_scope
 from core.documents import searchable_documents_clause
@@ -450,10 +451,9 @@ def retrieve(
     EmbeddingSpaceMismatch when the configured embedder differs from the stored vectors.
     """
     from core.ai import get_provider
-    from core.ai.embedding_space import ensure_embedding_space
 
     provider = provider or get_provider()
-    ensure_embedding_space(provider)
+    check_embedding_space(provider)
     if not query.strip():
         raise InvalidInput("Type a question first.")
     embedding = embed_question(provider, question=query, user_id=actor.id)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
-from core.ai.base import Message
+from core.ai.base import EmbeddingSpaceKey, Message
+from core.ai.embedding_space import current_embedding_space, reset_embedding_space
 from core.ai.hashing import hashing_embed
 from core.ai.offline import OfflineProvider
 from core.chat import (
@@ -32,7 +34,7 @@ from core.chat import (
 )
 from core.config import get_settings
 from core.db import session_scope
-from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.errors import EmbeddingSpaceMismatch, InvalidInput, NotFound, PermissionDenied
 from core.feedback import rate_message
 from core.models import ChatMessage, MessageFeedback
 from core.rbac import Actor
@@ -41,6 +43,16 @@ from tests.fake_openai import FakeOpenAI
 from tests.retrieval_corpus import Corpus, build_corpus
 
 CITATION = re.compile(r"\[(\d+)\]")
+
+
+@pytest.fixture(autouse=True)
+def own_embedding_space(database: str) -> Iterator[None]:
+    """No recorded embedding space during the test (offline and fake-server vectors are both
+    hashing vectors here), then the session's space back."""
+    saved = current_embedding_space()
+    reset_embedding_space()
+    yield
+    reset_embedding_space(space=saved)
 
 
 def _embed(texts: Any) -> list[list[float]]:
@@ -419,3 +431,10 @@ def test_accepted_correction_reaches_the_model_as_a_source(
     turn = fake_openai.calls("/v1/chat/completions")[0].body["messages"][-1]["content"]
     assert f'<source id="1" title="{CORRECTION_LABEL}" kind="{CORRECTION_LABEL}">' in turn
     assert result.text.endswith("[1]") and result.sources[0].kind == "correction"
+
+
+def test_answers_refuse_vectors_from_another_embedder(member: Actor, offline_provider: Any, corpus: Corpus) -> None:
+    dim = get_settings().embedding_dim
+    reset_embedding_space(space=EmbeddingSpaceKey(provider="openai", model="text-embedding-3-large", dimensions=dim))
+    with pytest.raises(EmbeddingSpaceMismatch):
+        ask(actor=member, question="How many vacation days do we get?")
