@@ -26,10 +26,12 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import aliased
 
 from core.audit import record_audit
+from core.chat import Source
 from core.db import session_scope
 from core.errors import InvalidInput, NotFound
 from core.models import REVIEW_STATUSES, ChatMessage, MessageFeedback, User
 from core.rbac import Actor, require
+from core.retrieval import embed_question
 from core.tabular import to_csv_bytes, to_xlsx_bytes
 
 log = logging.getLogger(__name__)
@@ -78,25 +80,11 @@ FEEDBACK_COLUMNS = tuple(f.name for f in fields(FeedbackItem))
 
 
 def source_label(source: Any) -> str:
-    """A short readable label for one cited source as chat messages store it."""
-    if isinstance(source, str):
-        return source
+    """A short readable label, "[n] label", for one cited source as core.chat stores it."""
     if not isinstance(source, dict):
         return str(source)
-    name = next(
-        (str(source[key]) for key in ("filename", "title", "document", "label", "name") if source.get(key)),
-        "source",
-    )
-    marker = source.get("number") or source.get("index")
-    where = ""
-    if source.get("page_number") or source.get("page"):
-        where = f", p. {source.get('page_number') or source.get('page')}"
-    elif source.get("start_seconds") is not None:
-        seconds = int(float(source["start_seconds"]))
-        where = f", {seconds // 60}:{seconds % 60:02d}"
-    elif source.get("heading"):
-        where = f", {source['heading']}"
-    return f"[{marker}] {name}{where}" if marker else f"{name}{where}"
+    parsed = Source.from_json(source)
+    return f"[{parsed.number}] {parsed.label}" if parsed.number else parsed.label
 
 
 def _query(filters: FeedbackFilters) -> Select[Any]:
@@ -206,9 +194,11 @@ def feedback_raters(*, actor: Actor) -> list[tuple[int, str]]:
 
 def _question_embedding(*, actor: Actor, question: str) -> list[float]:
     from core.ai import get_provider
-    from core.retrieval import embed_question
+    from core.ai.embedding_space import ensure_embedding_space
 
-    return embed_question(get_provider(), question=question, user_id=actor.id)
+    provider = get_provider()
+    ensure_embedding_space(provider)  # the stored vector must be comparable with later questions
+    return embed_question(provider, question=question, user_id=actor.id)
 
 
 def review_feedback(*, actor: Actor, feedback_id: int, status: str, note: str | None = None) -> FeedbackItem:

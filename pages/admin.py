@@ -53,8 +53,23 @@ def _choice(value: str) -> str | None:
     return None if value == ALL else value
 
 
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M")
+def _export_buttons(name: str, *, csv: Callable[[], bytes], xlsx: Callable[[], bytes]) -> None:
+    """CSV and Excel download buttons. The export runs (and is audited) only when clicked."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    csv_col, xlsx_col, _ = st.columns([1, 1, 4])
+    for column, label, data, suffix, mime in (
+        (csv_col, "CSV", csv, "csv", "text/csv"),
+        (xlsx_col, "Excel", xlsx, "xlsx", XLSX_MIME),
+    ):
+        column.download_button(
+            label,
+            data=data,
+            file_name=f"quorum-{name}-{stamp}.{suffix}",
+            mime=mime,
+            on_click="ignore",
+            icon=":material/download:",
+            key=f"admin_{name}_{suffix}",
+        )
 
 
 # ---------------------------------------------------------------------------- users
@@ -320,24 +335,10 @@ def feedback_tab() -> None:
         ),
         hide_index=True,
     )
-    csv_col, xlsx_col, _ = st.columns([1, 1, 4])
-    csv_col.download_button(
-        "CSV",
-        data=lambda: export_feedback_csv(actor=actor, filters=filters),
-        file_name=f"quorum-feedback-{_stamp()}.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        key="admin_fb_csv",
-    )
-    xlsx_col.download_button(
-        "Excel",
-        data=lambda: export_feedback_xlsx(actor=actor, filters=filters),
-        file_name=f"quorum-feedback-{_stamp()}.xlsx",
-        mime=XLSX_MIME,
-        on_click="ignore",
-        icon=":material/download:",
-        key="admin_fb_xlsx",
+    _export_buttons(
+        "feedback",
+        csv=lambda: export_feedback_csv(actor=actor, filters=filters),
+        xlsx=lambda: export_feedback_xlsx(actor=actor, filters=filters),
     )
     if not items:
         st.caption("No feedback matches these filters.")
@@ -555,24 +556,10 @@ def audit_tab() -> None:
         column_config={"Details": st.column_config.JsonColumn("Details")},
     )
     st.caption(f"{len(entries)} entries shown (newest first, at most 500; exports hold up to 100,000).")
-    csv_col, xlsx_col, _ = st.columns([1, 1, 4])
-    csv_col.download_button(
-        "CSV",
-        data=lambda: export_audit_csv(actor=actor, filters=filters),
-        file_name=f"quorum-audit-{_stamp()}.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        key="admin_audit_csv",
-    )
-    xlsx_col.download_button(
-        "Excel",
-        data=lambda: export_audit_xlsx(actor=actor, filters=filters),
-        file_name=f"quorum-audit-{_stamp()}.xlsx",
-        mime=XLSX_MIME,
-        on_click="ignore",
-        icon=":material/download:",
-        key="admin_audit_xlsx",
+    _export_buttons(
+        "audit",
+        csv=lambda: export_audit_csv(actor=actor, filters=filters),
+        xlsx=lambda: export_audit_xlsx(actor=actor, filters=filters),
     )
 
 

@@ -31,8 +31,14 @@ from tests.admin_data import audit_actions_for, make_chat, make_feedback, set_fi
 from tests.conftest import unique
 
 SOURCES = [
-    {"number": 1, "filename": "budget-2026.pdf", "page_number": 4},
-    {"number": 2, "filename": "standup.mp3 transcript", "start_seconds": 125.0},
+    {"number": 1, "kind": "chunk", "label": "budget-2026.pdf, page 4", "excerpt": "Q3: 10,000 EUR", "page": 4},
+    {
+        "number": 2,
+        "kind": "chunk",
+        "label": "standup.mp3 transcript, 2:05",
+        "excerpt": "budget",
+        "start_seconds": 125.0,
+    },
 ]
 
 
@@ -67,7 +73,7 @@ def test_the_table_shows_question_answer_correction_user_and_sources(
     assert item.answer == "The Q3 budget is 10,000 EUR [1]."
     assert item.correction is not None and "12,500" in item.correction
     assert item.username == rater.username
-    assert item.sources == ["[1] budget-2026.pdf, p. 4", "[2] standup.mp3 transcript, 2:05"]
+    assert item.sources == ["[1] budget-2026.pdf, page 4", "[2] standup.mp3 transcript, 2:05"]
     assert (item.review_status, item.reviewer, item.trusted) == ("new", None, False)
     assert rows[1].question == "Hello there" and rows[1].correction is None
     assert (rater.id, rater.username) in feedback_raters(actor=admin)
@@ -184,4 +190,4 @@ def test_exports_open_in_pandas_and_openpyxl_with_formulas_defused(
             select(AuditLog.details).where(AuditLog.action == "feedback.export", AuditLog.actor_id == admin.id)
         ).all()
     assert sorted(details["format"] for details in exports) == ["csv", "xlsx", "xlsx"]
-    assert source_label("plain") == "plain" and source_label({"title": "Notes"}) == "Notes"
+    assert source_label("plain") == "plain" and source_label({"filename": "notes.md"}) == "notes.md"

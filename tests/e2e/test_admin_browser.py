@@ -26,7 +26,7 @@ def test_admin_tabs_in_browser(live_app: LiveApp, page: Any, admin: Actor, membe
     _, (answer,) = make_chat(
         member.id,
         [(f"When is the {topic} date?", "It is on May 3 [1].")],
-        sources=[{"number": 1, "filename": "plan.pdf", "page_number": 2}],
+        sources=[{"number": 1, "kind": "chunk", "label": "plan.pdf, page 2", "excerpt": "May 3", "page": 2}],
     )
     feedback = make_feedback(answer, member.id, rating="bad", correction=f"The {topic} moved to May 10.")
     make_recording(member.id, status="FAILED", error="The audio could not be decoded.")
