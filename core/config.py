@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     job_time_limit_seconds: int = 4 * 3600
     job_stale_check_seconds: int = 60  # how often the maintenance actor looks for stale jobs
     job_max_attempts: int = 5  # a job found stale after this many claims is failed, not requeued
+    # Dramatiq's RedisBroker puts a dead worker's unacked messages back after this long without
+    # its heartbeat (Dramatiq's default). The redelivered job resumes only if its own heartbeat
+    # is older than job_stale_after_seconds by then; otherwise the stale-job watch requeues it.
+    broker_heartbeat_timeout_seconds: float = 60.0
+    # Commands out of a million that also run that check on their queue (Dramatiq's default).
+    broker_maintenance_chance: int = 1000
 
     # Sign-in.
     cookie_name: str = "quorum_auth"

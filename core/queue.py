@@ -13,6 +13,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
+from core.config import get_settings
 from core.embedded import redis_url
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,12 @@ AUDIO_QUEUE = "audio"
 @lru_cache(maxsize=1)
 def get_broker() -> RedisBroker:
     """The process's Dramatiq broker on Redis (embedded Redis started when unconfigured)."""
-    broker = RedisBroker(url=redis_url())
+    settings = get_settings()
+    broker = RedisBroker(
+        url=redis_url(),
+        heartbeat_timeout=int(settings.broker_heartbeat_timeout_seconds * 1000),
+        maintenance_chance=settings.broker_maintenance_chance,
+    )
     dramatiq.set_broker(broker)
     return broker
 
@@ -32,7 +38,9 @@ def get_broker() -> RedisBroker:
 def enqueue(actor_name: str, *args: Any, queue_name: str = DEFAULT_QUEUE, delay_ms: int | None = None) -> str:
     """Send one message to `actor_name` with JSON-primitive args. Returns the message id."""
     broker = get_broker()
-    message = dramatiq.Message(queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={})
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}
+    )
     sent = broker.enqueue(message, delay=delay_ms)
     log.info("enqueued %s%r as %s", actor_name, args, sent.message_id)
     return sent.message_id
