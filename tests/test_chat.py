@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
 from core.ai.base import EmbeddingSpaceKey, Message
-from core.ai.embedding_space import current_embedding_space, reset_embedding_space
+from core.ai.embedding_space import reset_embedding_space
 from core.ai.hashing import hashing_embed
 from core.ai.offline import OfflineProvider
 from core.chat import (
@@ -45,14 +44,10 @@ from tests.retrieval_corpus import Corpus, build_corpus
 CITATION = re.compile(r"\[(\d+)\]")
 
 
-@pytest.fixture(autouse=True)
-def own_embedding_space(database: str) -> Iterator[None]:
-    """No recorded embedding space during the test (offline and fake-server vectors are both
-    hashing vectors here), then the session's space back."""
-    saved = current_embedding_space()
-    reset_embedding_space()
-    yield
-    reset_embedding_space(space=saved)
+# No recorded embedding space during each test (offline and fake-server vectors are both
+# hashing vectors here), the session's space back afterwards.
+pytest_plugins = ["tests.recording_fixtures"]
+pytestmark = pytest.mark.usefixtures("own_embedding_space")
 
 
 def _embed(texts: Any) -> list[list[float]]:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.ai.embedding_space import current_embedding_space, reset_embedding_space
 from core.ai.hashing import hashing_embed
 from core.chat import list_chats, list_messages
 from core.config import get_settings
@@ -20,14 +18,10 @@ from tests.retrieval_corpus import build_corpus
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "chat.py"
 
 
-@pytest.fixture(autouse=True)
-def own_embedding_space(database: str) -> Iterator[None]:
-    """No recorded embedding space during the test (offline and fake-server vectors are both
-    hashing vectors here), then the session's space back."""
-    saved = current_embedding_space()
-    reset_embedding_space()
-    yield
-    reset_embedding_space(space=saved)
+# No recorded embedding space during each test (offline and fake-server vectors are both
+# hashing vectors here), the session's space back afterwards.
+pytest_plugins = ["tests.recording_fixtures"]
+pytestmark = pytest.mark.usefixtures("own_embedding_space")
 
 
 def _embed(texts: Any) -> list[list[float]]:
