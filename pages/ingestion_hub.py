@@ -1,0 +1,319 @@
+"""Ingestion Hub: upload documents and recordings, and manage everything in the knowledge base.
+
+UI only: every action is a core call. The table of content refreshes itself in a fragment
+(only the table reruns) while anything is waiting or indexing.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import streamlit as st
+from core.config import get_settings
+from core.documents import (
+    DocumentInfo,
+    delete_documents,
+    document_chunks,
+    download_document,
+    list_documents,
+    list_uploaders,
+    reindex_document,
+    retry_document,
+    upload_documents,
+)
+from core.filetypes import EXTENSIONS, SUPPORTED_DESCRIPTION
+from core.models import DOCUMENT_STATUSES, DOCUMENT_TYPES
+from core.rbac import Actor
+
+from pages import session_keys
+from pages.common import current_actor, format_bytes, format_seconds, run_action
+
+ACTIVE_REFRESH_SECONDS = 2
+IDLE_REFRESH_SECONDS = 30
+CHUNKS_SHOWN = 200
+TYPE_LABELS = {"general_document": "Document", "full_transcript": "Transcript", "meeting_minutes": "Minutes"}
+STATUS_ICONS = {"PENDING": "🕓", "INDEXING": "⚙️", "COMPLETED": "✅", "FAILED": "❌"}
+VISIBILITY_LABELS = {"team": "My team (everyone who reads documents)", "private": "Only me and admins"}
+_OUTCOME_STYLE = {
+    "accepted": (st.success, ":material/check_circle:"),
+    "duplicate": (st.info, ":material/content_copy:"),
+    "rejected": (st.error, ":material/block:"),
+}
+
+
+def _flash(message: str) -> None:
+    st.session_state[session_keys.HUB_FLASH] = message
+    st.rerun()
+
+
+def _is_active(document: DocumentInfo) -> bool:
+    return document.status in ("PENDING", "INDEXING") and not document.stalled
+
+
+# --------------------------------------------------------------------------- upload
+
+
+def render_document_upload(actor: Actor) -> None:
+    """Many files at once; one message per file (accepted, duplicate or why it was refused)."""
+    if not actor.can("ingest_documents"):
+        st.info("Your role cannot add documents (ingest_documents).", icon=":material/lock:")
+        return
+    settings = get_settings()
+    with st.form("hub_document_upload", clear_on_submit=True, border=False):
+        files = st.file_uploader(
+            "Documents",
+            type=sorted(extension.lstrip(".") for extension in EXTENSIONS),
+            accept_multiple_files=True,
+            help=f"{SUPPORTED_DESCRIPTION}; up to {settings.max_document_mb} MB each.",
+        )
+        visibility = st.radio(
+            "Who can find them",
+            options=list(VISIBILITY_LABELS),
+            format_func=VISIBILITY_LABELS.__getitem__,
+            horizontal=True,
+        )
+        submitted = st.form_submit_button("Upload and index", type="primary", icon=":material/upload:")
+    if submitted:
+        if not files:
+            st.warning("Choose at least one file first.")
+        else:
+            with st.spinner(f"Checking and storing {len(files)} file{'s' if len(files) != 1 else ''}…"):
+                outcomes = run_action(lambda: upload_documents(actor=actor, files=files, visibility=visibility))
+            if outcomes is not None:
+                st.session_state[session_keys.HUB_UPLOAD_RESULTS] = [(o.status, o.message) for o in outcomes]
+    for status, message in st.session_state.get(session_keys.HUB_UPLOAD_RESULTS, []):
+        show, icon = _OUTCOME_STYLE.get(status, (st.info, None))
+        show(message, icon=icon)
+
+
+def render_audio_area() -> None:
+    """Recordings go to the transcription pipeline (pages/transcripts_upload.py)."""
+    try:
+        from pages.transcripts_upload import render_audio_upload
+    except ImportError:
+        st.info("Audio upload is not available in this installation.", icon=":material/graphic_eq:")
+        return
+    render_audio_upload(key="hub_audio")
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _filters(actor: Actor) -> dict[str, Any]:
+    """The filter widgets; returns list_documents keyword arguments."""
+    type_col, status_col, uploader_col, date_col, name_col = st.columns([1, 1, 1.2, 1.4, 1.4])
+    document_type = type_col.selectbox(
+        "Type", options=[None, *DOCUMENT_TYPES], format_func=lambda t: "All" if t is None else TYPE_LABELS[t]
+    )
+    status = status_col.selectbox(
+        "Status", options=[None, *DOCUMENT_STATUSES], format_func=lambda s: "All" if s is None else s.title()
+    )
+    uploaders = run_action(lambda: list_uploaders(actor=actor)) or []
+    names = dict(uploaders)
+    uploader_id = uploader_col.selectbox(
+        "Uploaded by", options=[None, *names], format_func=lambda u: "Anyone" if u is None else names[u]
+    )
+    days = date_col.date_input("Uploaded between", value=[], format="YYYY-MM-DD")
+    date_from: date | None = None
+    date_to: date | None = None
+    if isinstance(days, tuple | list) and days:
+        date_from = days[0]
+        date_to = days[1] if len(days) > 1 else days[0]
+    filename = name_col.text_input("File name contains", placeholder="part of a name")
+    return {
+        "document_type": document_type,
+        "status": status,
+        "uploader_id": uploader_id,
+        "date_from": date_from,
+        "date_to": date_to,
+        "filename_contains": filename or None,
+    }
+
+
+def _status_text(document: DocumentInfo) -> str:
+    text = f"{STATUS_ICONS.get(document.status, '')} {document.status.title()}"
+    if document.stalled:
+        return f"{text} (stalled)"
+    if document.status in ("PENDING", "INDEXING") and document.searchable:
+        return f"{text} (re-index; previous version searchable)"
+    return text
+
+
+def _progress(document: DocumentInfo) -> float:
+    if document.status == "COMPLETED":
+        return 1.0
+    return document.chunks_done / document.chunks_total if document.chunks_total else 0.0
+
+
+def _rows(documents: list[DocumentInfo]) -> list[dict[str, Any]]:
+    return [
+        {
+            "ID": d.id,
+            "Name": d.filename,
+            "Type": TYPE_LABELS.get(d.document_type, d.document_type),
+            "Status": _status_text(d),
+            "Progress": _progress(d),
+            "Chunks": f"{d.chunks_done}/{d.chunks_total}" if d.chunks_total else "—",
+            "Visibility": d.visibility.title(),
+            "Uploaded by": d.uploader,
+            "Uploaded": d.upload_date.strftime("%Y-%m-%d %H:%M"),
+            "Size": format_bytes(d.size_bytes),
+            "Error": d.error or "",
+        }
+        for d in documents
+    ]
+
+
+def render_table(actor: Actor, filters: dict[str, Any], documents: list[DocumentInfo]) -> None:
+    """The catalogue; only this fragment reruns while documents are waiting or indexing."""
+    active = any(_is_active(d) for d in documents)
+
+    @st.fragment(run_every=ACTIVE_REFRESH_SECONDS if active else IDLE_REFRESH_SECONDS)
+    def content_table() -> None:
+        current = run_action(lambda: list_documents(actor=actor, **filters)) or []
+        if not current:
+            st.info("Nothing matches. Upload documents or recordings above, or change the filters.")
+            return
+        st.dataframe(
+            _rows(current),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "ID": st.column_config.NumberColumn(width="small"),
+                "Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent"),
+                "Error": st.column_config.TextColumn(width="medium"),
+            },
+        )
+        still_active = any(_is_active(d) for d in current)
+        if still_active != active or {d.id for d in current} != {d.id for d in documents}:
+            st.rerun(scope="app")  # something finished or appeared: refresh the actions too
+
+    content_table()
+
+
+# --------------------------------------------------------------------------- row actions
+
+
+@st.dialog("Chunks", width="large")
+def show_chunks(actor: Actor, document: DocumentInfo) -> None:
+    chunks = run_action(lambda: document_chunks(actor=actor, document_id=document.id, limit=CHUNKS_SHOWN))
+    if chunks is None:
+        return
+    st.caption(f"{document.filename} · {document.chunks_total} searchable chunks")
+    if not chunks:
+        st.info("This document has no searchable chunks yet.")
+    for chunk in chunks:
+        where = [f"Chunk {chunk.chunk_index + 1}", f"{chunk.token_count} tokens"]
+        if chunk.page_number is not None:
+            where.append(f"page {chunk.page_number}")
+        if chunk.heading:
+            where.append(chunk.heading)
+        if chunk.start_seconds is not None:
+            where.append(f"{format_seconds(chunk.start_seconds)}–{format_seconds(chunk.end_seconds)}")
+        with st.container(border=True):
+            st.caption(" · ".join(where))
+            st.text(chunk.content)
+    if len(chunks) == CHUNKS_SHOWN and document.chunks_total > CHUNKS_SHOWN:
+        st.caption(f"The first {CHUNKS_SHOWN} chunks are shown.")
+
+
+@st.dialog("Delete document")
+def confirm_delete(actor: Actor, document: DocumentInfo) -> None:
+    st.write(
+        f"Delete **{document.filename}**? Its chunks and its stored file are removed, and search "
+        "will never return it again. This cannot be undone."
+    )
+    keep, remove = st.columns(2)
+    if keep.button("Cancel", width="stretch"):
+        st.rerun()
+    if remove.button("Delete", type="primary", icon=":material/delete:", width="stretch", key="hub_confirm_delete"):
+        deleted = run_action(lambda: delete_documents(actor=actor, document_ids=[document.id]))
+        if deleted is not None:
+            st.session_state.pop(session_keys.SELECTED_DOCUMENT_ID, None)
+            _flash(f"Deleted {document.filename}.")
+
+
+@st.cache_data(max_entries=4, ttl=300, show_spinner=False)
+def _download(_actor: Actor, actor_id: int, document_id: int) -> tuple[str, str, bytes]:
+    """The stored file, kept for a few reruns so the download button does not reload it."""
+    download = download_document(actor=_actor, document_id=document_id)
+    return download.filename, download.content_type, download.data
+
+
+def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
+    """Pick a document, then view its chunks, download, re-index, retry or delete it."""
+    by_id = {d.id: d for d in documents}
+    chosen = st.selectbox(
+        "Document",
+        options=list(by_id),
+        format_func=lambda i: f"{by_id[i].filename} (#{i}, {by_id[i].status.lower()})",
+        index=None,
+        placeholder="Choose a document to view, download, re-index, retry or delete",
+        key=session_keys.SELECTED_DOCUMENT_ID,
+    )
+    if chosen is None:
+        return
+    document = by_id[chosen]
+    if document.error:
+        (st.error if document.status == "FAILED" else st.warning)(document.error, icon=":material/error:")
+    view, download, reindex, retry, remove = st.columns(5)
+    if view.button("View chunks", icon=":material/segment:", width="stretch", disabled=not document.searchable):
+        show_chunks(actor, document)
+    prepared = run_action(lambda: _download(actor, actor.id, document.id))
+    if prepared is not None:
+        filename, content_type, data = prepared
+        download.download_button(
+            "Download",
+            data=data,
+            file_name=filename,
+            mime=content_type,
+            icon=":material/download:",
+            width="stretch",
+        )
+    if reindex.button(
+        "Re-index",
+        icon=":material/refresh:",
+        width="stretch",
+        disabled=not document.can_manage or document.status not in ("COMPLETED", "FAILED"),
+        help="Rebuild the chunks (for example after an embedding model change); the current ones stay "
+        "searchable until the new ones are ready.",
+    ) and run_action(lambda: reindex_document(actor=actor, document_id=document.id) or True):
+        _flash(f"Re-indexing {document.filename}.")
+    retryable = document.status in ("FAILED", "PENDING") or document.stalled
+    if retry.button(
+        "Retry",
+        icon=":material/replay:",
+        width="stretch",
+        disabled=not document.can_manage or not retryable,
+    ) and run_action(lambda: retry_document(actor=actor, document_id=document.id) or True):
+        _flash(f"{document.filename} is queued again.")
+    if remove.button("Delete", icon=":material/delete:", width="stretch", disabled=not document.can_delete):
+        confirm_delete(actor, document)
+
+
+# --------------------------------------------------------------------------- page
+
+
+def main() -> None:
+    actor = current_actor()
+    st.title("Ingestion Hub")
+    flash = st.session_state.pop(session_keys.HUB_FLASH, None)
+    if flash:
+        st.success(flash, icon=":material/check_circle:")
+
+    documents_tab, audio_tab = st.tabs([":material/description: Documents", ":material/graphic_eq: Audio"])
+    with documents_tab:
+        render_document_upload(actor)
+    with audio_tab:
+        render_audio_area()
+
+    st.subheader("Indexed content")
+    filters = _filters(actor)
+    documents = run_action(lambda: list_documents(actor=actor, **filters)) or []
+    render_table(actor, filters, documents)
+    if documents:
+        render_actions(actor, documents)
+
+
+main()
