@@ -11,16 +11,14 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
-from core.ai.embedding_space import current_embedding_space, reset_embedding_space
 from core.db import session_scope
 from core.errors import Conflict, InvalidInput, NotFound, PermanentError, PermissionDenied, ProviderError
 from core.models import AuditLog, Document, DocumentChunk, TranscriptionJob, TranscriptionSegment, UsageRecord
@@ -37,11 +35,13 @@ from core.transcription import (
     retry_job,
     split_into_lanes,
     stitch_segments,
-    submit_recording,
     transcribe_recording,
 )
 from tests import audio_samples
-from tests.fake_openai import FakeOpenAI, restore_settings, use_fake_openai
+from tests.fake_openai import FakeOpenAI, restore_settings
+from tests.recording_fixtures import numbered_transcripts, submit
+
+pytest_plugins = ["tests.recording_fixtures"]  # fake_api, offline, long_tones, meeting_wav
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,99 +102,6 @@ def test_lanes_are_contiguous_and_balanced() -> None:
 
 
 # --------------------------------------------------------------------------- fixtures
-
-SENTENCES = [
-    "Good morning everyone, welcome to the planning meeting.",
-    "The budget review is moved to Thursday.",
-    "The marketing report is due on Friday.",
-    "We decided to hire two engineers for the mobile team.",
-    "Any questions before we finish?",
-]
-
-
-@pytest.fixture(scope="module")
-def meeting_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About 25 s of espeak-ng speech: five sentences with 1.5 s pauses between them."""
-    folder = tmp_path_factory.mktemp("meeting")
-    parts: list[Path] = []
-    for number, sentence in enumerate(SENTENCES):
-        if parts:
-            parts.append(audio_samples.silence(folder / f"pause{number}.wav", 1.5))
-        parts.append(audio_samples.speech(folder / f"line{number}.wav", sentence))
-    return audio_samples.concat(folder / "meeting.wav", parts)
-
-
-@pytest.fixture(scope="module")
-def long_tones(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two minutes of tone bursts (5 s) and pauses (2 s), as an mp3."""
-    folder = tmp_path_factory.mktemp("tones")
-    return audio_samples.long_recording(folder / "standup.mp3", hours=2 / 60)
-
-
-@pytest.fixture
-def own_embedding_space(database: str) -> Iterator[None]:
-    """The test's embedder records the embedding space; the one stored before comes back after."""
-    saved = current_embedding_space()
-    reset_embedding_space()
-    yield
-    reset_embedding_space(space=saved)
-
-
-@pytest.fixture
-def fake_api(
-    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, own_embedding_space: None, redis_server: str
-) -> Iterator[Callable[..., FakeOpenAI]]:
-    """configure(**settings): point the app at the fake server with these QUORUM_ settings."""
-
-    def configure(**settings: object) -> FakeOpenAI:
-        values = {"openai_timeout_seconds": "5", "openai_max_retries": "0", **settings}
-        use_fake_openai(monkeypatch, fake_openai, **{k: str(v) for k, v in values.items()})
-        return fake_openai
-
-    yield configure
-    monkeypatch.undo()
-    restore_settings()
-
-
-@pytest.fixture
-def offline(
-    monkeypatch: pytest.MonkeyPatch, own_embedding_space: None, redis_server: str
-) -> Iterator[Callable[..., None]]:
-    def configure(**settings: object) -> None:
-        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-        for name, value in settings.items():
-            monkeypatch.setenv(f"QUORUM_{name.upper()}", str(value))
-        restore_settings()
-
-    yield configure
-    monkeypatch.undo()
-    restore_settings()
-
-
-def _numbered_transcripts(fake: FakeOpenAI) -> list[dict[str, Any]]:
-    """Make the fake answer each request with text naming the request, one piece per 5 s."""
-    seen: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    def handler(request: dict[str, Any]) -> list[dict[str, Any]]:
-        with lock:
-            seen.append(request)
-            number = len(seen)
-        duration = float(request["duration"])
-        pieces, start = [], 0.0
-        while start < duration - 0.5:
-            end = min(duration, start + 5.0)
-            pieces.append({"start": start, "end": end, "text": f"Request {number} words {int(start)}."})
-            start = end
-        return pieces
-
-    fake.transcription_handler = handler
-    return seen
-
-
-def _submit(actor: Actor, path: Path, *, filename: str | None = None, visibility: str = "team") -> int:
-    with path.open("rb") as handle:
-        return submit_recording(actor=actor, file=handle, filename=filename or path.name, visibility=visibility).id
 
 
 def _job(job_id: int) -> TranscriptionJob:
@@ -259,14 +166,14 @@ def test_upload_refuses_damaged_non_audio_and_oversized_files_leaving_nothing(
     text = tmp_path / "agenda.mp3"
     text.write_text("Agenda: budget, hiring, roadmap.\n" * 50)
     with pytest.raises(InvalidInput, match=r"agenda\.mp3 is not a recording we can read"):
-        _submit(member, text)
+        submit(member, text)
 
     screen = audio_samples.video_only(tmp_path / "screen-share.mp4")
     with pytest.raises(InvalidInput, match=r"screen-share\.mp4 has no audio track we can read"):
-        _submit(member, screen)
+        submit(member, screen)
 
     with pytest.raises(InvalidInput, match=r"slides\.pdf is not a supported recording"):
-        _submit(member, text, filename="slides.pdf")
+        submit(member, text, filename="slides.pdf")
 
     monkeypatch.setenv("QUORUM_MAX_AUDIO_MB", "1")
     restore_settings()
@@ -274,7 +181,7 @@ def test_upload_refuses_damaged_non_audio_and_oversized_files_leaving_nothing(
         big = tmp_path / "long.wav"
         big.write_bytes(b"\0" * (1024 * 1024 + 10))
         with pytest.raises(InvalidInput, match=r"long\.wav is 1 MB; recordings are limited to 1 MB"):
-            _submit(member, big)
+            submit(member, big)
     finally:
         monkeypatch.undo()
         restore_settings()
@@ -286,7 +193,7 @@ def test_upload_refuses_damaged_non_audio_and_oversized_files_leaving_nothing(
 def test_upload_needs_the_transcribe_permission(tmp_path: Path, meeting_wav: Path, database: str) -> None:
     reader = Actor(id=1, username="reader", role="viewer", permissions=frozenset({"read_transcripts"}))
     with pytest.raises(PermissionDenied, match="transcribe_audio"):
-        _submit(reader, meeting_wav)
+        submit(reader, meeting_wav)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -296,8 +203,8 @@ def test_pipeline_against_the_fake_server(
     fake_api: Callable[..., FakeOpenAI], member: Actor, admin: Actor, long_tones: Path
 ) -> None:
     fake = fake_api(transcription_segment_seconds=34, transcription_overlap_seconds=2, transcription_concurrency=2)
-    seen = _numbered_transcripts(fake)
-    job_id = _submit(member, long_tones, filename="Weekly standup.mp3")
+    seen = numbered_transcripts(fake)
+    job_id = submit(member, long_tones, filename="Weekly standup.mp3")
     queued = list_jobs(actor=member)[0]
     assert (queued.id, queued.status, queued.stage) == (job_id, "PENDING", "queued")
     assert queued.duration_seconds == pytest.approx(119, abs=2)
@@ -336,7 +243,7 @@ def test_offline_whisper_hears_the_key_words_once(
 ) -> None:
     """Real speech through local Whisper, split in several segments with overlaps."""
     offline(transcription_segment_seconds=12, transcription_overlap_seconds=1.5, transcription_concurrency=2)
-    job_id = _submit(member, meeting_wav, filename="planning.wav")
+    job_id = submit(member, meeting_wav, filename="planning.wav")
     transcribe_recording(job_id)
 
     job = _job(job_id)
@@ -353,7 +260,7 @@ def test_a_killed_worker_is_resumed_at_the_first_missing_segment(
     fake_api: Callable[..., FakeOpenAI], member: Actor, long_tones: Path
 ) -> None:
     fake = fake_api(transcription_segment_seconds=16, transcription_overlap_seconds=1, transcription_concurrency=1)
-    job_id = _submit(member, long_tones)
+    job_id = submit(member, long_tones)
     fake.delay_next(1000, 0.4, path=TRANSCRIPTIONS)
 
     code = f"from core.transcription import transcribe_recording; transcribe_recording({job_id})"
@@ -382,7 +289,7 @@ def test_a_killed_worker_is_resumed_at_the_first_missing_segment(
             .values(heartbeat_at=func.now() - func.make_interval(0, 0, 0, 0, 1))
         )
     fake.reset()
-    seen = _numbered_transcripts(fake)
+    seen = numbered_transcripts(fake)
     transcribe_recording(job_id)
 
     job = _job(job_id)
@@ -397,7 +304,7 @@ def test_a_redelivered_message_changes_nothing(
     fake_api: Callable[..., FakeOpenAI], member: Actor, long_tones: Path
 ) -> None:
     fake = fake_api(transcription_segment_seconds=60)
-    job_id = _submit(member, long_tones)
+    job_id = submit(member, long_tones)
     transcribe_recording(job_id)
     before = (_job(job_id), _segment_rows(job_id), _documents(job_id), _usage_rows(job_id), len(fake.requests))
 
@@ -422,7 +329,7 @@ def test_transient_failures_retry_then_fail_and_a_ui_retry_resumes(
         return [{"start": 0.0, "end": float(request["duration"]), "text": f"Part {len(answered)}."}]
 
     fake.transcription_handler = two_then_outage
-    job_id = _submit(member, long_tones)
+    job_id = submit(member, long_tones)
 
     with pytest.raises(ProviderError):
         transcribe_recording(job_id)
@@ -470,7 +377,7 @@ def test_a_file_damaged_in_storage_fails_at_once_with_a_readable_error(
     fake_api: Callable[..., FakeOpenAI], member: Actor, long_tones: Path
 ) -> None:
     fake_api()
-    job_id = _submit(member, long_tones)
+    job_id = submit(member, long_tones)
     get_storage().root.joinpath(_job(job_id).storage_key).write_bytes(b"\0garbage" * 100)  # type: ignore[attr-defined]
     with pytest.raises(PermanentError, match="could not be decoded"):
         transcribe_recording(job_id)
@@ -484,8 +391,8 @@ def test_visibility_retry_rights_and_delete(
 ) -> None:
     fake_api(transcription_segment_seconds=200)
     owner, colleague = make_user(), make_user()
-    private_id = _submit(owner, long_tones, visibility="private")
-    team_id = _submit(owner, long_tones, visibility="team")
+    private_id = submit(owner, long_tones, visibility="private")
+    team_id = submit(owner, long_tones, visibility="team")
 
     assert {j.id for j in list_jobs(actor=colleague)} >= {team_id}
     assert private_id not in {j.id for j in list_jobs(actor=colleague)}

@@ -1,0 +1,121 @@
+"""The Transcripts & Minutes page and the audio upload block, driven with Streamlit AppTest
+against a recording transcribed for real (fake OpenAI server)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.rbac import Actor
+from core.transcription import get_job_summary, list_jobs, transcribe_recording
+from pages import session_keys
+from tests.fake_openai import FakeOpenAI
+from tests.recording_fixtures import submit
+
+pytest_plugins = ["tests.recording_fixtures"]
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = str(ROOT / "pages" / "transcripts.py")
+
+
+def _page(actor: Actor, **query: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state[session_keys.ACTOR] = actor
+    for name, value in query.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def _texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [s.value for s in at.success]
+    return "\n".join(str(p) for p in parts + [c.value for c in at.caption])
+
+
+def _audio(at: AppTest):  # type: ignore[no-untyped-def]
+    players = at.get("audio")
+    assert players, "no audio player on the page"
+    return players[0].proto
+
+
+@pytest.fixture
+def finished_job(fake_api: Callable[..., FakeOpenAI], member: Actor, long_tones: Path) -> int:
+    fake_api(transcription_segment_seconds=60)
+    job_id = submit(member, long_tones, filename="Design review.mp3")
+    transcribe_recording(job_id)
+    return job_id
+
+
+def test_page_lists_opens_plays_from_a_link_and_hides_owner_actions_from_readers(
+    finished_job: int, member: Actor, make_user: Callable[..., Actor]
+) -> None:
+    at = _page(member)
+    assert not at.exception, at.exception
+    assert "Design review.mp3" in set(at.dataframe[0].value["Recording"])
+    at.session_state[session_keys.SELECTED_JOB_ID] = finished_job
+    at.run()
+    transcript = at.dataframe[1].value
+    assert list(transcript.columns)[:2] == ["Time", "Text"] and transcript["Time"].iloc[0] == "0:00"
+    assert _audio(at).start_time == 0
+    assert "## Summary" in _texts(at)
+    labels = {b.label for b in at.get("download_button")}
+    assert {"Text", "SRT subtitles", "WebVTT", "Word", "Minutes (Markdown)"} <= labels
+    assert {"Delete permanently", "Edit minutes"} <= {b.label for b in at.button}
+
+    # A link with a time (as chat citations make) opens the player at that moment.
+    at = _page(member, job=str(finished_job), t="42.5")
+    player = _audio(at)
+    assert player.start_time == 42 and player.autoplay
+    assert "Playing from 0:42." in _texts(at)
+
+    # A colleague who may only read sees the transcript but no upload, edit, delete or export.
+    colleague = make_user()
+    reader = Actor(id=colleague.id, username=colleague.username, role="reader",
+                   permissions=frozenset({"read_transcripts"}))  # fmt: skip
+    at = _page(reader, job=str(finished_job))
+    assert not at.exception, at.exception
+    assert len(at.dataframe[1].value) == len(transcript)
+    labels = {b.label for b in at.button}
+    assert not labels & {"Edit minutes", "Delete permanently", "Transcribe", "Retry"}
+    assert all(b.label.startswith("Download the original") for b in at.get("download_button"))
+
+
+def test_minutes_can_be_edited_by_the_owner(finished_job: int, member: Actor) -> None:
+    at = _page(member)
+    at.session_state[session_keys.SELECTED_JOB_ID] = finished_job
+    at.run()
+    next(b for b in at.button if b.label == "Edit minutes").click()
+    at.run()
+    at.text_area[0].input("# Minutes: design review\n\nWe chose the blue theme.")
+    next(b for b in at.button if b.label == "Save minutes").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "Minutes saved and re-indexed for search." in _texts(at)
+    assert "We chose the blue theme." in _texts(at)
+
+
+def test_a_failed_job_shows_its_error_and_can_be_retried_then_deleted(
+    fake_api: Callable[..., FakeOpenAI], member: Actor, long_tones: Path
+) -> None:
+    fake = fake_api(job_max_attempts=1)
+    fake.fail_next(50, 400, message="Audio file is too short.", path="/v1/audio/transcriptions")
+    job_id = submit(member, long_tones, filename="Broken call.mp3")
+    with pytest.raises(Exception, match="too short"):
+        transcribe_recording(job_id)
+
+    at = _page(member)
+    at.session_state[session_keys.SELECTED_JOB_ID] = job_id
+    at.run()
+    assert "Audio file is too short." in _texts(at)
+    next(b for b in at.button if b.label == "Retry").click()
+    at.run()
+    assert "Broken call.mp3 is queued again" in _texts(at)
+    assert get_job_summary(actor=member, job_id=job_id).status == "PENDING"
+
+    next(b for b in at.button if b.label == "Delete permanently").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "Broken call.mp3 was deleted." in _texts(at)
+    assert job_id not in {job.id for job in list_jobs(actor=member)}
