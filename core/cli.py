@@ -193,8 +193,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Everything `make run` starts: services, migrations, first admin, worker, Streamlit."""
     from core.embedded import stop_embedded_redis
 
+    from core.jobs import start_stale_job_watch
+
     settings = get_settings()
     db_url, redis = prepare()
+    # Requeue what a previous run left half-done, then keep checking periodically.
+    start_stale_job_watch()
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis, "PYTHONUNBUFFERED": "1"}
     children = [
         subprocess.Popen(_worker_command(1, args.threads), cwd=ROOT, env=env),
