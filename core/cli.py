@@ -53,7 +53,11 @@ def prepare() -> tuple[str, str]:
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
+    from core.jobs import start_stale_job_watch
+
     prepare()
+    # In production (compose) migrate runs once per deploy: a good moment to start the watch.
+    start_stale_job_watch()
     print("Database is at the latest schema; roles and permissions seeded.")
     return 0
 
