@@ -101,6 +101,7 @@ STAGE_LABELS: dict[str, str] = {
     "done": "Done",
 }
 ACTIVE_STATUSES = ("PENDING", "PROCESSING")
+_SERVABLE_TYPES = frozenset(CONTENT_TYPES.values())
 
 T = TypeVar("T")
 
@@ -214,8 +215,10 @@ def _declared_size(file: IO[bytes]) -> int | None:
 
 
 def _clean_filename(filename: str) -> str:
-    name = PurePath(str(filename or "").replace("\\", "/")).name.strip()
-    name = re.sub(r"[\x00-\x1f]", "", name)
+    name = PurePath(str(filename or "").replace("\\", "/")).name
+    # Control and format characters (NUL, DEL, C1, the bidi overrides that make
+    # "x\u202egpj.mp3" display as "x3pm.jpg") never reach a stored name.
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
     if not name:
         return "recording"
     if len(name) > 255:
@@ -422,6 +425,8 @@ def read_recording(*, actor: Actor, job_id: int) -> RecordingFile:
     with session_scope() as session:
         job, _ = _readable_row(session, actor, job_id)
         key, filename, content_type = job.storage_key, job.filename, job.content_type
+    if content_type not in _SERVABLE_TYPES:  # only the audio/video types uploads are stored with
+        content_type = "application/octet-stream"
     return RecordingFile(filename=filename, content_type=content_type, data=get_storage().read(key))
 
 

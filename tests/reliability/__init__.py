@@ -1,0 +1,1 @@
+"""Reliability and security: real processes killed and restarted, hostile input, access rules."""
