@@ -96,8 +96,8 @@ class Settings(BaseSettings):
     retrieval_candidates: int = 40
     hnsw_ef_search: int = 100
     # Filters that leave at most this many chunks are scanned exactly instead of via HNSW
-    # (benchmarks/results/retrieval.md: ~8 µs per chunk, the vectors are TOASTed).
-    retrieval_exact_scan_chunks: int = 4_000
+    # (benchmarks/results/retrieval.md: ~20 µs per 1536-d chunk; filtered HNSW recall is poor).
+    retrieval_exact_scan_chunks: int = 10_000
     # A chunk found only by vector similarity counts as relevant below this cosine distance.
     retrieval_max_distance: float = 0.8
     # An accepted correction is offered for a new question this close (cosine distance).
