@@ -2,8 +2,10 @@
 with Streamlit-like file objects, core.transcription.submit_recording), then through indexing
 and chat: every item gets a clear message, nothing crashes, and nothing is left half-stored.
 
-Known cases already covered elsewhere (an empty .txt, a PNG named .pdf, a .exe, an oversized
-upload that declares its size, text named .mp3) are not repeated here.
+Messages go to the reliability tests' own Redis (conftest.private_queue), so no other
+worker races these tests for their jobs. Known cases already covered elsewhere (an empty
+.txt, a PNG named .pdf, a .exe, an oversized upload that declares its size, text named
+.mp3) are not repeated here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tests import audio_samples
 from tests.conftest import unique
 from tests.doc_factory import make_pdf, make_zip_bomb_docx
 from tests.fake_openai import FakeOpenAI, restore_settings
+from tests.reliability.processes import PrivateQueue
 
 pytest_plugins = ["tests.recording_fixtures"]  # fake_api, own_embedding_space
 
@@ -147,7 +150,7 @@ def _pdf_without_xref(text: str) -> bytes:
 
 def test_hostile_document_uploads_get_a_clear_outcome_and_leave_nothing_half_stored(
     make_user: Callable[..., Actor],
-    redis_server: str,
+    private_queue: PrivateQueue,
     small_limits: None,
     offline_provider: Any,
     own_embedding_space: None,
@@ -273,7 +276,7 @@ def _submit(actor: Actor, upload: Any, filename: str) -> int:
 
 
 def test_hostile_recordings_get_a_clear_message_and_leave_nothing_behind(
-    make_user: Callable[..., Actor], redis_server: str, small_limits: None, short_mp3: bytes, tmp_path: Path
+    make_user: Callable[..., Actor], private_queue: PrivateQueue, small_limits: None, short_mp3: bytes, tmp_path: Path
 ) -> None:
     member = make_user()
     files_before = _stored_files()
@@ -318,14 +321,14 @@ def test_hostile_recordings_get_a_clear_message_and_leave_nothing_behind(
     new_files = _stored_files() - files_before
     assert len(new_files) == len(names) and all(path.suffix == ".mp3" for path in new_files)
 
-    for job_id in accepted:  # nothing of these is left for a later test's worker to pick up
+    for job_id in accepted:
         delete_job(actor=member, job_id=job_id)
     assert _stored_files() == files_before
     assert _count(TranscriptionJob, TranscriptionJob.owner_id, member.id) == jobs_before
 
 
 def test_a_truncated_mp3_is_transcribed_for_what_it_holds(
-    fake_api: Callable[..., FakeOpenAI], member: Actor, short_mp3: bytes
+    fake_api: Callable[..., FakeOpenAI], private_queue: PrivateQueue, member: Actor, short_mp3: bytes
 ) -> None:
     """Cut mid-stream an mp3 is still playable: accepted, and its real length replaces the
     length ffprobe guessed from the bitrate at upload."""
@@ -351,7 +354,7 @@ INJECTION = (
 
 
 @pytest.fixture
-def injected(make_user: Callable[..., Actor], redis_server: str, own_embedding_space: None) -> Iterator[Any]:
+def injected(make_user: Callable[..., Actor], private_queue: PrivateQueue, own_embedding_space: None) -> Iterator[Any]:
     """Yields make(actor) -> (token, document id): a vendor note carrying an injection,
     uploaded and indexed with the provider the test configured."""
 
