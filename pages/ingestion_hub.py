@@ -6,6 +6,7 @@ UI only: every action is a core call. The table of content refreshes itself in a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -45,6 +46,16 @@ _OUTCOME_STYLE = {
 def _flash(message: str) -> None:
     st.session_state[session_keys.HUB_FLASH] = message
     st.rerun()
+
+
+def _succeeded(action: Callable[[], object]) -> bool:
+    """Run a core action that returns nothing; True when it did not fail (errors are shown)."""
+
+    def call() -> bool:
+        action()
+        return True
+
+    return bool(run_action(call))
 
 
 def _is_active(document: DocumentInfo) -> bool:
@@ -182,6 +193,7 @@ def render_table(actor: Actor, filters: dict[str, Any], documents: list[Document
             column_config={
                 "ID": st.column_config.NumberColumn(width="small"),
                 "Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent"),
+                "Status": st.column_config.TextColumn(width="medium"),
                 "Error": st.column_config.TextColumn(width="medium"),
             },
         )
@@ -278,7 +290,7 @@ def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
         disabled=not document.can_manage or document.status not in ("COMPLETED", "FAILED"),
         help="Rebuild the chunks (for example after an embedding model change); the current ones stay "
         "searchable until the new ones are ready.",
-    ) and run_action(lambda: reindex_document(actor=actor, document_id=document.id) or True):
+    ) and _succeeded(lambda: reindex_document(actor=actor, document_id=document.id)):
         _flash(f"Re-indexing {document.filename}.")
     retryable = document.status in ("FAILED", "PENDING") or document.stalled
     if retry.button(
@@ -286,7 +298,7 @@ def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
         icon=":material/replay:",
         width="stretch",
         disabled=not document.can_manage or not retryable,
-    ) and run_action(lambda: retry_document(actor=actor, document_id=document.id) or True):
+    ) and _succeeded(lambda: retry_document(actor=actor, document_id=document.id)):
         _flash(f"{document.filename} is queued again.")
     if remove.button("Delete", icon=":material/delete:", width="stretch", disabled=not document.can_delete):
         confirm_delete(actor, document)

@@ -1,0 +1,83 @@
+"""The Ingestion Hub in headless Chromium: upload a batch, watch it index, view chunks, delete."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from core.db import session_scope
+from core.models import Document
+from core.rbac import ADMIN_ROLE
+from tests.conftest import unique
+from tests.doc_factory import PNG_BYTES, make_pdf
+from tests.e2e.conftest import LiveApp, screenshot, sign_in
+
+
+def _no_exception(page: Any) -> None:
+    errors = page.locator('[data-testid="stException"]')
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def _documents_named(name: str) -> list[Document]:
+    with session_scope() as session:
+        rows = list(session.query(Document).filter(Document.filename == name))
+        for row in rows:
+            session.expunge(row)
+        return rows
+
+
+def test_upload_index_view_and_delete_in_browser(live_app: LiveApp, page: Any, make_user: Any, tmp_path: Path) -> None:
+    admin = make_user(ADMIN_ROLE)
+    token = unique("hub")
+    good = tmp_path / f"{token}-plan.pdf"
+    good.write_bytes(make_pdf([f"The {token} plan starts in May.", f"Page two of the {token} plan."]))
+    fake = tmp_path / f"{token}-photo.pdf"
+    fake.write_bytes(PNG_BYTES)
+
+    sign_in(page, live_app, admin)
+    page.get_by_role("link", name="Ingestion Hub").click()
+    page.get_by_role("heading", name="Ingestion Hub").wait_for()
+    uploader = page.get_by_test_id("stFileUploader").first
+    uploader.wait_for()
+    page.wait_for_timeout(1000)  # let the page settle before handing it files
+    uploader.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(good), str(fake)])
+    uploader.get_by_text("-plan.pdf").wait_for()  # both files are attached (names shown shortened)
+    uploader.get_by_text("-photo.pdf").wait_for()
+    page.get_by_role("button", name="Upload and index").click()
+    page.get_by_text(f"{good.name}: uploaded; indexing has been queued.").wait_for()
+    page.get_by_text(f"{fake.name}: named .pdf but the content is a PNG file").wait_for()
+    _no_exception(page)
+
+    deadline = time.monotonic() + 60  # the live worker indexes it
+    while time.monotonic() < deadline:
+        rows = _documents_named(good.name)
+        if rows and rows[0].status == "COMPLETED":
+            break
+        time.sleep(0.5)
+    [document] = _documents_named(good.name)
+    assert document.status == "COMPLETED" and document.chunks_total == 2
+    assert _documents_named(fake.name) == []
+    page.wait_for_timeout(2500)  # one live refresh of the table fragment
+    screenshot(page, "ingestion-hub-table")
+
+    page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("Document", exact=True)).click()
+    page.keyboard.type(good.name)
+    page.wait_for_timeout(300)
+    screenshot(page, "ingestion-hub-choose")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="View chunks").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"The {token} plan starts in May.").wait_for()
+    dialog.get_by_text("Chunk 2").wait_for()
+    screenshot(page, "ingestion-hub-chunks")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+
+    page.get_by_role("button", name="Delete", exact=True).click()
+    dialog.get_by_text("cannot be undone").wait_for()
+    screenshot(page, "ingestion-hub-delete")
+    dialog.get_by_role("button", name="Delete").click()
+    page.get_by_text(f"Deleted {good.name}.").wait_for()
+    _no_exception(page)
+    assert _documents_named(good.name) == []
