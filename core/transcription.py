@@ -36,6 +36,7 @@ import logging
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -856,19 +857,30 @@ def _transcribe_segments(run: _Run, provider: AIProvider, wav: Path, plans: Sequ
             _write_job(session, run, **values)
             session.execute(upsert)
 
+    def cut(plan: SegmentPlan) -> Path:
+        return export_segment(wav, plan, work / f"segment-{plan.index:05d}{SEGMENT_SUFFIX}", max_bytes=max_bytes)
+
     def transcribe_lane(lane: list[SegmentPlan]) -> None:
+        """The lane's segments in order, each cut by ffmpeg while the previous one is sent."""
         previous = done.get(lane[0].index - 1)
         prompt = closing_words(previous.text) if previous is not None else None
-        for plan in lane:
-            if run.stop.is_set():
-                return
-            path = export_segment(wav, plan, work / f"segment-{plan.index:05d}{SEGMENT_SUFFIX}", max_bytes=max_bytes)
-            try:
-                result = provider.transcribe(path, usage=usage, language=run.language, prompt=prompt)
-            finally:
-                path.unlink(missing_ok=True)
-            checkpoint(plan, result)
-            prompt = closing_words(result.text)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"job{run.job_id}-cut") as cutter:
+            upcoming = cutter.submit(cut, lane[0])
+            for position, plan in enumerate(lane):
+                path = upcoming.result()
+                if run.stop.is_set():
+                    return
+                if position + 1 < len(lane):
+                    upcoming = cutter.submit(cut, lane[position + 1])
+                started = time.perf_counter()
+                try:
+                    result = provider.transcribe(path, usage=usage, language=run.language, prompt=prompt)
+                finally:
+                    path.unlink(missing_ok=True)
+                log.debug("job %s: segment %s transcribed in %.1f s", run.job_id, plan.index,
+                          time.perf_counter() - started)  # fmt: skip
+                checkpoint(plan, result)
+                prompt = closing_words(result.text)
 
     missing = [p for p in plans if p.index not in done]
     for plan in (p for p in missing if p.is_silent):  # nothing to send: Whisper would invent text

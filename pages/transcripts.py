@@ -33,7 +33,6 @@ from pages.transcripts_upload import render_audio_upload
 
 LIST_REFRESH_SECONDS = 3
 PROGRESS_REFRESH_SECONDS = 2
-_STATUS_ICONS = {"PENDING": "🕓", "PROCESSING": "⚙️", "COMPLETED": "✅", "FAILED": "❌"}
 _EXPORT_LABELS = {
     "txt": "Text",
     "md": "Markdown",
@@ -55,8 +54,7 @@ def _recording(_actor: Actor, actor_id: int, job_id: int) -> RecordingFile:
 
 
 def _status(job: JobSummary) -> str:
-    text = f"{_STATUS_ICONS.get(job.status, '')} {job.status.title()}"
-    return f"{text} (stalled)" if job.is_stale() else text
+    return f"{job.status.title()} (stalled)" if job.is_stale() else job.status.title()
 
 
 def _cost(job: JobSummary) -> str:
@@ -333,12 +331,15 @@ def render_actions(actor: Actor, detail: JobDetail) -> None:
 def render_detail(actor: Actor, detail: JobDetail) -> None:
     job = detail.summary
     st.subheader(job.filename)
-    facts = st.columns(5)
+    st.caption(
+        f"Uploaded by {job.owner_name} on {job.created_at:%Y-%m-%d %H:%M} · {format_bytes(job.size_bytes)} · "
+        + ("visible to the team" if job.visibility == "team" else "private")
+        + (f" · transcribed with {job.model}" if job.model else "")
+    )
+    facts = st.columns(3)
     facts[0].metric("Status", _status(job))
     facts[1].metric("Length", format_seconds(job.duration_seconds))
-    facts[2].metric("Cost", _cost(job))
-    facts[3].metric("Owner", job.owner_name)
-    facts[4].metric("Visibility", job.visibility.title())
+    facts[2].metric("Cost", _cost(job), help="AI usage for this recording so far: transcription and minutes")
     if job.is_active and not job.is_stale():
         render_progress(actor, job)
     elif job.status == "FAILED" or job.is_stale():
