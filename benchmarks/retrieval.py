@@ -269,6 +269,10 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
         result["pgvector"] = cursor.fetchone()[0]
         cursor.execute("SHOW server_version")
         result["postgres"] = cursor.fetchone()[0]
+        cursor.execute("RESET ALL")
+    # Back to transactions before the pool hands this connection to a session: in autocommit
+    # mode SET LOCAL / set_config(..., true) would last one statement and ef_search stay 40.
+    conn.autocommit = False
     raw.close()
 
     chunk_row = {row + 1: row for row in range(len(corpus.texts))}  # chunk id -> matrix row
