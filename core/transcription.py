@@ -742,8 +742,8 @@ def transcribe_recording(job_id: int) -> None:
 
     Idempotent: a redelivered message for a job that is done, running elsewhere, deleted
     or FAILED returns without doing anything; a resumed job redoes no finished segment.
-    On failure the job records a readable error: PermanentError (and InvalidInput, a time
-    limit, or the last of settings.job_max_attempts attempts) -> FAILED and PermanentError
+    On failure the job records a readable error: PermanentError (and InvalidInput, NotFound,
+    a time limit, or the last of settings.job_max_attempts attempts) -> FAILED and PermanentError
     raised, so Dramatiq does not retry; anything else -> back to PENDING and re-raised, so
     Dramatiq retries it with backoff.
     """
@@ -787,7 +787,7 @@ def _transcribe(run: _Run, provider: AIProvider, work: Path) -> None:
         audio = normalise_audio(source, work / "normalised.wav")
     _enter_stage(run, "splitting", duration_seconds=round(audio.duration_seconds, 3))
     silences = detect_silences(audio.path, threshold_db=silence_threshold_db(audio), duration=audio.duration_seconds)
-    model = None if provider.name == "offline" else settings.transcription_model
+    model = None if settings.offline else settings.transcription_model  # the duration caps are per API model
     plans = plan_segments(
         duration=audio.duration_seconds,
         silences=silences,
@@ -989,7 +989,8 @@ def _record_failure(run: _Run, error: BaseException) -> PermanentError | None:
     that stops Dramatiq from retrying."""
     settings = get_settings()
     message = _describe(run, error)
-    permanent = isinstance(error, PermanentError | InvalidInput | TimeLimitExceeded)
+    # NotFound: the stored file or the job itself is gone; waiting will not bring it back.
+    permanent = isinstance(error, PermanentError | InvalidInput | NotFound | TimeLimitExceeded)
     exhausted = run.attempt >= settings.job_max_attempts
     retry = not permanent and not exhausted
     if retry:

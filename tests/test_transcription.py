@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +299,43 @@ def test_a_killed_worker_is_resumed_at_the_first_missing_segment(
     assert [r[0] for r in rows] == list(range(len(rows)))
     assert rows[: len(done_before)] == done_before
     assert len(seen) == len(rows) - len(done_before)  # only the missing segments were sent
+
+
+def test_a_silent_recording_sends_nothing_and_completes_empty(
+    fake_api: Callable[..., FakeOpenAI], member: Actor, tmp_path: Path
+) -> None:
+    """Whisper invents text on silence ("Thank you for watching"): silent segments are not sent."""
+    fake = fake_api(transcription_segment_seconds=20)
+    job_id = submit(member, audio_samples.silence(tmp_path / "muted call.wav", 45.0))
+    transcribe_recording(job_id)
+    job = _job(job_id)
+    assert (job.status, job.transcript_text, job.transcript_segments) == ("COMPLETED", "", [])
+    assert len(_segment_rows(job_id)) == 3 and not fake.calls(TRANSCRIPTIONS)
+    assert job.minutes is not None and "No speech" in (job.minutes_markdown or "")
+
+
+def test_a_worker_whose_job_was_taken_over_stops_without_touching_it(
+    fake_api: Callable[..., FakeOpenAI], member: Actor, long_tones: Path
+) -> None:
+    fake = fake_api(transcription_segment_seconds=16, transcription_concurrency=1)
+    fake.delay_next(1000, 0.3, path=TRANSCRIPTIONS)
+    job_id = submit(member, long_tones)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(transcribe_recording, job_id)
+        deadline = time.monotonic() + 30
+        while not _segment_rows(job_id):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with session_scope() as session:  # another worker claimed it (as after a missed heartbeat)
+            session.execute(
+                update(TranscriptionJob)
+                .where(TranscriptionJob.id == job_id)
+                .values(attempts=TranscriptionJob.attempts + 1, stage="normalising")
+            )
+        assert running.result(timeout=30) is None  # it returns quietly: the job is not its own any more
+    job = _job(job_id)
+    assert (job.status, job.stage, job.error, job.transcript_text) == ("PROCESSING", "normalising", None, None)
+    assert len(_segment_rows(job_id)) <= 3  # it stopped after the request it had in flight
 
 
 def test_a_redelivered_message_changes_nothing(
