@@ -7,8 +7,6 @@ behind every page check the same permissions again.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from core.ai.status import provider_notice
@@ -51,7 +49,7 @@ PAGES: list[tuple[str, str, str, tuple[str, ...]]] = [
 allowed = [
     st.Page(path, title=title, icon=icon, default=(path == "pages/home.py"))
     for path, title, icon, needs in PAGES
-    if (not needs or any(actor.can(permission) for permission in needs)) and Path(path).exists()
+    if (not needs or any(actor.can(permission) for permission in needs))
 ]
 navigation = st.navigation(allowed)
 
