@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.ai.status import provider_notice
+from core.ai import is_offline, provider_status
 from core.health import database_problem
 from pages import session_keys
 from pages.auth_ui import build_authenticator, render_login_form, restore_session, sign_out
@@ -59,8 +59,10 @@ with st.sidebar:
         sign_out(authenticator)
         st.rerun()
 
-notice = provider_notice()
-if notice:
-    st.info(notice, icon=":material/cloud_off:")
+if is_offline():
+    # Small but on every page: the sidebar carries it, with the details one click away.
+    with st.sidebar:
+        st.markdown(":orange-badge[:material/cloud_off: Offline mode]", help=provider_status())
+        st.caption("No API key: local transcription, extractive minutes and answers.")
 
 navigation.run()
