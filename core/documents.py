@@ -659,7 +659,7 @@ def write_chunks(
             "page_number int4, heading text, start_seconds float8, end_seconds float8, embedding vector"
             ") ON COMMIT DELETE ROWS"
         )
-        cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
+        cursor.execute(f"DELETE FROM {_STAGE_TABLE}")  # empty unless called twice in one transaction
         with cursor.copy(f"COPY {_STAGE_TABLE} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_STAGE_TYPES)
             for chunk, vector in zip(chunks, matrix, strict=True):
@@ -1139,7 +1139,7 @@ def ingest_paths(
     results: list[IngestedPath] = []
     for path in _expand(paths):
         if not path.is_file():
-            outcome = UploadOutcome(path.name, "rejected", f"{path}: no such file.")
+            outcome = UploadOutcome(path.name, "rejected", f"{path.name}: no such file.")
             results.append(IngestedPath(str(path), outcome))
             continue
         with path.open("rb") as handle:
