@@ -347,23 +347,6 @@ def phase_finish(args: argparse.Namespace) -> dict[str, Any]:
 # Orchestrator -------------------------------------------------------------------------------
 
 
-def _database_urls(name: str) -> tuple[str, str]:
-    import pgserver
-
-    server = pgserver.get_server(str(WORK / "pg"), cleanup_mode="stop")
-    uri: str = server.get_uri()  # postgresql://postgres:@/postgres?host=...
-    base, query = uri.split("?", 1)
-    return uri, base.rsplit("/", 1)[0] + f"/{name}?{query}"
-
-
-def _fresh_database(admin_uri: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_uri, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-
-
 def render(result: dict[str, Any], args: argparse.Namespace, total_s: float) -> str:
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -389,7 +372,9 @@ def render(result: dict[str, Any], args: argparse.Namespace, total_s: float) -> 
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benchmarks/ingest.py --documents "
         f"{args.documents} --workers {workers}` in {total_s / 60:.1f} min on {os.cpu_count()} CPUs "
         f"({platform.processor() or platform.machine()}, {_memory_gb()} GB RAM), PostgreSQL {result['postgres']} "
-        f"with pgvector {result['pgvector']} (pgserver defaults, same machine), Python {platform.python_version()}.",
+        f"with pgvector {result['pgvector']} (pgserver defaults, same machine), Python {platform.python_version()}. "
+        f"Load average before / after: {result.get('load_before', '?')} / {result.get('load_after', '?')} "
+        "(the machine is shared; other work running at the same time slows every figure).",
         "",
         f"{result['documents']:,} synthetic documents ({result['bytes'] / 1e6:.0f} MB of text; every fifth "
         f"Markdown with headings) ingested by {workers} worker process{'es' if workers != 1 else ''} in parallel, "
@@ -478,6 +463,9 @@ def main() -> None:
         return
 
     began = time.perf_counter()
+    load_before = f"{os.getloadavg()[0]:.1f}"
+    from retrieval import _database_urls, _fresh_database  # the scratch server of benchmarks/retrieval.py
+
     admin, target = _database_urls(DATABASE)
     _fresh_database(admin, DATABASE)
     data_dir = WORK / "ingest-data"
@@ -509,6 +497,8 @@ def main() -> None:
         **read("setup"),
         **read("finish"),
         "ingest_wall_seconds": ingest_wall,
+        "load_before": load_before,
+        "load_after": f"{os.getloadavg()[0]:.1f}",
         "workers": [read("ingest", part) for part in range(args.workers)],
     }
     total = time.perf_counter() - began

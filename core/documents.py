@@ -68,7 +68,7 @@ from core.job_access import SEE_ALL_PRIVATE
 from core.models import DOCUMENT_STATUSES, DOCUMENT_TYPES, VISIBILITIES, Document, DocumentChunk, TranscriptionJob, User
 from core.queue import enqueue
 from core.rbac import Actor, require
-from core.storage import get_storage
+from core.storage import delete_stored, get_storage
 
 log = logging.getLogger(__name__)
 
@@ -756,13 +756,7 @@ def delete_documents(*, actor: Actor, document_ids: Iterable[int]) -> int:
                 target_id=row.id,
                 details={"filename": row.filename, "document_type": row.document_type},
             )
-    storage = get_storage()
-    for row in rows:
-        if row.storage_key:
-            try:
-                storage.delete(row.storage_key)
-            except Exception:
-                log.exception("document %s deleted but its file %s could not be removed", row.id, row.storage_key)
+    delete_stored(row.storage_key for row in rows)
     log.info("%s deleted documents %s", actor.username, [row.id for row in rows])
     return len(rows)
 
@@ -1100,10 +1094,7 @@ def index_text_document(
         storage.delete(stored.key)
         return int(existing.id) if existing is not None else None
     if old_key and old_key != stored.key:
-        try:
-            storage.delete(old_key)
-        except Exception:
-            log.exception("could not remove the previous source %s of document %s", old_key, document_id)
+        delete_stored([old_key])
     if index_now:
         index_document(document_id)
     else:

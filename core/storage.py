@@ -24,7 +24,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -305,6 +305,25 @@ def storage_from_url(url: str | None) -> Storage:
     if url.startswith("file://"):
         return LocalStorage(Path(url.removeprefix("file://")))
     raise ValueError("STORAGE_URL must be an s3:// URL (or unset for the local data folder)")
+
+
+def delete_stored(keys: Iterable[str | None]) -> int:
+    """Remove the stored objects of rows that are already gone. Returns how many were removed.
+
+    Never raises: the rows are deleted and committed, so a file that cannot be removed now
+    (storage down, permissions) is logged and left behind rather than failing the action.
+    """
+    storage = get_storage()
+    removed = 0
+    for key in keys:
+        if not key:
+            continue
+        try:
+            storage.delete(key)
+            removed += 1
+        except Exception:
+            log.exception("could not remove stored file %s", key)
+    return removed
 
 
 @lru_cache(maxsize=1)

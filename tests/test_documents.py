@@ -43,6 +43,7 @@ from core.rbac import Actor
 from core.storage import get_storage
 from tests.conftest import unique
 from tests.doc_factory import PNG_BYTES, make_docx, make_image_only_pdf, make_pdf
+from tests.job_factory import insert_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -553,29 +554,15 @@ def test_the_dramatiq_actor_indexes_through_redis_and_redelivery_adds_nothing(se
 # ---------------------------------------------------------------------------- transcripts and minutes
 
 
-def make_job(owner: Actor, **fields: Any) -> int:
-    with session_scope() as session:
-        job = TranscriptionJob(
-            owner_id=owner.id,
-            filename="standup.mp3",
-            storage_key="recordings/2026/01/" + "0" * 32 + ".mp3",
-            sha256=unique("sha"),
-            status="COMPLETED",
-            visibility=fields.pop("visibility", "team"),
-            **fields,
-        )
-        session.add(job)
-        session.flush()
-        return job.id
-
-
 def test_transcript_and_minutes_documents_are_indexed_once_and_refreshed_on_edit(services: None, member: Actor) -> None:
     token = unique("standup")
     segments = [
         {"start": i * 5.0, "end": i * 5.0 + 4.0, "text": f"Point {i} about {token} and the release.", "speaker": "A"}
         for i in range(120)
     ]
-    job_id = make_job(member, transcript_segments=segments, minutes_markdown=f"# Decisions\n\nShip {token} Friday.")
+    job_id = insert_job(
+        member, segments=segments, filename="standup.mp3", minutes_markdown=f"# Decisions\n\nShip {token} Friday."
+    )
     transcript_id = index_text_document(job_id=job_id, document_type="full_transcript", index_now=True)
     minutes_id = index_text_document(job_id=job_id, document_type="meeting_minutes", index_now=True)
     assert transcript_id and minutes_id and transcript_id != minutes_id
@@ -614,7 +601,7 @@ def test_transcript_and_minutes_documents_are_indexed_once_and_refreshed_on_edit
     assert "Monday" in chunk.content and chunk.heading == "Decisions"
 
     # Pieces passed explicitly (the transcription worker's way), private like their job.
-    private_job = make_job(member, visibility="private")
+    private_job = insert_job(member, visibility="private")
     explicit = index_text_document(
         job_id=private_job,
         document_type="full_transcript",
@@ -625,7 +612,7 @@ def test_transcript_and_minutes_documents_are_indexed_once_and_refreshed_on_edit
     assert explicit is not None
     board = row(explicit)
     assert (board.filename, board.visibility, board.status) == ("Board call transcript.txt", "private", "COMPLETED")
-    assert index_text_document(job_id=make_job(member), document_type="meeting_minutes") is None  # no minutes
+    assert index_text_document(job_id=insert_job(member), document_type="meeting_minutes") is None  # no minutes
 
 
 # ---------------------------------------------------------------------------- command line
