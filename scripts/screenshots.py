@@ -1,0 +1,56 @@
+"""Take the README's screenshots of a running Quorum: `python scripts/screenshots.py URL USER PASSWORD`.
+
+Uses Debian's chromium through Playwright (never `playwright install`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+PAGES = [
+    ("home", "Home"),
+    ("ingestion-hub", "Ingestion Hub"),
+    ("transcripts", "Transcripts & Minutes"),
+    ("chat", "Chat"),
+    ("admin", "Admin"),
+    ("account", "Account"),
+]
+
+
+def _settle(page: Page) -> None:
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(2500)
+
+
+def main(url: str, username: str, password: str) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1400, "height": 950})
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        page.get_by_role("textbox", name="Username").wait_for()
+        _settle(page)
+        page.screenshot(path=str(OUT / "login.png"))
+        page.get_by_role("textbox", name="Username").fill(username)
+        page.get_by_role("textbox", name="Password").fill(password)
+        page.get_by_role("button", name="Login").click()
+        page.get_by_text("Signed in as").wait_for()
+        for slug, title in PAGES:
+            page.get_by_role("link", name=title).first.click()
+            _settle(page)
+            page.screenshot(path=str(OUT / f"{slug}.png"), full_page=True)
+            print(f"saved {OUT / slug}.png")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
