@@ -332,6 +332,19 @@ def _accept_one(actor: Actor, file: UploadedFileLike, visibility: str, *, send: 
     return UploadOutcome(filename, "accepted", _send(document_id, filename), document_id)
 
 
+def _accept_safely(actor: Actor, file: UploadedFileLike, visibility: str, *, send: bool) -> UploadOutcome:
+    """_accept_one, with any failure turned into a "rejected" outcome so the batch goes on."""
+    try:
+        return _accept_one(actor, file, visibility, send=send)
+    except QuorumError as error:
+        filename = _clean_filename(getattr(file, "name", None))
+        return UploadOutcome(filename, "rejected", f"{filename}: {error}")
+    except Exception as error:
+        filename = _clean_filename(getattr(file, "name", None))
+        log.exception("upload of %s failed", filename)
+        return UploadOutcome(filename, "rejected", f"{filename}: could not be stored ({_describe(error)}). Try again.")
+
+
 def _send(document_id: int, filename: str) -> str:
     """Enqueue indexing; a message for the user either way (the row is already committed)."""
     try:
@@ -360,7 +373,7 @@ def upload_documents(
     """
     require(actor, "ingest_documents")
     _check_visibility(visibility)
-    return [_accept_one(actor, file, visibility, send=True) for file in files]
+    return [_accept_safely(actor, file, visibility, send=True) for file in files]
 
 
 # ---------------------------------------------------------------------------- indexing job
@@ -1134,7 +1147,7 @@ def ingest_paths(
             results.append(IngestedPath(str(path), outcome))
             continue
         with path.open("rb") as handle:
-            outcome = _accept_one(actor, handle, visibility, send=not wait)
+            outcome = _accept_safely(actor, handle, visibility, send=not wait)
         if outcome.status != "accepted" or not wait:
             results.append(IngestedPath(str(path), outcome))
             continue

@@ -227,6 +227,20 @@ def test_non_seekable_streams_are_spooled_and_still_size_checked(services: None,
     assert refused.status == "rejected" and "the limit is 50 MB" in refused.message
 
 
+def test_an_unreadable_upload_is_refused_and_the_batch_goes_on(services: None, member: Actor) -> None:
+    class Unreadable(io.BytesIO):
+        name = "broken.txt"
+
+        def read(self, *args: Any) -> bytes:
+            raise OSError("the connection was reset")
+
+    good = named("fine.txt", prose(unique("fine"), 3).encode())
+    broken, fine = upload_documents(actor=member, files=[Unreadable(b"x" * 10), good])
+    assert broken.status == "rejected"
+    assert broken.message == "broken.txt: could not be stored (OSError: the connection was reset). Try again."
+    assert fine.status == "accepted"
+
+
 def test_identical_content_points_to_the_existing_document(services: None, make_user: Any) -> None:
     alice, bob = make_user(), make_user()
     data = prose(unique("dup"), 5).encode()
@@ -436,6 +450,16 @@ def test_reindex_builds_beside_the_old_chunks_and_a_failure_leaves_them(
     new = chunk_rows(document_id)
     assert [(g, i) for g, i, _ in new] == [(2, i) for i in range(len(old))]
     assert searchable_ids(member, document_id) == [chunk_id for _, _, chunk_id in new]
+
+
+def test_search_keeps_finding_a_document_while_it_is_reindexed(services: None, member: Actor) -> None:
+    from core.retrieval import retrieve
+
+    token = unique("stay")
+    document_id = upload_one(member, "stay.txt", prose(token, 20).encode())
+    index_document(document_id)
+    reindex_document(actor=member, document_id=document_id)
+    assert document_id in {c.document_id for c in retrieve(actor=member, query=token)}
 
 
 def test_reindex_and_retry_need_the_uploader_or_an_admin(services: None, make_user: Any, admin: Actor) -> None:
