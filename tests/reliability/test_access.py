@@ -156,7 +156,7 @@ class World:
 
 @lru_cache(maxsize=1)
 def _password_hash() -> str:
-    return hash_password(PASSWORD)  # bcrypt once: the walk makes a few hundred users
+    return hash_password(PASSWORD)  # bcrypt once: the walk makes dozens of users
 
 
 def _user(role: str) -> Actor:
@@ -686,17 +686,13 @@ def test_the_sign_in_cookie_expires_as_configured_and_expired_or_forged_ones_are
 
     # Coming back with the cookie signs in without a password...
     assert _signed_in(_visit_with(monkeypatch, {name: token}))
+
     # ...but not once it has expired, nor with one signed by anyone else.
-    expired = jwt.encode(
-        {"username": member.username, "exp_date": (datetime.now() - timedelta(seconds=1)).timestamp()},
-        settings.cookie_key,
-        algorithm="HS256",
-    )
-    forged = jwt.encode(
-        {"username": member.username, "exp_date": (datetime.now() + lifetime).timestamp()},
-        "not-the-server-key-" + "x" * 20,
-        algorithm="HS256",
-    )
+    def token_for(key: str, expires: datetime) -> str:
+        return jwt.encode({"username": member.username, "exp_date": expires.timestamp()}, key, algorithm="HS256")
+
+    expired = token_for(settings.cookie_key, datetime.now() - timedelta(seconds=1))
+    forged = token_for("not-the-server-key-" + "x" * 20, datetime.now() + lifetime)
     for refused in (expired, forged):
         app = _visit_with(monkeypatch, {name: refused})
         assert not _signed_in(app)

@@ -29,6 +29,7 @@ from core.rbac import Actor
 from core.storage import get_storage
 from core.transcription import delete_job, get_job_summary, submit_recording, transcribe_recording
 from tests import audio_samples
+from tests.admin_data import get_row
 from tests.conftest import unique
 from tests.doc_factory import make_pdf, make_zip_bomb_docx
 from tests.fake_openai import FakeOpenAI, restore_settings
@@ -101,11 +102,7 @@ def _count(model: Any, owner_column: Any, owner_id: int) -> int:
 
 
 def _document(document_id: int) -> Document:
-    with session_scope() as session:
-        document = session.get(Document, document_id)
-        assert document is not None
-        session.expunge(document)
-        return document
+    return get_row(Document, document_id)
 
 
 def _chunk_count(document_id: int) -> int:

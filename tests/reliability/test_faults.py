@@ -23,6 +23,7 @@ from core.db import get_engine, reset_engine, session_scope
 from core.documents import retry_document, upload_documents
 from core.models import AuditLog, Document, DocumentChunk, TranscriptionJob, TranscriptionSegment
 from core.rbac import Actor
+from tests.admin_data import get_row
 from tests.conftest import unique
 from tests.fake_openai import FakeOpenAI
 from tests.recording_fixtures import numbered_transcripts, submit
@@ -38,19 +39,11 @@ EMBEDDINGS = "/v1/embeddings"
 
 
 def _document(document_id: int) -> Document:
-    with session_scope() as session:
-        document = session.get(Document, document_id)
-        assert document is not None
-        session.expunge(document)
-        return document
+    return get_row(Document, document_id)
 
 
 def _job(job_id: int) -> TranscriptionJob:
-    with session_scope() as session:
-        job = session.get(TranscriptionJob, job_id)
-        assert job is not None
-        session.expunge(job)
-        return job
+    return get_row(TranscriptionJob, job_id)
 
 
 def _segments(job_id: int) -> list[tuple[int, float, float, str]]:
