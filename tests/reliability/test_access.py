@@ -296,212 +296,135 @@ READ_ALL = frozenset({"delete_documents"})  # core.job_access.SEE_ALL_PRIVATE
 
 
 def _probes() -> list[Probe]:
-    p: list[Probe] = []
-
-    def add(service: str, needs: str | tuple[str, ...], call: Call, **options: Any) -> None:
-        names = frozenset((needs,) if isinstance(needs, str) else needs)
-        p.append(Probe(service, names, call, **options))
-
-    # Users and roles.
-    add("admin.list_users", "manage_users", lambda a, w: admin_service.list_users(actor=a))
-    add("admin.create_user", "manage_users", lambda a, w: admin_service.create_user(
-        actor=a, username=unique("new"), email=f"{unique('new')}@example.com", password="correct-horse-9",
-        role_id=w.user_role_id))  # fmt: skip
-    add(
-        "admin.change_user_role",
-        "manage_users",
-        lambda a, w: admin_service.change_user_role(actor=a, user_id=_fresh_user(w), role_id=w.user_role_id),
-    )
-    add(
-        "admin.set_user_active",
-        "manage_users",
-        lambda a, w: admin_service.set_user_active(actor=a, user_id=_fresh_user(w), active=False),
-    )
-    add(
-        "admin.reset_password",
-        "manage_users",
-        lambda a, w: admin_service.reset_password(actor=a, user_id=_fresh_user(w)),
-    )
-    add("admin.unlock_user", "manage_users", lambda a, w: admin_service.unlock_user(actor=a, user_id=_fresh_user(w)))
-    add("admin.delete_user", "delete_users", lambda a, w: admin_service.delete_user(actor=a, user_id=_fresh_user(w)))
-    add("admin.list_roles", ("manage_roles", "manage_users"), lambda a, w: admin_service.list_roles(actor=a))
-    add(
-        "admin.create_role",
-        "manage_roles",
-        lambda a, w: admin_service.create_role(actor=a, name=unique("role"), permissions=["use_chat"]),
-    )
-    add(
-        "admin.rename_role",
-        "manage_roles",
-        lambda a, w: admin_service.rename_role(actor=a, role_id=_fresh_role(w), name=unique("renamed")),
-    )
-    add("admin.delete_role", "manage_roles", lambda a, w: admin_service.delete_role(actor=a, role_id=_fresh_role(w)))
-    add("admin.set_role_permissions", "manage_roles", lambda a, w: admin_service.set_role_permissions(
-        actor=a, role_id=_fresh_role(w), permissions=["use_chat", "read_documents"]))  # fmt: skip
-    add("admin.set_permission_matrix", "manage_roles", lambda a, w: admin_service.set_permission_matrix(
-        actor=a, matrix={_fresh_role(w): ["read_documents"]}))  # fmt: skip
-    # Jobs, usage, audit, feedback review.
-    add("admin.list_jobs", "view_jobs", lambda a, w: admin_service.list_jobs(actor=a, limit=5))
-    add("admin.job_queue_depths", "view_jobs", lambda a, w: admin_service.job_queue_depths(actor=a))
-    add("admin.retry_job", "view_jobs", lambda a, w: admin_service.retry_job(
-        actor=a, kind="indexing", job_id=_colleague_document(w, status="FAILED", error="boom")))  # fmt: skip
-    add("analytics.usage_analytics", "view_jobs", lambda a, w: analytics.usage_analytics(actor=a))
-    add("usage.summarize_usage", "view_jobs", lambda a, w: usage.summarize_usage(actor=a))
     quiet = audit.AuditFilters(action=unique("none"), limit=5)
-    add("audit.list_audit", "view_audit_log", lambda a, w: audit.list_audit(actor=a, filters=quiet))
-    add("audit.audit_actions", "view_audit_log", lambda a, w: audit.audit_actions(actor=a))
-    add("audit.export_audit_csv", "view_audit_log", lambda a, w: audit.export_audit_csv(actor=a, filters=quiet))
-    add("audit.export_audit_xlsx", "view_audit_log", lambda a, w: audit.export_audit_xlsx(actor=a, filters=quiet))
     few = feedback_review.FeedbackFilters(limit=5)
-    add(
-        "feedback_review.list_feedback",
-        "review_feedback",
-        lambda a, w: feedback_review.list_feedback(actor=a, filters=few),
-    )
-    add("feedback_review.feedback_raters", "review_feedback", lambda a, w: feedback_review.feedback_raters(actor=a))
-    add("feedback_review.review_feedback", "review_feedback", lambda a, w: feedback_review.review_feedback(
-        actor=a, feedback_id=make_feedback(_own_answer(w.other)[1], w.other.id), status="rejected"))  # fmt: skip
-    add(
-        "feedback_review.export_feedback_csv",
-        "review_feedback",
-        lambda a, w: feedback_review.export_feedback_csv(actor=a, filters=few),
-    )
-    add(
-        "feedback_review.export_feedback_xlsx",
-        "review_feedback",
-        lambda a, w: feedback_review.export_feedback_xlsx(actor=a, filters=few),
-    )
-    # Chat and feedback on one's own answers.
-    add("chat.create_chat", "use_chat", lambda a, w: chat.create_chat(actor=a))
-    add("chat.list_chats", "use_chat", lambda a, w: chat.list_chats(actor=a))
-    add(
-        "chat.rename_chat",
-        "use_chat",
-        lambda a, w: chat.rename_chat(actor=a, chat_id=_own_answer(a)[0], title="Renamed"),
-    )
-    add("chat.delete_chat", "use_chat", lambda a, w: chat.delete_chat(actor=a, chat_id=_own_answer(a)[0]))
-    add("chat.list_messages", "use_chat", lambda a, w: chat.list_messages(actor=a, chat_id=_own_answer(a)[0]))
-    add(
-        "chat.answer_question",
-        "use_chat",
-        lambda a, w: chat.answer_question(actor=a, chat_id=_own_answer(a)[0], question="And the budget?"),
-    )
-    add(
-        "chat.regenerate_last_answer",
-        "use_chat",
-        lambda a, w: chat.regenerate_last_answer(actor=a, chat_id=_own_answer(a)[0]),
-    )
-    add("chat.ask", "use_chat", lambda a, w: chat.ask(actor=a, question=f"What does the {w.team_token} say?"))
-    add(
-        "feedback.rate_message",
-        "use_chat",
-        lambda a, w: feedback.rate_message(actor=a, message_id=_own_answer(a)[1], rating="good"),
-    )
-    add("feedback.clear_rating", "use_chat", lambda a, w: feedback.clear_rating(actor=a, message_id=_own_answer(a)[1]))
-    # Documents.
-    add("documents.upload_documents", "ingest_documents", lambda a, w: documents.upload_documents(
-        actor=a, files=[_upload("memo.txt", unique("memo").encode())]))  # fmt: skip
-    add("documents.ingest_paths", "ingest_documents", lambda a, w: documents.ingest_paths(
-        actor=a, paths=[ROOT / "README.md"], wait=False))  # fmt: skip
-    add(
-        "documents.delete_documents",
-        "delete_documents",
-        lambda a, w: _seen(documents.delete_documents(actor=a, document_ids=[_colleague_document(w)]) == 1, "doc"),
-    )
-    add("documents.reindex_document", "delete_documents", lambda a, w: documents.reindex_document(
-        actor=a, document_id=_colleague_document(w, status="COMPLETED")))  # fmt: skip
-    add("documents.retry_document", "delete_documents", lambda a, w: documents.retry_document(
-        actor=a, document_id=_colleague_document(w, status="FAILED")))  # fmt: skip
-    team = {"implied_by": READ_ALL, "denied": NotFound}
-    add("documents.list_documents", "read_documents", lambda a, w: _seen(
-        w.team_document in {d.id for d in documents.list_documents(actor=a)}, "team document"), **team)  # fmt: skip
-    add(
-        "documents.get_document",
-        "read_documents",
-        lambda a, w: documents.get_document(actor=a, document_id=w.team_document),
-        **team,
-    )
-    add(
-        "documents.document_chunks",
-        "read_documents",
-        lambda a, w: _seen(bool(documents.document_chunks(actor=a, document_id=w.team_document)), "chunks"),
-        **team,
-    )
-    add(
-        "documents.download_document",
-        "read_documents",
-        lambda a, w: documents.download_document(actor=a, document_id=w.team_document),
-        **team,
-    )
-    add(
-        "documents.list_uploaders",
-        "read_documents",
-        lambda a, w: _seen(w.other.id in dict(documents.list_uploaders(actor=a)), "uploader"),
-        **team,
-    )
-    add(
-        "retrieval.retrieve",
-        "read_documents",
-        lambda a, w: _seen(
-            w.team_document in {c.document_id for c in retrieve(actor=a, query=w.team_token)}, "search hit"
-        ),
-        **team,
-    )
-    # Recordings, minutes and exports.
-    add("transcription.submit_recording", "transcribe_audio", _submit_and_remove)
-    recordings = {"implied_by": READ_ALL, "denied": NotFound}
-    add("transcription.list_jobs", "read_transcripts", lambda a, w: _seen(
-        w.team_job in {j.id for j in transcription.list_jobs(actor=a)}, "team recording"), **recordings)  # fmt: skip
-    add(
-        "transcription.get_job",
-        "read_transcripts",
-        lambda a, w: transcription.get_job(actor=a, job_id=w.team_job),
-        **recordings,
-    )
-    add(
-        "transcription.get_job_summary",
-        "read_transcripts",
-        lambda a, w: transcription.get_job_summary(actor=a, job_id=w.team_job),
-        **recordings,
-    )
-    add(
-        "transcription.read_recording",
-        "read_transcripts",
-        lambda a, w: transcription.read_recording(actor=a, job_id=w.team_job),
-        **recordings,
-    )
-    add(
-        "minutes.get_minutes",
-        "read_transcripts",
-        lambda a, w: minutes.get_minutes(actor=a, job_id=w.team_job),
-        **recordings,
-    )
-    add("transcription.retry_job", ("view_jobs", "delete_documents"), lambda a, w: transcription.retry_job(
-        actor=a, job_id=_colleague_job(w, status="FAILED", error="boom")))  # fmt: skip
-    add(
-        "transcription.delete_job",
-        "delete_documents",
-        lambda a, w: transcription.delete_job(actor=a, job_id=_colleague_job(w)),
-    )
-    add(
-        "minutes.update_minutes",
-        "delete_documents",
-        lambda a, w: minutes.update_minutes(actor=a, job_id=_colleague_job(w), markdown="# Edited\n\nShip it."),
-    )
-    add(
-        "minutes.regenerate_minutes",
-        "delete_documents",
-        lambda a, w: minutes.regenerate_minutes(actor=a, job_id=_colleague_job(w)),
-    )
-    for name, run in {
-        "export_job": lambda a, w: exports.export_job(actor=a, job_id=w.team_job, fmt="txt"),
-        "export_transcript": lambda a, w: exports.export_transcript(actor=a, job_id=w.team_job, fmt="srt"),
-        "export_minutes": lambda a, w: exports.export_minutes(actor=a, job_id=w.team_job, fmt="md"),
-        "export_jobs_csv": lambda a, w: exports.export_jobs_csv(actor=a, job_ids=[w.team_job]),
-        "export_jobs_zip": lambda a, w: exports.export_jobs_zip(actor=a, job_ids=[w.team_job]),
-    }.items():
-        add(f"exports.{name}", "export_transcripts", run)
-    return p
+    shared = {"implied_by": READ_ALL, "denied": NotFound}  # a colleague's team items: refusal is "not found"
+    # (service, the permission(s) it needs, a call that returns when allowed, options)
+    # fmt: off
+    table: list[tuple[str, str | tuple[str, ...], Call, dict[str, Any]]] = [
+        # Users and roles.
+        ("admin.list_users", "manage_users", lambda a, w: admin_service.list_users(actor=a), {}),
+        ("admin.create_user", "manage_users", lambda a, w: admin_service.create_user(
+            actor=a, username=unique("new"), email=f"{unique('new')}@example.com", password=PASSWORD,
+            role_id=w.user_role_id), {}),
+        ("admin.change_user_role", "manage_users", lambda a, w: admin_service.change_user_role(
+            actor=a, user_id=_fresh_user(w), role_id=w.user_role_id), {}),
+        ("admin.set_user_active", "manage_users", lambda a, w: admin_service.set_user_active(
+            actor=a, user_id=_fresh_user(w), active=False), {}),
+        ("admin.reset_password", "manage_users",
+            lambda a, w: admin_service.reset_password(actor=a, user_id=_fresh_user(w)), {}),
+        ("admin.unlock_user", "manage_users",
+            lambda a, w: admin_service.unlock_user(actor=a, user_id=_fresh_user(w)), {}),
+        ("admin.delete_user", "delete_users",
+            lambda a, w: admin_service.delete_user(actor=a, user_id=_fresh_user(w)), {}),
+        ("admin.list_roles", ("manage_roles", "manage_users"), lambda a, w: admin_service.list_roles(actor=a), {}),
+        ("admin.create_role", "manage_roles", lambda a, w: admin_service.create_role(
+            actor=a, name=unique("role"), permissions=["use_chat"]), {}),
+        ("admin.rename_role", "manage_roles", lambda a, w: admin_service.rename_role(
+            actor=a, role_id=_fresh_role(w), name=unique("renamed")), {}),
+        ("admin.delete_role", "manage_roles",
+            lambda a, w: admin_service.delete_role(actor=a, role_id=_fresh_role(w)), {}),
+        ("admin.set_role_permissions", "manage_roles", lambda a, w: admin_service.set_role_permissions(
+            actor=a, role_id=_fresh_role(w), permissions=["use_chat", "read_documents"]), {}),
+        ("admin.set_permission_matrix", "manage_roles", lambda a, w: admin_service.set_permission_matrix(
+            actor=a, matrix={_fresh_role(w): ["read_documents"]}), {}),
+        # Jobs, usage, audit log, feedback review.
+        ("admin.list_jobs", "view_jobs", lambda a, w: admin_service.list_jobs(actor=a, limit=5), {}),
+        ("admin.job_queue_depths", "view_jobs", lambda a, w: admin_service.job_queue_depths(actor=a), {}),
+        ("admin.retry_job", "view_jobs", lambda a, w: admin_service.retry_job(
+            actor=a, kind="indexing", job_id=_colleague_document(w, status="FAILED", error="boom")), {}),
+        ("analytics.usage_analytics", "view_jobs", lambda a, w: analytics.usage_analytics(actor=a), {}),
+        ("usage.summarize_usage", "view_jobs", lambda a, w: usage.summarize_usage(actor=a), {}),
+        ("audit.list_audit", "view_audit_log", lambda a, w: audit.list_audit(actor=a, filters=quiet), {}),
+        ("audit.audit_actions", "view_audit_log", lambda a, w: audit.audit_actions(actor=a), {}),
+        ("audit.export_audit_csv", "view_audit_log", lambda a, w: audit.export_audit_csv(actor=a, filters=quiet), {}),
+        ("audit.export_audit_xlsx", "view_audit_log", lambda a, w: audit.export_audit_xlsx(actor=a, filters=quiet), {}),
+        ("feedback_review.list_feedback", "review_feedback",
+            lambda a, w: feedback_review.list_feedback(actor=a, filters=few), {}),
+        ("feedback_review.feedback_raters", "review_feedback",
+            lambda a, w: feedback_review.feedback_raters(actor=a), {}),
+        ("feedback_review.review_feedback", "review_feedback", lambda a, w: feedback_review.review_feedback(
+            actor=a, feedback_id=make_feedback(_own_answer(w.other)[1], w.other.id), status="rejected"), {}),
+        ("feedback_review.export_feedback_csv", "review_feedback",
+            lambda a, w: feedback_review.export_feedback_csv(actor=a, filters=few), {}),
+        ("feedback_review.export_feedback_xlsx", "review_feedback",
+            lambda a, w: feedback_review.export_feedback_xlsx(actor=a, filters=few), {}),
+        # Chats and ratings of one's own answers.
+        ("chat.create_chat", "use_chat", lambda a, w: chat.create_chat(actor=a), {}),
+        ("chat.list_chats", "use_chat", lambda a, w: chat.list_chats(actor=a), {}),
+        ("chat.rename_chat", "use_chat",
+            lambda a, w: chat.rename_chat(actor=a, chat_id=_own_answer(a)[0], title="Renamed"), {}),
+        ("chat.delete_chat", "use_chat", lambda a, w: chat.delete_chat(actor=a, chat_id=_own_answer(a)[0]), {}),
+        ("chat.list_messages", "use_chat", lambda a, w: chat.list_messages(actor=a, chat_id=_own_answer(a)[0]), {}),
+        ("chat.answer_question", "use_chat", lambda a, w: chat.answer_question(
+            actor=a, chat_id=_own_answer(a)[0], question="And the budget?"), {}),
+        ("chat.regenerate_last_answer", "use_chat",
+            lambda a, w: chat.regenerate_last_answer(actor=a, chat_id=_own_answer(a)[0]), {}),
+        ("chat.ask", "use_chat", lambda a, w: chat.ask(actor=a, question=f"What does the {w.team_token} say?"), {}),
+        ("feedback.rate_message", "use_chat",
+            lambda a, w: feedback.rate_message(actor=a, message_id=_own_answer(a)[1], rating="good"), {}),
+        ("feedback.clear_rating", "use_chat",
+            lambda a, w: feedback.clear_rating(actor=a, message_id=_own_answer(a)[1]), {}),
+        # Documents: adding, and changing a colleague's.
+        ("documents.upload_documents", "ingest_documents", lambda a, w: documents.upload_documents(
+            actor=a, files=[_upload("memo.txt", unique("memo").encode())]), {}),
+        ("documents.ingest_paths", "ingest_documents",
+            lambda a, w: documents.ingest_paths(actor=a, paths=[ROOT / "README.md"], wait=False), {}),
+        ("documents.delete_documents", "delete_documents", lambda a, w: _seen(
+            documents.delete_documents(actor=a, document_ids=[_colleague_document(w)]) == 1, "document"), {}),
+        ("documents.reindex_document", "delete_documents", lambda a, w: documents.reindex_document(
+            actor=a, document_id=_colleague_document(w, status="COMPLETED")), {}),
+        ("documents.retry_document", "delete_documents", lambda a, w: documents.retry_document(
+            actor=a, document_id=_colleague_document(w, status="FAILED")), {}),
+        # A colleague's team document and recording: listing, reading, searching.
+        ("documents.list_documents", "read_documents", lambda a, w: _seen(
+            w.team_document in {d.id for d in documents.list_documents(actor=a)}, "team document"), shared),
+        ("documents.get_document", "read_documents",
+            lambda a, w: documents.get_document(actor=a, document_id=w.team_document), shared),
+        ("documents.document_chunks", "read_documents", lambda a, w: _seen(
+            bool(documents.document_chunks(actor=a, document_id=w.team_document)), "chunks"), shared),
+        ("documents.download_document", "read_documents",
+            lambda a, w: documents.download_document(actor=a, document_id=w.team_document), shared),
+        ("documents.list_uploaders", "read_documents",
+            lambda a, w: _seen(w.other.id in dict(documents.list_uploaders(actor=a)), "uploader"), shared),
+        ("retrieval.retrieve", "read_documents", lambda a, w: _seen(
+            w.team_document in {c.document_id for c in retrieve(actor=a, query=w.team_token)}, "search hit"), shared),
+        ("transcription.list_jobs", "read_transcripts", lambda a, w: _seen(
+            w.team_job in {j.id for j in transcription.list_jobs(actor=a)}, "team recording"), shared),
+        ("transcription.get_job", "read_transcripts",
+            lambda a, w: transcription.get_job(actor=a, job_id=w.team_job), shared),
+        ("transcription.get_job_summary", "read_transcripts",
+            lambda a, w: transcription.get_job_summary(actor=a, job_id=w.team_job), shared),
+        ("transcription.read_recording", "read_transcripts",
+            lambda a, w: transcription.read_recording(actor=a, job_id=w.team_job), shared),
+        ("minutes.get_minutes", "read_transcripts",
+            lambda a, w: minutes.get_minutes(actor=a, job_id=w.team_job), shared),
+        # Recordings: adding, and changing a colleague's; exports.
+        ("transcription.submit_recording", "transcribe_audio", _submit_and_remove, {}),
+        ("transcription.retry_job", ("view_jobs", "delete_documents"), lambda a, w: transcription.retry_job(
+            actor=a, job_id=_colleague_job(w, status="FAILED", error="boom")), {}),
+        ("transcription.delete_job", "delete_documents",
+            lambda a, w: transcription.delete_job(actor=a, job_id=_colleague_job(w)), {}),
+        ("minutes.update_minutes", "delete_documents", lambda a, w: minutes.update_minutes(
+            actor=a, job_id=_colleague_job(w), markdown="# Edited\n\nShip it."), {}),
+        ("minutes.regenerate_minutes", "delete_documents",
+            lambda a, w: minutes.regenerate_minutes(actor=a, job_id=_colleague_job(w)), {}),
+        ("exports.export_job", "export_transcripts",
+            lambda a, w: exports.export_job(actor=a, job_id=w.team_job, fmt="txt"), {}),
+        ("exports.export_transcript", "export_transcripts",
+            lambda a, w: exports.export_transcript(actor=a, job_id=w.team_job, fmt="srt"), {}),
+        ("exports.export_minutes", "export_transcripts",
+            lambda a, w: exports.export_minutes(actor=a, job_id=w.team_job, fmt="md"), {}),
+        ("exports.export_jobs_csv", "export_transcripts",
+            lambda a, w: exports.export_jobs_csv(actor=a, job_ids=[w.team_job]), {}),
+        ("exports.export_jobs_zip", "export_transcripts",
+            lambda a, w: exports.export_jobs_zip(actor=a, job_ids=[w.team_job]), {}),
+    ]
+    # fmt: on
+    return [
+        Probe(service, frozenset((needs,) if isinstance(needs, str) else needs), call, **options)
+        for service, needs, call, options in table
+    ]
 
 
 PROBES = _probes()
