@@ -9,6 +9,7 @@ minutes go to the workers as QUORUM_* environment variables (PrivateQueue.worker
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -87,8 +88,6 @@ def _assert_indexed_once(document_id: int) -> Document:
 
 
 def _upload(actor: Actor, name: str, text: str) -> tuple[int, str]:
-    import io
-
     stream = io.BytesIO(text.encode())
     stream.name = name  # type: ignore[attr-defined]
     [outcome] = upload_documents(actor=actor, files=[stream])
