@@ -9,7 +9,9 @@ minutes go to the workers as QUORUM_* environment variables (PrivateQueue.worker
 
 from __future__ import annotations
 
+import contextlib
 import io
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -290,6 +292,9 @@ def scratch_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         reset_engine()
         monkeypatch.undo()
         get_settings.cache_clear()
+        # pgserver stops only the postmaster it started itself; this one was restarted here.
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            server.stop()
         server.server.cleanup()
 
 
