@@ -199,7 +199,7 @@ def test_pipeline_against_the_fake_server(
     fake = fake_api(transcription_segment_seconds=34, transcription_overlap_seconds=2, transcription_concurrency=2)
     seen = numbered_transcripts(fake)
     job_id = submit(member, long_tones, filename="Weekly standup.mp3")
-    queued = list_jobs(actor=member)[0]
+    queued = list_jobs(actor=member, mine_only=True)[0]
     assert (queued.id, queued.status, queued.stage) == (job_id, "PENDING", "queued")
     assert queued.duration_seconds == pytest.approx(119, abs=2)
 
