@@ -41,15 +41,22 @@ class LiveApp:
 
 
 @pytest.fixture(scope="session")
-def live_app(database: str, redis_server: str) -> Iterator[LiveApp]:
-    """Streamlit and a worker against the test database and Redis, on a free port."""
-    from core.db import get_engine
+def live_app(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """Streamlit and a worker against the test database, on a free port.
 
+    They get a Redis of their own: a worker on the session's Redis would race other tests
+    for the jobs those tests enqueue and run themselves.
+    """
+    from core.db import get_engine
+    from tests.reliability.processes import RedisServer
+
+    redis_server = RedisServer(tmp_path_factory.mktemp("live-app-redis"))
+    redis_server.start()
     port = _free_port()
     env = {
         **os.environ,
         "DATABASE_URL": get_engine().url.render_as_string(hide_password=False),
-        "REDIS_URL": redis_server,
+        "REDIS_URL": redis_server.url,
         "PYTHONUNBUFFERED": "1",
     }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -86,6 +93,7 @@ def live_app(database: str, redis_server: str) -> Iterator[LiveApp]:
             process.kill()
     for log in logs:
         log.close()
+    redis_server.stop()
 
 
 @pytest.fixture(scope="session")
