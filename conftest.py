@@ -28,3 +28,26 @@ os.environ["QUORUM_ENVIRONMENT"] = "development"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 pytest_plugins = ["tests.fake_openai"]
+
+
+def pytest_unconfigure(config: object) -> None:
+    """Stop the session's embedded PostgreSQL and remove its folder.
+
+    pgserver stops the server when the last process that asked for it exits, but a worker
+    killed with SIGKILL by a fault test never says goodbye, so stop it explicitly.
+    """
+    import shutil
+    import subprocess
+
+    folder = DATA_DIR / "postgres"
+    if (folder / "postmaster.pid").exists():
+        import pgserver
+
+        pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+        # pgserver runs the server as its own 'pgserver' user when started as root.
+        user = "pgserver" if os.geteuid() == 0 else None
+        subprocess.run(
+            [str(pg_ctl), "-D", str(folder), "-m", "immediate", "-w", "stop"],
+            user=user, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
