@@ -27,8 +27,13 @@ authenticator, credentials = build_authenticator()
 restore_session(authenticator)
 
 if not st.session_state.get(session_keys.ACTOR):
-    login = st.Page(lambda: render_login_form(authenticator, credentials), title="Sign in",
-                    icon=":material/login:", url_path="login", default=True)
+    login = st.Page(
+        lambda: render_login_form(authenticator, credentials),
+        title="Sign in",
+        icon=":material/login:",
+        url_path="login",
+        default=True,
+    )
     st.navigation([login], position="hidden").run()
     st.stop()
 
@@ -37,12 +42,20 @@ actor = current_actor()
 # (page file, title, icon, permissions: any one of them opens the page)
 PAGES: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("pages/home.py", "Home", ":material/home:", ()),
-    ("pages/ingestion_hub.py", "Ingestion Hub", ":material/upload_file:",
-     ("ingest_documents", "read_documents", "transcribe_audio")),
+    (
+        "pages/ingestion_hub.py",
+        "Ingestion Hub",
+        ":material/upload_file:",
+        ("ingest_documents", "read_documents", "transcribe_audio"),
+    ),
     ("pages/transcripts.py", "Transcripts & Minutes", ":material/graphic_eq:", ("read_transcripts",)),
     ("pages/chat.py", "Chat", ":material/chat:", ("use_chat",)),
-    ("pages/admin.py", "Admin", ":material/admin_panel_settings:",
-     ("manage_users", "manage_roles", "review_feedback", "view_jobs", "view_audit_log")),
+    (
+        "pages/admin.py",
+        "Admin",
+        ":material/admin_panel_settings:",
+        ("manage_users", "manage_roles", "review_feedback", "view_jobs", "view_audit_log"),
+    ),
     ("pages/account.py", "Account", ":material/person:", ()),
 ]
 

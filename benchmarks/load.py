@@ -98,9 +98,7 @@ def seed(users: int) -> list[str]:
 async def _settle(page: Any) -> None:
     """Wait until Streamlit has finished running the script for the last interaction."""
     await page.wait_for_timeout(300)
-    await page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
-    )
+    await page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
 
 
 async def simulate(browser: Any, url: str, username: str, deadline: float, timings: dict[str, list[float]],
@@ -133,7 +131,7 @@ async def simulate(browser: Any, url: str, username: str, deadline: float, timin
         round_number += 1
         question = QUESTIONS[(index + round_number) % len(QUESTIONS)]
 
-        async def ask() -> None:
+        async def ask(question: str = question) -> None:
             await page.get_by_role("link", name="Chat").first.click()
             box = page.get_by_placeholder("Ask a question")
             await box.wait_for()
@@ -149,7 +147,7 @@ async def simulate(browser: Any, url: str, username: str, deadline: float, timin
             await page.get_by_role("link", name="Ingestion Hub").first.click()
             await page.get_by_text("Indexed content").wait_for()
 
-        async def upload() -> None:
+        async def upload(round_number: int = round_number) -> None:
             name = f"note-{username}-{round_number}.txt"
             payload = f"Meeting note {round_number} from {username}: the load test covers uploads.".encode()
             await page.locator('input[type="file"]').first.set_input_files(
@@ -188,7 +186,7 @@ async def run(url: str, users: list[str], seconds: float) -> tuple[dict[str, lis
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def main() -> None:

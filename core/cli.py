@@ -196,7 +196,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """Everything `make run` starts: services, migrations, first admin, worker, Streamlit."""
     from core.embedded import stop_embedded_redis
-
     from core.jobs import start_stale_job_watch
 
     settings = get_settings()

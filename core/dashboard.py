@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from core.db import session_scope
+from core.documents import visible_documents_clause
+from core.job_access import job_visible_clause
 from core.models import Chat, Document, TranscriptionJob
 from core.rbac import Actor
 
@@ -35,17 +37,8 @@ class HomeOverview:
 
 def home_overview(*, actor: Actor, recent_limit: int = 8) -> HomeOverview:
     """Counts and recent items the actor may see. Read-only."""
-    see_all_private = actor.can("delete_documents")
-    documents_visible = or_(
-        Document.uploaded_by == actor.id,
-        Document.visibility == "team" if actor.can("read_documents") else False,
-        see_all_private,
-    )
-    jobs_visible = or_(
-        TranscriptionJob.owner_id == actor.id,
-        TranscriptionJob.visibility == "team" if actor.can("read_transcripts") else False,
-        see_all_private,
-    )
+    documents_visible = visible_documents_clause(actor)
+    jobs_visible = job_visible_clause(actor)
     with session_scope() as session:
         documents = session.scalar(
             select(func.count()).select_from(Document).where(documents_visible, Document.status == "COMPLETED")

@@ -7,6 +7,7 @@ is already running for the same folder instead of starting a second one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import subprocess
@@ -113,7 +114,6 @@ def stop_embedded_redis(settings: Settings | None = None) -> None:
         return
     import redis
 
-    try:
+    # shutdown closes the connection before answering
+    with contextlib.suppress(redis.exceptions.ConnectionError):
         redis.Redis(host="127.0.0.1", port=settings.embedded_redis_port).shutdown(save=True)
-    except redis.exceptions.ConnectionError:
-        pass  # shutdown closes the connection before answering

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import streamlit as st
 import streamlit_authenticator as stauth
-
 from core.accounts import (
     check_sign_in,
     credentials_for_authenticator,
@@ -18,6 +17,7 @@ from core.accounts import (
     record_successful_sign_in,
 )
 from core.config import get_settings
+
 from pages import session_keys
 
 _USER_KEYS = (session_keys.ACTOR, session_keys.ACTIVE_CHAT_ID, session_keys.SELECTED_JOB_ID)
@@ -68,9 +68,7 @@ def sign_out(authenticator: stauth.Authenticate, *, message: str | None = None) 
         st.session_state[session_keys.SIGN_IN_MESSAGE] = message
 
 
-def render_login_form(
-    authenticator: stauth.Authenticate, credentials: dict[str, dict[str, dict[str, object]]]
-) -> None:
+def render_login_form(authenticator: stauth.Authenticate, credentials: dict[str, dict[str, dict[str, object]]]) -> None:
     """The sign-in form; records failures and refuses disabled or locked accounts."""
     _, middle, _ = st.columns([1, 1.3, 1])
     with middle:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import streamlit as st
-
 from core.dashboard import home_overview
+
 from pages.common import current_actor, format_seconds
 
 actor = current_actor()
@@ -45,8 +45,12 @@ else:
 
 st.subheader("Start here")
 shortcuts = [
-    ("pages/ingestion_hub.py", "Upload documents and recordings", ":material/upload:",
-     actor.can("ingest_documents") or actor.can("transcribe_audio")),
+    (
+        "pages/ingestion_hub.py",
+        "Upload documents and recordings",
+        ":material/upload:",
+        actor.can("ingest_documents") or actor.can("transcribe_audio"),
+    ),
     ("pages/chat.py", "Ask the knowledge base", ":material/chat:", actor.can("use_chat")),
     ("pages/transcripts.py", "Read transcripts and minutes", ":material/graphic_eq:", actor.can("read_transcripts")),
 ]
