@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path, PurePath
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 from dramatiq.middleware import TimeLimitExceeded
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -619,11 +619,13 @@ class _ClaimLost(Exception):
 
 @dataclass
 class _Run:
-    """One claimed attempt at a job. `attempt` fences every write: a worker whose job was
-    reclaimed by another (after it went quiet) can no longer change it."""
+    """One claimed attempt at a job. (attempt, claimed_at) fences every write: a worker whose
+    job was reclaimed by another (after it went quiet) can no longer change it. claimed_at
+    is part of the fence because a retry from the UI restarts the attempt count."""
 
     job_id: int
     attempt: int
+    claimed_at: datetime
     owner_id: int | None
     storage_key: str
     language: str | None
@@ -659,6 +661,7 @@ def _claim(job_id: int) -> _Run | None:
             )
             .returning(
                 TranscriptionJob.attempts,
+                TranscriptionJob.started_at,
                 TranscriptionJob.owner_id,
                 TranscriptionJob.storage_key,
                 TranscriptionJob.language,
@@ -668,13 +671,23 @@ def _claim(job_id: int) -> _Run | None:
         ).first()
     if row is None:
         return None
-    return _Run(job_id, row[0], row[1], row[2], row[3], bool(row[4]))
+    attempt, claimed_at, owner_id, storage_key, language, has_transcript = row
+    return _Run(
+        job_id=job_id,
+        attempt=attempt,
+        claimed_at=cast(datetime, claimed_at),  # set by this very UPDATE
+        owner_id=owner_id,
+        storage_key=storage_key,
+        language=language,
+        has_transcript=bool(has_transcript),
+    )
 
 
 def _fenced(run: _Run) -> Any:
     return update(TranscriptionJob).where(
         TranscriptionJob.id == run.job_id,
         TranscriptionJob.attempts == run.attempt,
+        TranscriptionJob.started_at == run.claimed_at,
         TranscriptionJob.status == "PROCESSING",
     )
 

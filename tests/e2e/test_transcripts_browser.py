@@ -4,6 +4,7 @@ and choosing a transcript line moves the player to that moment."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def test_upload_follow_and_play_from_a_line(live_app: LiveApp, page: Any, member
     recording = _meeting(tmp_path)
     sign_in(page, live_app, member)
     page.get_by_role("link", name="Transcripts & Minutes").click()
-    page.get_by_text("No recordings yet").wait_for()
+    page.get_by_role("heading", name="Transcripts & Minutes").wait_for()
 
     page.get_by_text("Add a recording").click()
     page.locator("input[type='file']").first.set_input_files(str(recording))
@@ -34,6 +35,9 @@ def test_upload_follow_and_play_from_a_line(live_app: LiveApp, page: Any, member
     page.get_by_role("button", name="Transcribe", exact=True).click()
     page.get_by_text("is queued for transcription").wait_for()
     screenshot(page, "transcripts-queued")
+    # Open it (other tests may have left recordings; the newest is opened by default).
+    page.get_by_test_id("stSelectbox").filter(has_text="Open a recording").click()
+    page.get_by_role("option", name=re.compile(r"^Budget meeting\.mp3 · ")).first.click()
 
     # The page follows the job live and shows the transcript when the worker is done.
     page.get_by_test_id("stMetricValue").filter(has_text="Completed").wait_for(timeout=90_000)
