@@ -1,5 +1,5 @@
-"""The Transcripts & Minutes page and the audio upload block, driven with Streamlit AppTest
-against a recording transcribed for real (fake OpenAI server)."""
+"""The Transcripts & Minutes page, driven with Streamlit AppTest against the real database,
+storage and services: a finished recording, and one that fails against the fake OpenAI server."""
 
 from __future__ import annotations
 
@@ -7,12 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 
+from core.db import session_scope
+from core.minutes import Minutes, MinutesItem
+from core.models import TranscriptionJob
 from core.rbac import Actor
+from core.storage import get_storage
 from core.transcription import get_job_summary, list_jobs, transcribe_recording
 from pages import session_keys
 from tests.fake_openai import FakeOpenAI
+from tests.job_factory import insert_job
 from tests.recording_fixtures import submit
 
 pytest_plugins = ["tests.recording_fixtures"]
@@ -45,10 +51,28 @@ def _audio(at: AppTest):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def finished_job(fake_api: Callable[..., FakeOpenAI], member: Actor, long_tones: Path) -> int:
-    fake_api(transcription_segment_seconds=60)
-    job_id = submit(member, long_tones, filename="Design review.mp3")
-    transcribe_recording(job_id)
+def finished_job(member: Actor, long_tones: Path, redis_server: str) -> int:
+    """A recording as the worker leaves it: audio stored, timestamped transcript, minutes."""
+    segments = [
+        {"start": 7.0 * i, "end": 7.0 * i + 5.0, "text": f"Point {i} of the design review.", "speaker": None}
+        for i in range(12)
+    ]
+    minutes = Minutes(
+        title="Minutes: Design review",
+        summary="The team reviewed the new design.",
+        decisions=(MinutesItem("Ship the blue theme.", timestamp=14.0),),
+    )
+    job_id = insert_job(
+        member,
+        segments=segments,
+        filename="Design review.mp3",
+        minutes=minutes.to_json(),
+        minutes_markdown=minutes.to_markdown(),
+    )
+    with long_tones.open("rb") as handle:
+        stored = get_storage().put(handle, kind="recordings", suffix=".mp3")
+    with session_scope() as session:
+        session.execute(update(TranscriptionJob).where(TranscriptionJob.id == job_id).values(storage_key=stored.key))
     return job_id
 
 
@@ -57,7 +81,8 @@ def test_page_lists_opens_plays_from_a_link_and_hides_owner_actions_from_readers
 ) -> None:
     at = _page(member)
     assert not at.exception, at.exception
-    assert "Design review.mp3" in set(at.dataframe[0].value["Recording"])
+    at.toggle(key="transcripts_mine_only").set_value(True).run()
+    assert list(at.dataframe[0].value["Recording"]) == ["Design review.mp3"]
     at.session_state[session_keys.SELECTED_JOB_ID] = finished_job
     at.run()
     transcript = at.dataframe[1].value
