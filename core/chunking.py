@@ -30,9 +30,13 @@ from core.tokens import encoding_for_model
 
 PARAGRAPH_MIN_FILL = 0.6
 
-# A boundary is the whitespace after a sentence end (optionally closed by a quote or bracket),
-# or a line break. The captured whitespace starts the next unit.
-_BOUNDARY = re.compile(r"((?<=[.!?…])\s+|(?<=[.!?…][\"'”’)\]])\s+|\s*\n\s*)")
+# Units end after a sentence end (optionally closed by a quote or bracket) followed by a space
+# or tab, and after every line break. Boundaries are marked with str.replace, which is several
+# times faster than a regular expression over the text (this is the chunker's hot path).
+_MARK = "\x00"
+_SENTENCE_ENDS = tuple(
+    end + closer + space for end in ".!?…" for closer in ("", '"', "'", "”", "’", ")", "]") for space in (" ", "\t")
+)
 _WORD = re.compile(r"\s*\S+")
 
 
@@ -142,21 +146,27 @@ class Chunker:
     def _text_units(self, text: str, units: _Units) -> None:
         # A line break ends the unit before it and spaces start the unit after it: that is
         # how tiktoken groups them, so the units' token counts add up to the joined text's.
-        parts = _BOUNDARY.split(text)  # [unit, separator, unit, separator, ..., unit]
-        leading = ""
-        paragraph = True
-        for index in range(0, len(parts), 2):
-            body = leading + parts[index]
-            separator = parts[index + 1] if index + 1 < len(parts) else ""
-            if "\n" in separator:
-                body, leading, next_paragraph = body + separator, "", separator.count("\n") >= 2
-            else:
-                leading, next_paragraph = separator, False
-            if body.strip():
-                self._add_unit(units, body, paragraph)
-                paragraph = next_paragraph
-            else:
-                paragraph = paragraph or next_paragraph
+        if _MARK in text:
+            text = text.replace(_MARK, "")
+        for end in _SENTENCE_ENDS:
+            if end in text:
+                text = text.replace(end, end[:-1] + _MARK + end[-1])
+        text = text.replace("\n", "\n" + _MARK)
+        current: str | None = None
+        paragraph = True  # the unit in `current` starts a paragraph
+        blank_line = False  # a blank line was seen since `current` began
+        for part in text.split(_MARK):
+            if not part.strip():  # whitespace only: a blank line, stays with the unit before it
+                if current is not None:
+                    current += part
+                blank_line = blank_line or "\n" in part
+                continue
+            if current is not None:
+                self._add_unit(units, current, paragraph)
+                paragraph = blank_line
+            current, blank_line = part, False
+        if current is not None:
+            self._add_unit(units, current, paragraph)
 
     # ------------------------------------------------------------ packing
 
