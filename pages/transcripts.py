@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
-from core.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job
+from core.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
 from core.minutes import MinutesView, get_minutes, regenerate_minutes, update_minutes
 from core.rbac import Actor
 from core.transcription import (
@@ -362,6 +362,43 @@ def render_detail(actor: Actor, detail: JobDetail) -> None:
         render_actions(actor, detail)
 
 
+def render_bulk_export(actor: Actor, jobs: list[JobSummary]) -> None:
+    """For analysts: several finished recordings at once, as one CSV of segments or a ZIP."""
+    done = {job.id: job for job in jobs if job.status == "COMPLETED"}
+    if not done or not actor.can("export_transcripts"):
+        return
+    with st.expander("Export several recordings", icon=":material/table_view:"):
+        chosen = st.multiselect(
+            "Recordings",
+            list(done),
+            default=list(done)[:10],
+            format_func=lambda job_id: f"{done[job_id].filename} · #{job_id}",
+            key="transcripts_bulk_ids",
+        )
+        if not chosen:
+            st.caption("Choose at least one recording.")
+            return
+        csv_column, zip_column = st.columns(2)
+        csv_column.download_button(
+            "CSV: one row per segment",
+            data=lambda: export_jobs_csv(actor=actor, job_ids=chosen).data,
+            file_name="transcripts.csv",
+            mime="text/csv",
+            icon=":material/download:",
+            use_container_width=True,
+            key="transcripts_bulk_csv",
+        )
+        zip_column.download_button(
+            "ZIP: transcripts and minutes",
+            data=lambda: export_jobs_zip(actor=actor, job_ids=chosen).data,
+            file_name="transcripts.zip",
+            mime="application/zip",
+            icon=":material/folder_zip:",
+            use_container_width=True,
+            key="transcripts_bulk_zip",
+        )
+
+
 # --------------------------------------------------------------------------- page
 
 
@@ -382,6 +419,7 @@ def main() -> None:
         st.info("No recordings yet. Upload or record one above, or in the Ingestion Hub.", icon=":material/graphic_eq:")
         return
     render_job_list(actor, jobs, mine_only)
+    render_bulk_export(actor, jobs)
 
     ids = [job.id for job in jobs]
     # The id keeps labels unique: the selectbox sends back the label, not the index.
