@@ -164,7 +164,7 @@ def test_the_job_monitor_lists_both_kinds_with_stage_progress_and_staleness(
 
 def test_usage_analytics_counts_jobs_audio_tokens_and_thumbs_up(admin: Actor, make_user: Callable[..., Actor]) -> None:
     user = make_user()
-    day = datetime(2001, 3, 14, 12, tzinfo=UTC)  # a past day no other test writes to
+    day = datetime(2031, 3, 14, 12, tzinfo=UTC)  # a day no other test writes to
     make_recording(user.id, status="COMPLETED", duration_seconds=5400.0, created_at=day, completed_at=day)
     make_recording(user.id, status="FAILED", created_at=day)
     make_document(user.id, status="COMPLETED", upload_date=day)
