@@ -16,7 +16,7 @@ st.caption("Quorum turns your meetings and documents into a searchable, chat-abl
 columns = st.columns(4)
 columns[0].metric("Documents you can search", overview.documents_visible)
 columns[1].metric("Meetings transcribed", overview.meetings_completed)
-columns[2].metric("Hours of audio", f"{overview.audio_hours:.1f}")
+columns[2].metric("Audio transcribed", format_seconds(overview.audio_hours * 3600))
 columns[3].metric("Your chats", overview.chats)
 
 if overview.in_progress:

@@ -21,6 +21,9 @@ PAGES = [
 ]
 
 
+QUESTION = "How many days can employees work remotely?"
+
+
 def _settle(page: Page) -> None:
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(2500)
@@ -47,6 +50,12 @@ def main(url: str, username: str, password: str) -> None:
         for slug, title in PAGES:
             page.get_by_role("link", name=title).first.click()
             _settle(page)
+            if slug == "chat" and QUESTION and not page.get_by_test_id("stChatMessage").count():
+                box = page.get_by_placeholder("Ask a question")
+                box.fill(QUESTION)
+                box.press("Enter")
+                page.get_by_test_id("stChatMessage").nth(1).wait_for()
+                _settle(page)
             page.screenshot(path=str(OUT / f"{slug}.png"), full_page=True)
             print(f"saved {OUT / slug}.png")
         browser.close()
