@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import tiktoken
@@ -295,3 +295,25 @@ def chunk_timed_pieces(
 ) -> list[Chunk]:
     """Chunk a transcript's timestamped pieces; each chunk has start_seconds/end_seconds."""
     return Chunker(size=size, overlap=overlap).chunk_timed_pieces(pieces)
+
+
+_SPOKEN_AT = re.compile(r"\[(?:(\d+):)?(\d{1,2}):(\d{2})\]")
+
+
+def with_spoken_times(chunks: Sequence[Chunk]) -> list[Chunk]:
+    """Give chunks without times the span of the ``[h:mm:ss]`` stamps written in them.
+
+    Meeting minutes are indexed from their Markdown, where every decision, action item and
+    question carries the moment it was said: this lets their chunks link to that moment in
+    the recording like transcript chunks do. Chunks with no stamp keep no times. Pure.
+    """
+    timed = []
+    for chunk in chunks:
+        stamps = [
+            int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
+            for hours, minutes, seconds in _SPOKEN_AT.findall(chunk.text)
+        ]
+        if chunk.start_seconds is None and stamps:
+            chunk = replace(chunk, start_seconds=float(min(stamps)), end_seconds=float(max(stamps)))
+        timed.append(chunk)
+    return timed

@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session
 
 from core.ai.base import TranscriptPiece, UsageContext
 from core.audit import record_audit
-from core.chunking import Chunk, Chunker
+from core.chunking import Chunk, Chunker, with_spoken_times
 from core.config import get_settings
 from core.db import session_scope
 from core.errors import (
@@ -464,7 +464,7 @@ def _load_chunks(claim: _Claim, chunker: Chunker) -> list[Chunk]:
     storage = get_storage()
     if claim.content_type == TEXT_SOURCE_TYPE:
         sections, pieces = _parse_text_source(storage.read(claim.storage_key))
-        chunks = chunker.chunk_timed_pieces(pieces) if pieces else chunker.chunk_sections(sections)
+        chunks = chunker.chunk_timed_pieces(pieces) if pieces else with_spoken_times(chunker.chunk_sections(sections))
     else:
         kind = kind_for_content_type(claim.content_type)
         if kind is None:

@@ -175,3 +175,17 @@ def test_invalid_sizes_are_refused() -> None:
         Chunker(size=100, overlap=100)
     with pytest.raises(ValueError):
         Chunker(size=4, overlap=0)
+
+
+def test_minutes_chunks_take_the_span_of_their_spoken_times() -> None:
+    from core.chunking import Chunk, with_spoken_times
+
+    chunks = [
+        Chunk(index=0, text="## Decisions\n- [0:01:05] Ship on Monday.\n- [1:02:03] Hire two.", token_count=9),
+        Chunk(index=1, text="## Topics\nbilling, hiring", token_count=4),
+        Chunk(index=2, text="[0:00:07] kept", token_count=2, start_seconds=3.0, end_seconds=4.0),
+    ]
+    timed = with_spoken_times(chunks)
+    assert (timed[0].start_seconds, timed[0].end_seconds) == (65.0, 3723.0)
+    assert (timed[1].start_seconds, timed[1].end_seconds) == (None, None)
+    assert (timed[2].start_seconds, timed[2].end_seconds) == (3.0, 4.0)  # real times are never replaced

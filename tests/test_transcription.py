@@ -247,7 +247,11 @@ def test_offline_whisper_hears_the_key_words_once(
     for word in ("budget", "thursday", "marketing", "friday", "engineers"):
         assert text.count(word) == 1, (word, text)
     assert job.provider == "offline" and job.minutes is not None
-    assert _documents(job_id)["full_transcript"][0] == "COMPLETED"
+    documents = _documents(job_id)
+    assert documents["full_transcript"][0] == "COMPLETED"
+    # Minutes chunks carry the moments their items were said, like transcript chunks.
+    minutes_status, _, minutes_timed = documents["meeting_minutes"]
+    assert minutes_status == "COMPLETED" and minutes_timed >= 1
 
 
 def test_a_killed_worker_is_resumed_at_the_first_missing_segment(
