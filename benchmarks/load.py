@@ -1,18 +1,24 @@
 """Load test: N simulated users drive a running Quorum in headless Chromium for a bounded time.
 
 Starts its own Quorum (`python -m core.cli up`) in a scratch data folder on free ports,
-creates N users and a small knowledge base, then each user signs in and loops over
-asking a question in Chat, listing the Ingestion Hub and uploading a small document,
-recording how long each action takes until the page settles. Errors are timeouts and
-Streamlit exception boxes. Results: benchmarks/results/load.md and load.json.
+creates N users and a small knowledge base, then every user signs in and loops over asking
+a question, listing the documents and uploading a small document, for a bounded time.
 
-    .venv/bin/python benchmarks/load.py --users 20 --seconds 180
+`--browsers B` of the users drive the real pages in headless Chromium (latency from the
+click until Streamlit finished the run). The other users call the same core services the
+pages call, from threads of this process, against the same database, Redis and worker:
+twenty Chromium tabs alone saturate a 2-core machine, so browser users measure the UI end
+to end and service users put the backend under the full concurrent load. Errors are
+timeouts, exceptions and Streamlit exception boxes. Results: benchmarks/results/load.md/json.
+
+    .venv/bin/python benchmarks/load.py --users 20 --browsers 4 --seconds 150
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -20,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -120,6 +127,8 @@ async def simulate(browser: Any, url: str, username: str, deadline: float, timin
 
     async def sign_in() -> None:
         await page.goto(url)
+        await page.get_by_role("textbox", name="Username").wait_for()
+        await _settle(page)  # the cookie component's first rerun would swallow an early submit
         await page.get_by_role("textbox", name="Username").fill(username)
         await page.get_by_role("textbox", name="Password").fill(PASSWORD)
         await page.get_by_role("button", name="Login").click()
@@ -135,6 +144,7 @@ async def simulate(browser: Any, url: str, username: str, deadline: float, timin
             await page.get_by_role("link", name="Chat").first.click()
             box = page.get_by_placeholder("Ask a question")
             await box.wait_for()
+            await _settle(page)
             before = await page.locator('[data-testid="stChatMessage"]').count()
             await box.fill(question)
             await box.press("Enter")
@@ -153,16 +163,79 @@ async def simulate(browser: Any, url: str, username: str, deadline: float, timin
             await page.locator('input[type="file"]').first.set_input_files(
                 files=[{"name": name, "mimeType": "text/plain", "buffer": payload}]
             )
-            await page.get_by_text(name).first.wait_for()  # the uploader has sent the file
+            await page.get_by_text(name[-7:]).first.wait_for()  # the uploader shows the (shortened) name
             await page.get_by_role("button", name="Upload and index").click()
             await page.get_by_text(f"{name}: uploaded").wait_for()
 
         await timed("chat question", ask)
         if time.monotonic() >= deadline:
             break
+        await asyncio.sleep(THINK_SECONDS[0])
         await timed("list documents", list_documents)
+        await asyncio.sleep(THINK_SECONDS[0])
         await timed("upload document", upload)
+        await asyncio.sleep(THINK_SECONDS[0])
     await context.close()
+
+
+class NamedBytes(io.BytesIO):
+    """An in-memory upload with a name and a size, like Streamlit's UploadedFile."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        super().__init__(data)
+        self.name = name
+        self.size = len(data)
+
+
+def service_user(username: str, index: int, deadline: float, timings: dict[str, list[float]],
+                 errors: list[str], lock: threading.Lock) -> None:  # fmt: skip
+    """One simulated user calling the services the pages call, as fast as they answer."""
+    from core.accounts import check_sign_in, verify_password
+    from core.chat import answer_question, create_chat
+    from core.db import session_scope
+    from core.documents import list_documents, upload_documents
+    from core.models import User
+
+    def timed(name: str, action: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            result = action()
+        except Exception as error:  # noqa: BLE001 - a benchmark records every failure
+            with lock:
+                errors.append(f"{username} {name}: {type(error).__name__}: {str(error)[:120]}")
+            return None
+        with lock:
+            timings.setdefault(f"{name} (service)", []).append(time.perf_counter() - started)
+        return result
+
+    def sign_in() -> Any:
+        with session_scope() as session:
+            stored = session.query(User.password_hash).filter(User.username == username).scalar()
+        assert stored and verify_password(PASSWORD, stored)
+        verdict = check_sign_in(username)
+        assert verdict.actor is not None, verdict.refusal
+        return verdict.actor
+
+    actor = timed("sign in", sign_in)
+    if actor is None:
+        return
+    chat = create_chat(actor=actor)
+    round_number = 0
+    while time.monotonic() < deadline:
+        round_number += 1
+        question = QUESTIONS[(index + round_number) % len(QUESTIONS)]
+        timed("chat question", lambda q=question: "".join(answer_question(actor=actor, chat_id=chat.id, question=q)))
+        time.sleep(THINK_SECONDS[0])
+        timed("list documents", lambda: list_documents(actor=actor, limit=200))
+        time.sleep(THINK_SECONDS[0])
+        payload = f"Service note {round_number} from {username} about the load test.".encode()
+        name = f"svc-{username}-{round_number}.txt"
+        upload = NamedBytes(name, payload)
+        outcome = timed("upload document", lambda f=upload: upload_documents(actor=actor, files=[f], visibility="team"))
+        if outcome is not None and outcome[0].status != "accepted":
+            with lock:
+                errors.append(f"{username} upload document: {outcome[0].message}")
+        time.sleep(THINK_SECONDS[0])
 
 
 async def run(url: str, users: list[str], seconds: float) -> tuple[dict[str, list[float]], list[str]]:
@@ -173,15 +246,30 @@ async def run(url: str, users: list[str], seconds: float) -> tuple[dict[str, lis
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path="/usr/bin/chromium",
+            # Every simulated user is a tab of one browser: without these, Chromium throttles the
+            # timers of tabs it thinks are in the background and their sessions stall.
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                  "--disable-backgrounding-occluded-windows"],
         )  # fmt: skip
-        deadline = time.monotonic() + seconds
+        deadline = deadline_at(seconds)
         await asyncio.gather(
             *(simulate(browser, url, name, deadline, timings, errors, i) for i, name in enumerate(users))
         )
         await browser.close()
     return timings, errors
+
+
+_DEADLINE: list[float] = []
+THINK_SECONDS: list[float] = [2.0]  # set from --think before the users start
+
+
+def deadline_at(seconds: float) -> float:
+    """One shared end time for browser and service users."""
+    if not _DEADLINE:
+        _DEADLINE.append(time.monotonic() + seconds)
+    return _DEADLINE[0]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -192,20 +280,38 @@ def percentile(values: list[float], fraction: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=180)
+    parser.add_argument("--browsers", type=int, default=4, help="users driving real pages in Chromium")
+    parser.add_argument("--seconds", type=float, default=150)
+    parser.add_argument("--think", type=float, default=2.0, help="seconds a user pauses between actions")
     args = parser.parse_args()
+    THINK_SECONDS[0] = args.think
     port = _free_port()
     app = start_app(port)
     try:
         users = seed(args.users)
         started = time.perf_counter()
-        timings, errors = asyncio.run(run(f"http://127.0.0.1:{port}", users, args.seconds))
+        deadline = deadline_at(args.seconds)
+        service_timings: dict[str, list[float]] = {}
+        service_errors: list[str] = []
+        lock = threading.Lock()
+        threads = [
+            threading.Thread(target=service_user, args=(name, i, deadline, service_timings, service_errors, lock))
+            for i, name in enumerate(users[args.browsers :])
+        ]
+        for thread in threads:
+            thread.start()
+        timings, errors = asyncio.run(run(f"http://127.0.0.1:{port}", users[: args.browsers], args.seconds))
+        for thread in threads:
+            thread.join()
+        timings.update(service_timings)
+        errors += service_errors
         wall = time.perf_counter() - started
     finally:
         app.terminate()
         app.wait(timeout=60)
     summary = {
         "users": args.users,
+        "browser_users": args.browsers,
         "seconds": args.seconds,
         "wall_seconds": round(wall, 1),
         "cpus": os.cpu_count(),
@@ -223,11 +329,14 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "load.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
-        f"# Load: {args.users} simulated users for {args.seconds:.0f} s",
+        f"# Load: {args.users} concurrent simulated users for {args.seconds:.0f} s",
         "",
-        f"Headless Chromium sessions against `python -m core.cli up` on 127.0.0.1, {os.cpu_count()} CPUs "
-        "shared by the browser, Streamlit, the worker and PostgreSQL. Latency is from the click until "
-        "Streamlit finished the run (answer fully streamed, upload stored).",
+        f"Against `python -m core.cli up` on 127.0.0.1 (Streamlit, one worker process with 4 threads, embedded "
+        f"PostgreSQL and Redis), {os.cpu_count()} CPUs shared with the load generator. {args.browsers} users "
+        "drive the real pages in headless Chromium: latency from the click until Streamlit finished the run "
+        f"(answer fully streamed, upload stored). The other {args.users - args.browsers} users call the same core "
+        "services from threads (marked *service*): answer streamed to the end, listing, upload stored and queued. "
+        f"Every user pauses {args.think:g} s between actions.",
         "",
         "| action | count | p50 s | p95 s | max s |",
         "|---|---|---|---|---|",
