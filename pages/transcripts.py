@@ -371,7 +371,6 @@ def render_bulk_export(actor: Actor, jobs: list[JobSummary]) -> None:
         chosen = st.multiselect(
             "Recordings",
             list(done),
-            default=list(done)[:10],
             format_func=lambda job_id: f"{done[job_id].filename} · #{job_id}",
             key="transcripts_bulk_ids",
         )

@@ -40,12 +40,13 @@ class LiveApp:
     env: dict[str, str]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_app(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     """Streamlit and a worker against the test database, on a free port.
 
     They get a Redis of their own: a worker on the session's Redis would race other tests
-    for the jobs those tests enqueue and run themselves.
+    for the jobs those tests enqueue and run themselves. One app per test module keeps the
+    modules independent of each other's server-side state.
     """
     from core.db import get_engine
     from tests.reliability.processes import RedisServer
