@@ -53,6 +53,7 @@ from core.retrieval import (
     search_chunks,
     trusted_corrections,
 )
+from core.timecodes import short_clock
 
 log = logging.getLogger(__name__)
 
@@ -156,16 +157,9 @@ class Answer:
     message_id: int | None = None
 
 
-def _format_seconds(seconds: float) -> str:
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def _chunk_label(chunk: RetrievedChunk) -> str:
     if chunk.transcription_job_id is not None and chunk.start_seconds is not None:
-        return f"{chunk.filename} at {_format_seconds(chunk.start_seconds)}"
+        return f"{chunk.filename} at {short_clock(chunk.start_seconds)}"
     if chunk.page is not None:
         return f"{chunk.filename}, page {chunk.page}"
     if chunk.heading:

@@ -69,6 +69,7 @@ from core.models import DOCUMENT_STATUSES, DOCUMENT_TYPES, VISIBILITIES, Documen
 from core.queue import enqueue
 from core.rbac import Actor, require
 from core.storage import delete_stored, get_storage
+from core.timecodes import short_clock
 
 log = logging.getLogger(__name__)
 
@@ -964,18 +965,11 @@ def _text_source(title: str, items: Sequence[Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
-def _clock(seconds: float) -> str:
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def _render_pieces(pieces: Sequence[TranscriptPiece]) -> str:
     lines = []
     for piece in pieces:
         speaker = f"{piece.speaker}: " if piece.speaker else ""
-        lines.append(f"[{_clock(piece.start)}] {speaker}{piece.text}")
+        lines.append(f"[{short_clock(piece.start)}] {speaker}{piece.text}")
     return "\n".join(lines) + "\n"
 
 

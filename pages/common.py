@@ -8,6 +8,7 @@ from typing import TypeVar
 import streamlit as st
 from core.errors import QuorumError
 from core.rbac import Actor
+from core.timecodes import short_clock
 
 from pages import session_keys
 
@@ -37,13 +38,8 @@ def run_action(action: Callable[[], T], *, success: str | None = None) -> T | No
 
 
 def format_seconds(seconds: float | None) -> str:
-    """1:02:03 or 2:03 for a position or duration in seconds."""
-    if seconds is None:
-        return "—"
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    """1:02:03 or 2:03 for a position or duration in seconds; a dash when unknown."""
+    return "—" if seconds is None else short_clock(seconds)
 
 
 def format_bytes(size: int | None) -> str:
