@@ -401,6 +401,37 @@ def render_bulk_export(actor: Actor, jobs: list[JobSummary]) -> None:
 # --------------------------------------------------------------------------- page
 
 
+def _open_chosen_recording() -> None:
+    st.session_state[session_keys.SELECTED_JOB_ID] = st.session_state[session_keys.OPEN_RECORDING_WIDGET]
+    st.session_state[session_keys.SEEK_SECONDS] = 0.0
+
+
+def render_recording_picker(jobs: list[JobSummary]) -> int:
+    """The "Open a recording" choice; returns the id of the recording to show.
+
+    The selectbox has a key and labels that never change while a job runs, so the live
+    refreshes do not rebuild it under the user's pointer. SELECTED_JOB_ID (set by a new
+    upload, a chat citation or a ?job= link) wins; otherwise the newest recording opens.
+    """
+    ids = [job.id for job in jobs]
+    labels = {job.id: f"{job.filename} · #{job.id} · {job.created_at:%Y-%m-%d %H:%M}" for job in jobs}
+    wanted = st.session_state.get(session_keys.SELECTED_JOB_ID)
+    if wanted not in ids:
+        wanted = ids[0]
+        st.session_state[session_keys.SELECTED_JOB_ID] = wanted
+        st.session_state[session_keys.SEEK_SECONDS] = 0.0
+    if st.session_state.get(session_keys.OPEN_RECORDING_WIDGET) != wanted:
+        st.session_state[session_keys.OPEN_RECORDING_WIDGET] = wanted
+    chosen: int = st.selectbox(
+        "Open a recording",
+        ids,
+        format_func=labels.__getitem__,
+        key=session_keys.OPEN_RECORDING_WIDGET,
+        on_change=_open_chosen_recording,
+    )
+    return chosen
+
+
 def main() -> None:
     actor = current_actor()
     st.title("Transcripts & Minutes")
@@ -420,17 +451,7 @@ def main() -> None:
     render_job_list(actor, jobs, mine_only)
     render_bulk_export(actor, jobs)
 
-    ids = [job.id for job in jobs]
-    # The id keeps labels unique: the selectbox sends back the label, not the index.
-    labels = {
-        job.id: f"{job.filename} · #{job.id} · {job.created_at:%Y-%m-%d %H:%M} · {job.status.title()}" for job in jobs
-    }
-    wanted = st.session_state.get(session_keys.SELECTED_JOB_ID)
-    chosen = st.selectbox("Open a recording", ids, index=ids.index(wanted) if wanted in ids else 0,
-                          format_func=labels.__getitem__)  # fmt: skip
-    if chosen != wanted:
-        st.session_state[session_keys.SELECTED_JOB_ID] = chosen
-        st.session_state[session_keys.SEEK_SECONDS] = 0.0
+    chosen = render_recording_picker(jobs)
     detail = run_action(lambda: get_job(actor=actor, job_id=chosen))
     if detail is not None:
         st.divider()

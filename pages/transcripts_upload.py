@@ -13,6 +13,7 @@ from core.audio import ACCEPTED_EXTENSIONS
 from core.config import get_settings
 from core.transcription import JobSummary, submit_recording
 
+from pages import session_keys
 from pages.common import current_actor, format_seconds, run_action
 
 _VISIBILITY_LABELS = {"team": "My team (everyone who reads transcripts)", "private": "Only me and admins"}
@@ -20,6 +21,9 @@ _VISIBILITY_LABELS = {"team": "My team (everyone who reads transcripts)", "priva
 
 def _queued(job: JobSummary | None) -> None:
     if job is not None:
+        # The Transcripts & Minutes page opens the recording just queued.
+        st.session_state[session_keys.SELECTED_JOB_ID] = job.id
+        st.session_state[session_keys.SEEK_SECONDS] = 0.0
         st.success(
             f"**{job.filename}** ({format_seconds(job.duration_seconds)}) is queued for transcription. "
             "Follow it on the Transcripts & Minutes page.",

@@ -5,6 +5,7 @@ Skipped when Debian's chromium is not installed (.ci/run installs it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,14 @@ def screenshot(page: Any, name: str) -> Path:
     page.wait_for_timeout(500)
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """A failed browser test leaves a full-page screenshot of where it stopped."""
+    outcome = yield
+    report = outcome.get_result()
+    tab = getattr(item, "funcargs", {}).get("page")
+    if report.when == "call" and report.failed and tab is not None:
+        with contextlib.suppress(Exception):  # the page may be gone; the failure itself is what matters
+            screenshot(tab, f"failed-{item.name}-{time.strftime('%H%M%S')}")

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from core.db import session_scope
@@ -21,11 +20,6 @@ from core.rbac import Actor
 from tests import audio_samples
 from tests.conftest import unique
 from tests.e2e.conftest import LiveApp, screenshot, sign_in
-
-KNOWN_DEFECT = (
-    "open in issues 5 and 8: after another recording was transcribed in the same database, the "
-    "Transcripts page in the browser does not show a new job finishing; passes when run alone"
-)
 
 
 def _no_exception(page: Any) -> None:
@@ -53,7 +47,6 @@ def _upload(page: Any, path: Path) -> None:
     uploader.get_by_text("-" + path.name.rsplit("-", 1)[-1]).wait_for()  # names are shown shortened
 
 
-@pytest.mark.xfail(reason=KNOWN_DEFECT, strict=False)
 def test_member_flow_and_admin_review(
     live_app: LiveApp, browser: Any, page: Any, member: Actor, admin: Actor, tmp_path: Path
 ) -> None:
@@ -91,8 +84,7 @@ def test_member_flow_and_admin_review(
     page.get_by_role("button", name="Transcribe", exact=True).click()
     page.get_by_text("is queued for transcription").wait_for()
     assert _wait_for_status(TranscriptionJob, TranscriptionJob.filename, recording.name) == "COMPLETED"
-    page.get_by_test_id("stSelectbox").filter(has_text="Open a recording").click()
-    page.get_by_role("option", name=re.compile(rf"^{re.escape(recording.name)} · ")).first.click()
+    page.get_by_role("heading", name=recording.name).wait_for()  # the recording just queued is open
     page.get_by_test_id("stMetricValue").filter(has_text="Completed").wait_for(timeout=60_000)
     page.get_by_role("tab", name="Minutes").click()
     page.get_by_text("Monday").first.wait_for()
@@ -138,6 +130,10 @@ def test_member_flow_and_admin_review(
     # 6. Export transcripts as CSV (one row per segment).
     admin_page.get_by_role("link", name="Transcripts & Minutes").click()
     admin_page.get_by_text("Export several recordings").click()
+    chooser = admin_page.get_by_test_id("stMultiSelect").filter(has_text="Recordings")
+    chooser.locator("input").fill(recording.name)
+    chooser.locator("input").press("Enter")
+    admin_page.keyboard.press("Escape")
     with admin_page.expect_download() as download:
         admin_page.get_by_role("button", name="CSV: one row per segment").click()
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8-sig"))))

@@ -4,23 +4,14 @@ and choosing a transcript line moves the player to that moment."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from core.rbac import Actor
 from tests import audio_samples
 from tests.e2e.conftest import LiveApp, screenshot, sign_in
 
 SENTENCES = ["Welcome to the budget meeting.", "The launch moves to Thursday.", "Maria owns the marketing plan."]
-
-
-KNOWN_DEFECT = (
-    "open in issues 5 and 8: after another recording was transcribed in the same database, the "
-    "Transcripts page in the browser does not show a new job finishing; passes when run alone"
-)
 
 
 def _meeting(folder: Path) -> Path:
@@ -31,7 +22,6 @@ def _meeting(folder: Path) -> Path:
     return audio_samples.concat(folder / "Budget meeting.mp3", parts)
 
 
-@pytest.mark.xfail(reason=KNOWN_DEFECT, strict=False)
 def test_upload_follow_and_play_from_a_line(live_app: LiveApp, page: Any, member: Actor, tmp_path: Path) -> None:
     recording = _meeting(tmp_path)
     sign_in(page, live_app, member)
@@ -44,9 +34,8 @@ def test_upload_follow_and_play_from_a_line(live_app: LiveApp, page: Any, member
     page.get_by_role("button", name="Transcribe", exact=True).click()
     page.get_by_text("is queued for transcription").wait_for()
     screenshot(page, "transcripts-queued")
-    # Open it (other tests may have left recordings; the newest is opened by default).
-    page.get_by_test_id("stSelectbox").filter(has_text="Open a recording").click()
-    page.get_by_role("option", name=re.compile(r"^Budget meeting\.mp3 · ")).first.click()
+    # The recording just queued is the one opened, whatever other recordings exist.
+    page.get_by_role("heading", name="Budget meeting.mp3").wait_for()
 
     # The page follows the job live and shows the transcript when the worker is done.
     page.get_by_test_id("stMetricValue").filter(has_text="Completed").wait_for(timeout=90_000)
