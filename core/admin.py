@@ -50,6 +50,7 @@ from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.models import Chat, Document, Permission, Role, RolePermission, TranscriptionJob, User
 from core.queue import queue_depths
 from core.rbac import ADMIN_ROLE, PERMISSIONS, USER_ROLE, Actor, permissions_of_role, require
+from core.storage import delete_stored
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +438,7 @@ def delete_user(*, actor: Actor, user_id: int) -> DeletedUser:
                 "team_recordings_kept": team_recordings,
             },
         )
-    files_deleted = _delete_stored_files(sorted(set(storage_keys)))
+    files_deleted = delete_stored(sorted(set(storage_keys)))
     log.info("user %s (%s) deleted by %s", user_id, username, actor.username)
     return DeletedUser(
         user_id=user_id,
@@ -449,23 +450,6 @@ def delete_user(*, actor: Actor, user_id: int) -> DeletedUser:
         team_recordings_kept=int(team_recordings or 0),
         files_deleted=files_deleted,
     )
-
-
-def _delete_stored_files(keys: list[str]) -> int:
-    """Remove stored files after their rows are gone. Returns how many were removed."""
-    if not keys:
-        return 0
-    from core.storage import get_storage
-
-    storage = get_storage()
-    removed = 0
-    for key in keys:
-        try:
-            storage.delete(key)
-            removed += 1
-        except Exception:  # the rows are gone already; a leftover file is logged, not fatal
-            log.exception("could not remove stored file %s of a deleted user", key)
-    return removed
 
 
 # ---------------------------------------------------------------------------- roles

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
 
 from core.ai.base import AIProvider
+from core.conversation import question_before
 from core.db import session_scope
 from core.errors import InvalidInput, NotFound
 from core.models import RATINGS, Chat, ChatMessage, MessageFeedback
@@ -38,17 +38,6 @@ class Feedback:
     correction: str | None
     review_status: str
     updated_at: datetime
-
-
-def _question_for(session: Session, message: ChatMessage) -> str:
-    """The user message just before `message` in its chat (the question it answers)."""
-    question = session.scalar(
-        select(ChatMessage.content)
-        .where(ChatMessage.chat_id == message.chat_id, ChatMessage.role == "user", ChatMessage.id < message.id)
-        .order_by(ChatMessage.id.desc())
-        .limit(1)
-    )
-    return question or ""
 
 
 def rate_message(
@@ -86,7 +75,7 @@ def rate_message(
         )
         if message is None:
             raise NotFound("That answer does not exist or is not in one of your chats.")
-        question = _question_for(session, message)
+        question = session.scalar(select(question_before(message))) or ""
         previous = session.scalar(
             select(MessageFeedback).where(MessageFeedback.message_id == message_id, MessageFeedback.user_id == actor.id)
         )

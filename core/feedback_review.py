@@ -27,6 +27,7 @@ from sqlalchemy.orm import aliased
 
 from core.audit import record_audit
 from core.chat import Source
+from core.conversation import question_before
 from core.db import session_scope
 from core.errors import InvalidInput, NotFound
 from core.models import REVIEW_STATUSES, ChatMessage, MessageFeedback, User
@@ -89,16 +90,9 @@ def source_label(source: Any) -> str:
 
 def _query(filters: FeedbackFilters) -> Select[Any]:
     answer = aliased(ChatMessage, name="answer")
-    asked = aliased(ChatMessage, name="asked")
     rater = aliased(User, name="rater")
     reviewer = aliased(User, name="reviewer")
-    question = (
-        select(asked.content)
-        .where(asked.chat_id == answer.chat_id, asked.role == "user", asked.id < answer.id)
-        .order_by(asked.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    question = question_before(answer)
     query = (
         select(
             MessageFeedback,

@@ -62,6 +62,7 @@ from sqlalchemy.orm import Session, aliased
 from core.ai.base import AIProvider, UsageContext
 from core.ai.embedding_space import check_embedding_space
 from core.config import get_settings
+from core.conversation import question_before
 from core.db import session_scope
 from core.documents import searchable_documents_clause
 from core.errors import InvalidInput
@@ -476,14 +477,7 @@ def trusted_corrections(
     """
     threshold = get_settings().correction_max_distance if max_distance is None else max_distance
     answered = aliased(ChatMessage, name="answered")
-    asked = aliased(ChatMessage, name="asked")
-    question = (
-        select(asked.content)
-        .where(asked.chat_id == answered.chat_id, asked.role == "user", asked.id < answered.id)
-        .order_by(asked.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    question = question_before(answered)
     distance = MessageFeedback.question_embedding.cosine_distance(list(question_embedding))
     rows = session.execute(
         select(MessageFeedback.id, MessageFeedback.message_id, question, MessageFeedback.correction, distance)

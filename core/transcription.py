@@ -73,7 +73,7 @@ from core.job_access import job_visible_clause, may_manage_job
 from core.models import VISIBILITIES, Document, TranscriptionJob, TranscriptionSegment, UsageRecord
 from core.queue import AUDIO_QUEUE, enqueue
 from core.rbac import Actor, require
-from core.storage import get_storage
+from core.storage import delete_stored, get_storage
 
 log = logging.getLogger(__name__)
 
@@ -510,12 +510,7 @@ def delete_job(*, actor: Actor, job_id: int) -> None:
         )
         # Documents and their chunks, and the segments, go by ON DELETE CASCADE.
         session.execute(delete(TranscriptionJob).where(TranscriptionJob.id == job_id))
-    storage = get_storage()
-    for key in keys:
-        try:
-            storage.delete(key)
-        except Exception:
-            log.exception("recording %s deleted but its stored file %s could not be removed", job_id, key)
+    delete_stored(keys)
 
 
 # --------------------------------------------------------------------------- stitching
