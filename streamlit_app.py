@@ -68,7 +68,7 @@ navigation = st.navigation(allowed)
 
 with st.sidebar:
     st.caption(f"Signed in as **{actor.display_name}** · {actor.role}")
-    if st.button("Sign out", icon=":material/logout:", use_container_width=True):
+    if st.button("Sign out", icon=":material/logout:", width="stretch"):
         sign_out(authenticator)
         st.rerun()
 

@@ -6,7 +6,6 @@ UI only: every action is a core.chat / core.feedback call. Chats belong to their
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 
 import streamlit as st
@@ -31,6 +30,7 @@ from core.rbac import Actor
 from core.retrieval import RetrievalFilters
 
 from pages import session_keys
+from pages.answer_in_progress import AnswerInProgress
 from pages.common import current_actor, format_seconds, run_action
 
 TYPE_LABELS = {
@@ -59,7 +59,7 @@ def _select(chat_id: int | None) -> None:
 def _sidebar(actor: Actor, chats: list[ChatSummary], active: ChatSummary | None) -> None:
     with st.sidebar:
         st.subheader("Your chats")
-        if st.button("New chat", icon=":material/add_comment:", use_container_width=True):
+        if st.button("New chat", icon=":material/add_comment:", width="stretch"):
             chat = run_action(lambda: create_chat(actor=actor))
             if chat:
                 _select(chat.id)
@@ -70,13 +70,13 @@ def _sidebar(actor: Actor, chats: list[ChatSummary], active: ChatSummary | None)
                 chat.title,
                 key=f"chat_open_{chat.id}",
                 type="primary" if current else "tertiary",
-                use_container_width=True,
+                width="stretch",
                 on_click=_select,
                 args=(chat.id,),
             )
         if active is None:
             return
-        with st.popover("Rename or delete", icon=":material/edit:", use_container_width=True):
+        with st.popover("Rename or delete", icon=":material/edit:", width="stretch"):
             title = st.text_input("Title", value=active.title, key=f"chat_title_{active.id}", max_chars=80)
             if st.button("Rename", key="chat_rename"):
                 renamed = run_action(lambda: rename_chat(actor=actor, chat_id=active.id, title=title))
@@ -174,13 +174,25 @@ def _feedback(actor: Actor, message: ChatMessageView) -> None:
                 _flash("Correction saved; a reviewer will look at it.")
 
 
-def _stream(chunks: Iterator[str]) -> None:
-    """Show a streamed answer; a provider failure mid-stream becomes a readable error."""
-    try:
-        st.write_stream(chunks)
-    except QuorumError as error:
-        st.error(f"{error} Use “Regenerate” to try again.", icon=":material/error:")
-        st.stop()
+def _answers() -> dict[int, AnswerInProgress]:
+    answers: dict[int, AnswerInProgress] = st.session_state.setdefault(session_keys.ANSWERS_IN_PROGRESS, {})
+    return answers
+
+
+def _follow(chat_id: int) -> None:
+    """Stream the chat's answer in progress; show the stored chat (with sources) when it is done.
+
+    The answer is written by its own thread, so a rerun or leaving the page stops only
+    this view of it; coming back resumes the view from the text so far.
+    """
+    answer = _answers()[chat_id]
+    with st.chat_message("assistant"):
+        st.write_stream(answer.follow())
+        _answers().pop(chat_id, None)
+        if answer.error is not None:
+            st.error(f"{answer.error} Use “Regenerate” to try again.", icon=":material/error:")
+            st.stop()
+    st.rerun()
 
 
 actor = current_actor()
@@ -201,6 +213,10 @@ if is_offline():
 filters = _filters(actor)
 
 active_id = active.id if active else 0
+pending = _answers().get(active_id)
+if pending is not None and pending.finished and pending.error is None:
+    _answers().pop(active_id)  # stored: the messages below include it
+    pending = None
 messages = (run_action(lambda: list_messages(actor=actor, chat_id=active_id)) or []) if active_id else []
 if not messages:
     st.caption("Ask about your documents, transcripts and meeting minutes. Every answer cites its sources.")
@@ -219,17 +235,23 @@ for message in messages:
 if (
     active is not None
     and messages
+    and pending is None
     and st.button("Regenerate the last answer", key="regenerate", icon=":material/refresh:", disabled=filters is None)
 ):
     chat_id = active.id
     regenerated = run_action(lambda: regenerate_last_answer(actor=actor, chat_id=chat_id, filters=filters))
     if regenerated is not None:
-        with st.chat_message("assistant"):
-            _stream(regenerated)
-        st.rerun()
+        _answers()[chat_id] = AnswerInProgress(regenerated)
+        _follow(chat_id)
 
-question = st.chat_input("Ask a question", disabled=filters is None)
-if question and filters is not None:
+question = st.chat_input(
+    "Answering…" if pending is not None else "Ask a question",
+    key="chat_question",
+    disabled=filters is None or pending is not None,
+)
+if pending is not None:
+    _follow(active_id)
+elif question and filters is not None:
     if active is None:
         created = run_action(lambda: create_chat(actor=actor))
         if created is None:
@@ -241,6 +263,5 @@ if question and filters is not None:
         st.markdown(asked)
     stream = run_action(lambda: answer_question(actor=actor, chat_id=chat_id, question=asked, filters=filters))
     if stream is not None:
-        with st.chat_message("assistant"):
-            _stream(stream)
-        st.rerun()
+        _answers()[chat_id] = AnswerInProgress(stream)
+        _follow(chat_id)

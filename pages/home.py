@@ -38,7 +38,7 @@ if overview.recent:
             for item in overview.recent
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
 else:
     st.info("Nothing here yet. Open the **Ingestion Hub** to upload documents or meeting recordings.")

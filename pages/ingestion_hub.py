@@ -76,6 +76,7 @@ def render_document_upload(actor: Actor) -> None:
             "Documents",
             type=sorted(extension.lstrip(".") for extension in EXTENSIONS),
             accept_multiple_files=True,
+            max_upload_size=settings.max_document_mb,
             help=f"{SUPPORTED_DESCRIPTION}; up to {settings.max_document_mb} MB each.",
         )
         visibility = st.radio(

@@ -20,3 +20,4 @@ CHAT_FILTER_TYPES = "quorum_chat_filter_types"  # document types the chat search
 CHAT_FILTER_DOCUMENTS = "quorum_chat_filter_documents"  # document ids the chat searches (multiselect)
 CHAT_FILTER_DATES = "quorum_chat_filter_dates"  # (from, to) upload dates the chat searches
 CHAT_FLASH = "quorum_chat_flash"  # a message to show after the rerun a chat action caused
+ANSWERS_IN_PROGRESS = "quorum_answers_in_progress"  # {chat id: pages.answer_in_progress.AnswerInProgress}

@@ -113,7 +113,7 @@ def render_job_list(actor: Actor, jobs: list[JobSummary], mine_only: bool) -> No
         st.dataframe(
             _job_rows(current),
             hide_index=True,
-            use_container_width=True,
+            width="stretch",
             column_config={
                 "Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent")
             },
@@ -191,7 +191,7 @@ def render_transcript(detail: JobDetail) -> None:
             for line in lines
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
         height=min(38 + 35 * len(lines), 520),
         on_select=seek_to_chosen_line,
         selection_mode="single-row",
@@ -290,7 +290,7 @@ def render_exports(actor: Actor, detail: JobDetail, *, has_minutes: bool) -> Non
             file_name=f"{stem}-{job.id}.{_EXPORT_SUFFIXES.get(fmt, fmt)}",
             key=f"export_{job.id}_{fmt}",
             icon=":material/download:",
-            use_container_width=True,
+            width="stretch",
         )
 
 
@@ -384,7 +384,7 @@ def render_bulk_export(actor: Actor, jobs: list[JobSummary]) -> None:
             file_name="transcripts.csv",
             mime="text/csv",
             icon=":material/download:",
-            use_container_width=True,
+            width="stretch",
             key="transcripts_bulk_csv",
         )
         zip_column.download_button(
@@ -393,7 +393,7 @@ def render_bulk_export(actor: Actor, jobs: list[JobSummary]) -> None:
             file_name="transcripts.zip",
             mime="application/zip",
             icon=":material/folder_zip:",
-            use_container_width=True,
+            width="stretch",
             key="transcripts_bulk_zip",
         )
 

@@ -56,6 +56,7 @@ def render_audio_upload(*, key: str = "audio") -> None:
             "Meeting recordings",
             type=list(ACCEPTED_EXTENSIONS),
             accept_multiple_files=True,
+            max_upload_size=settings.max_audio_mb,
             help=f"Audio ({', '.join(ACCEPTED_EXTENSIONS)}) or the sound of an mp4/mov video; "
             f"up to {settings.max_audio_mb} MB each. Long meetings are fine.",
         )

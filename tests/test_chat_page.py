@@ -68,3 +68,28 @@ def test_sidebar_lists_only_own_chats(make_user: Any, offline_provider: Any) -> 
     app.sidebar.button(key=f"chat_open_{mine.id}").click().run()
     assert app.session_state[session_keys.ACTIVE_CHAT_ID] == mine.id
     assert app.title[0].value == "Alice's planning questions"
+
+
+def test_an_answer_whose_page_run_was_interrupted_is_stored_and_shown(member: Actor, offline_provider: Any) -> None:
+    """A rerun (a click, leaving the page) stops the script run, not the answer: its own
+    thread stores it, and opening the chat again shows it with its sources."""
+    from core.chat import answer_question, create_chat
+    from pages.answer_in_progress import AnswerInProgress
+
+    build_corpus(_embed, uploaded_by=member.id)
+    chat = create_chat(actor=member)
+    # What the page does on a question, with nobody following the stream afterwards.
+    answer = AnswerInProgress(answer_question(actor=member, chat_id=chat.id, question="Where is the office moving?"))
+    assert answer.wait(timeout=30)
+    assert answer.error is None
+    _question, stored = list_messages(actor=member, chat_id=chat.id)
+    assert "Harbour Street" in stored.content and stored.sources
+
+    app = _page(member)
+    app.session_state[session_keys.ACTIVE_CHAT_ID] = chat.id
+    app.session_state[session_keys.ANSWERS_IN_PROGRESS] = {chat.id: answer}
+    app.run()
+    assert not app.exception
+    assert any("Harbour Street" in markdown.value for markdown in app.markdown)
+    assert app.session_state[session_keys.ANSWERS_IN_PROGRESS] == {}
+    assert len(list_messages(actor=member, chat_id=chat.id)) == 2  # shown once, stored once
