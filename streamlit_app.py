@@ -12,7 +12,7 @@ import streamlit as st
 from core.ai import is_offline, provider_status
 from core.health import database_problem
 from pages import session_keys
-from pages.auth_ui import build_authenticator, render_login_form, restore_session, sign_out
+from pages.auth_ui import build_authenticator, render_login_form, request_sign_out, restore_session
 from pages.common import current_actor
 
 st.set_page_config(page_title="Quorum", page_icon=":material/forum:", layout="wide")
@@ -23,10 +23,10 @@ if problem:
     st.button("Try again", type="primary")
     st.stop()
 
-authenticator, credentials = build_authenticator()
-restore_session(authenticator)
+authentication = restore_session()  # None: a session signed in earlier, re-checked
 
 if not st.session_state.get(session_keys.ACTOR):
+    authenticator, credentials = authentication or build_authenticator()
     login = st.Page(
         lambda: render_login_form(authenticator, credentials),
         title="Sign in",
@@ -68,9 +68,7 @@ navigation = st.navigation(allowed)
 
 with st.sidebar:
     st.caption(f"Signed in as **{actor.display_name}** · {actor.role}")
-    if st.button("Sign out", icon=":material/logout:", width="stretch"):
-        sign_out(authenticator)
-        st.rerun()
+    st.button("Sign out", icon=":material/logout:", width="stretch", on_click=request_sign_out)
 
 if is_offline():
     # Small but on every page: the sidebar carries it, with the details one click away.

@@ -110,6 +110,7 @@ async def _settle(page: Any) -> None:
 
 async def simulate(browser: Any, url: str, username: str, deadline: float, timings: dict[str, list[float]],
                    errors: list[str], index: int) -> None:  # fmt: skip
+    await asyncio.sleep(start_delay(index))
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(120_000)
     page = await context.new_page()
@@ -124,6 +125,8 @@ async def simulate(browser: Any, url: str, username: str, deadline: float, timin
             timings.setdefault(name, []).append(time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - a benchmark records every failure
             errors.append(f"{username} {name}: {type(error).__name__}: {str(error)[:120]}")
+            shot = WORK / f"failed-{username}-{name.replace(' ', '-')}-{len(errors)}.png"
+            await page.screenshot(path=str(shot), full_page=True)
 
     async def sign_in() -> None:
         await page.goto(url)
@@ -216,6 +219,7 @@ def service_user(username: str, index: int, deadline: float, timings: dict[str, 
         assert verdict.actor is not None, verdict.refusal
         return verdict.actor
 
+    time.sleep(start_delay(index))
     actor = timed("sign in", sign_in)
     if actor is None:
         return
@@ -263,6 +267,12 @@ async def run(url: str, users: list[str], seconds: float) -> tuple[dict[str, lis
 
 _DEADLINE: list[float] = []
 THINK_SECONDS: list[float] = [2.0]  # set from --think before the users start
+RAMP: list[float] = [10.0, 20.0]  # --ramp seconds and --users, set before the users start
+
+
+def start_delay(position: int) -> float:
+    """Users arrive spread over the ramp, as people do, rather than in one instant."""
+    return RAMP[0] * position / RAMP[1]
 
 
 def deadline_at(seconds: float) -> float:
@@ -283,8 +293,10 @@ def main() -> None:
     parser.add_argument("--browsers", type=int, default=4, help="users driving real pages in Chromium")
     parser.add_argument("--seconds", type=float, default=150)
     parser.add_argument("--think", type=float, default=2.0, help="seconds a user pauses between actions")
+    parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which the users arrive")
     args = parser.parse_args()
     THINK_SECONDS[0] = args.think
+    RAMP[:] = [args.ramp, float(args.users)]
     port = _free_port()
     app = start_app(port)
     try:
@@ -296,7 +308,7 @@ def main() -> None:
         lock = threading.Lock()
         threads = [
             threading.Thread(target=service_user, args=(name, i, deadline, service_timings, service_errors, lock))
-            for i, name in enumerate(users[args.browsers :])
+            for i, name in enumerate(users[args.browsers :], start=args.browsers)
         ]
         for thread in threads:
             thread.start()
@@ -336,7 +348,8 @@ def main() -> None:
         "drive the real pages in headless Chromium: latency from the click until Streamlit finished the run "
         f"(answer fully streamed, upload stored). The other {args.users - args.browsers} users call the same core "
         "services from threads (marked *service*): answer streamed to the end, listing, upload stored and queued. "
-        f"Every user pauses {args.think:g} s between actions.",
+        f"Users arrive over the first {args.ramp:g} s and pause {args.think:g} s between actions; the test "
+        "then runs until the time is up, with every user active.",
         "",
         "| action | count | p50 s | p95 s | max s |",
         "|---|---|---|---|---|",

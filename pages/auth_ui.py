@@ -23,7 +23,10 @@ from pages import session_keys
 _USER_KEYS = (session_keys.ACTOR, session_keys.ACTIVE_CHAT_ID, session_keys.SELECTED_JOB_ID)
 
 
-def build_authenticator() -> tuple[stauth.Authenticate, dict[str, dict[str, dict[str, object]]]]:
+Authenticator = tuple[stauth.Authenticate, dict[str, dict[str, dict[str, object]]]]
+
+
+def build_authenticator() -> Authenticator:
     """One authenticator per script run (its cookie component must be created once)."""
     settings = get_settings()
     credentials = credentials_for_authenticator()
@@ -38,26 +41,51 @@ def build_authenticator() -> tuple[stauth.Authenticate, dict[str, dict[str, dict
     return authenticator, credentials
 
 
-def restore_session(authenticator: stauth.Authenticate) -> None:
+def restore_session() -> Authenticator | None:
     """Sign in from the cookie when there is one, and re-check the account on every run.
 
     A user disabled, locked or deleted while signed in is signed out at their next click,
-    and role changes take effect at once.
+    and role changes take effect at once. Returns the authenticator (and the credentials
+    it was given) when this run needed one: signed out, or just signed out. A session
+    signed in earlier is re-checked without it, because its cookie component reports back
+    after every page change and each report would cost a second run of the page.
     """
-    if not st.session_state.get(session_keys.AUTH_STATUS):
-        try:
-            authenticator.login(location="unrendered")
-        except stauth.LoginError:
-            # A valid cookie for an account that no longer exists.
-            sign_out(authenticator, message="This account no longer exists.")
-            return
-    if not st.session_state.get(session_keys.AUTH_STATUS):
-        return
-    verdict = check_sign_in(str(st.session_state.get(session_keys.AUTH_USERNAME)))
-    if verdict.actor is None:
-        sign_out(authenticator, message=verdict.refusal)
-        return
-    st.session_state[session_keys.ACTOR] = verdict.actor
+    if st.session_state.pop(session_keys.SIGN_OUT_REQUESTED, False):
+        built = build_authenticator()
+        sign_out(built[0])
+        return built
+    if st.session_state.get(session_keys.AUTH_STATUS):
+        verdict = check_sign_in(str(st.session_state.get(session_keys.AUTH_USERNAME)))
+        if verdict.actor is not None:
+            st.session_state[session_keys.ACTOR] = verdict.actor
+            return None
+        built = build_authenticator()
+        sign_out(built[0], message=verdict.refusal)
+        return built
+    built = build_authenticator()
+    try:
+        built[0].login(location="unrendered")
+    except stauth.LoginError:
+        # A valid cookie for an account that no longer exists.
+        sign_out(built[0], message="This account no longer exists.")
+        return built
+    if st.session_state.get(session_keys.AUTH_STATUS):
+        verdict = check_sign_in(str(st.session_state.get(session_keys.AUTH_USERNAME)))
+        if verdict.actor is None:
+            sign_out(built[0], message=verdict.refusal)
+        else:
+            st.session_state[session_keys.ACTOR] = verdict.actor
+    return built
+
+
+def request_sign_out() -> None:
+    """The Sign out button's callback: the run it starts signs out and shows the sign-in form.
+
+    Signing out renders the component that deletes the cookie in the browser; that run must
+    not be cut short by st.rerun(), or the component may never reach the browser and a
+    reload would sign the user in again.
+    """
+    st.session_state[session_keys.SIGN_OUT_REQUESTED] = True
 
 
 def sign_out(authenticator: stauth.Authenticate, *, message: str | None = None) -> None:

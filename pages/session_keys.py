@@ -4,6 +4,7 @@ ACTOR = "quorum_actor"  # core.rbac.Actor of the signed-in user
 AUTH_STATUS = "authentication_status"  # owned by streamlit-authenticator
 AUTH_USERNAME = "username"  # owned by streamlit-authenticator
 SIGN_IN_MESSAGE = "quorum_sign_in_message"
+SIGN_OUT_REQUESTED = "quorum_sign_out_requested"  # set by the Sign out button; acted on by the next run
 ACTIVE_CHAT_ID = "quorum_active_chat_id"
 SELECTED_JOB_ID = "quorum_selected_job_id"  # the recording open on Transcripts & Minutes
 OPEN_RECORDING_WIDGET = "quorum_open_recording"  # the "Open a recording" selectbox, synced from SELECTED_JOB_ID

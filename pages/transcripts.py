@@ -368,12 +368,21 @@ def render_bulk_export(actor: Actor, jobs: list[JobSummary]) -> None:
     if not done or not actor.can("export_transcripts"):
         return
     with st.expander("Export several recordings", icon=":material/table_view:"):
-        chosen = st.multiselect(
-            "Recordings",
-            list(done),
-            format_func=lambda job_id: f"{done[job_id].filename} · #{job_id}",
-            key="transcripts_bulk_ids",
+        scope = st.radio(
+            "Which recordings",
+            ["all", "chosen"],
+            format_func={"all": f"All finished recordings ({len(done)})", "chosen": "Only the ones I choose"}.get,
+            horizontal=True,
+            key="transcripts_bulk_scope",
         )
+        chosen = list(done)
+        if scope == "chosen":
+            chosen = st.multiselect(
+                "Recordings",
+                list(done),
+                format_func=lambda job_id: f"{done[job_id].filename} · #{job_id}",
+                key="transcripts_bulk_ids",
+            )
         if not chosen:
             st.caption("Choose at least one recording.")
             return

@@ -148,3 +148,16 @@ def test_a_failed_job_shows_its_error_and_can_be_retried_then_deleted(
     assert not at.exception, at.exception
     assert "Broken call.mp3 was deleted." in _texts(at)
     assert job_id not in {job.id for job in list_jobs(actor=member)}
+
+
+def test_bulk_export_offers_all_finished_recordings_or_a_choice(finished_job: int, member: Actor) -> None:
+    at = _page(member)
+    assert not at.exception
+    assert "CSV: one row per segment" in _download_labels(at)  # all finished recordings, by default
+    (scope,) = [radio for radio in at.radio if radio.key == "transcripts_bulk_scope"]
+    scope.set_value("chosen").run()
+    assert "CSV: one row per segment" not in _download_labels(at)
+    assert "Choose at least one recording." in _texts(at)
+    at.multiselect(key="transcripts_bulk_ids").set_value([finished_job]).run()
+    assert not at.exception
+    assert {"CSV: one row per segment", "ZIP: transcripts and minutes"} <= set(_download_labels(at))

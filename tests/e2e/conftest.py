@@ -125,10 +125,23 @@ def page(browser: Any) -> Iterator[Any]:
 
 def sign_in(page: Any, app: LiveApp, actor: Actor, password: str = "correct-horse-9") -> None:
     page.goto(app.url)
+    page.get_by_role("textbox", name="Username").wait_for()
+    settle(page)
     page.get_by_role("textbox", name="Username").fill(actor.username)
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Login").click()
     page.get_by_text(f"Signed in as {actor.display_name}").wait_for()
+    settle(page)
+
+
+def settle(page: Any) -> None:
+    """Wait until Streamlit has finished the run the last click started.
+
+    Widgets typed into while a run is still drawing the page can be replaced under the
+    pointer, so tests wait for the "running" indicator to go before they type.
+    """
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
 
 
 def screenshot(page: Any, name: str) -> Path:
@@ -140,10 +153,14 @@ def screenshot(page: Any, name: str) -> Path:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
-    """A failed browser test leaves a full-page screenshot of where it stopped."""
+    """A failed browser test leaves a full-page screenshot of every tab it had open."""
     outcome = yield
     report = outcome.get_result()
-    tab = getattr(item, "funcargs", {}).get("page")
-    if report.when == "call" and report.failed and tab is not None:
-        with contextlib.suppress(Exception):  # the page may be gone; the failure itself is what matters
-            screenshot(tab, f"failed-{item.name}-{time.strftime('%H%M%S')}")
+    browser = getattr(item, "funcargs", {}).get("browser")
+    if report.when != "call" or not report.failed or browser is None:
+        return
+    stamp = time.strftime("%H%M%S")
+    tabs = [tab for context in browser.contexts for tab in context.pages]
+    for number, tab in enumerate(tabs):
+        with contextlib.suppress(Exception):  # a tab may be gone; the failure itself is what matters
+            screenshot(tab, f"failed-{item.name}-{stamp}-{number}")

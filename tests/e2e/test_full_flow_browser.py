@@ -19,7 +19,7 @@ from core.models import Document, TranscriptionJob
 from core.rbac import Actor
 from tests import audio_samples
 from tests.conftest import unique
-from tests.e2e.conftest import LiveApp, screenshot, sign_in
+from tests.e2e.conftest import LiveApp, screenshot, settle, sign_in
 
 
 def _no_exception(page: Any) -> None:
@@ -45,6 +45,7 @@ def _upload(page: Any, path: Path) -> None:
     page.wait_for_timeout(800)
     uploader.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
     uploader.get_by_text("-" + path.name.rsplit("-", 1)[-1]).wait_for()  # names are shown shortened
+    settle(page)
 
 
 def test_member_flow_and_admin_review(
@@ -69,6 +70,7 @@ def test_member_flow_and_admin_review(
     sign_in(page, live_app, member)
     page.get_by_role("link", name="Ingestion Hub").click()
     page.get_by_role("heading", name="Ingestion Hub").wait_for()
+    settle(page)
     _upload(page, document)
     page.get_by_role("button", name="Upload and index").click()
     page.get_by_text(f"{document.name}: uploaded; indexing has been queued.").wait_for()
@@ -78,9 +80,11 @@ def test_member_flow_and_admin_review(
     # 2. Upload a recording; the page follows it to its transcript and minutes.
     page.get_by_role("link", name="Transcripts & Minutes").click()
     page.get_by_role("heading", name="Transcripts & Minutes").wait_for()
+    settle(page)
     page.get_by_text("Add a recording").click()
     page.locator("input[type='file']").first.set_input_files(str(recording))
     page.get_by_text("tandup.mp3").first.wait_for()  # the name is shown shortened
+    settle(page)
     page.get_by_role("button", name="Transcribe", exact=True).click()
     page.get_by_text("is queued for transcription").wait_for()
     assert _wait_for_status(TranscriptionJob, TranscriptionJob.filename, recording.name) == "COMPLETED"
@@ -94,6 +98,8 @@ def test_member_flow_and_admin_review(
 
     # 3. Ask a question and get a cited answer.
     page.get_by_role("link", name="Chat").click()
+    page.get_by_placeholder("Ask a question").wait_for()
+    settle(page)
     question = f"Who is the {token} budget owner?"
     box = page.get_by_placeholder("Ask a question")
     box.fill(question)
@@ -120,6 +126,8 @@ def test_member_flow_and_admin_review(
     admin_page = context.new_page()
     sign_in(admin_page, live_app, admin)
     admin_page.get_by_role("link", name="Admin").click()
+    admin_page.get_by_role("tab", name="Feedback review").wait_for()
+    settle(admin_page)
     admin_page.get_by_role("tab", name="Feedback review").click()
     admin_page.get_by_test_id("stSelectbox").filter(has_text="Feedback").last.click()
     admin_page.get_by_role("option", name=re.compile(re.escape(question[:60]))).first.click()
@@ -129,10 +137,9 @@ def test_member_flow_and_admin_review(
 
     # 6. Export transcripts as CSV (one row per segment).
     admin_page.get_by_role("link", name="Transcripts & Minutes").click()
+    admin_page.get_by_role("heading", name="Transcripts & Minutes").wait_for()
+    settle(admin_page)
     admin_page.get_by_text("Export several recordings").click()
-    chooser = admin_page.get_by_test_id("stMultiSelect").filter(has_text="Recordings")
-    chooser.locator("input").fill(recording.name)
-    chooser.locator("input").press("Enter")
     admin_page.keyboard.press("Escape")
     with admin_page.expect_download() as download:
         admin_page.get_by_role("button", name="CSV: one row per segment").click()

@@ -17,8 +17,16 @@ def test_sign_in_and_out_in_browser(live_app: LiveApp, page: Any, admin: Actor) 
     # Admins see the admin page in the navigation; the offline notice is on every page.
     assert page.get_by_text("Offline mode").first.is_visible()
     screenshot(page, "home")
+    # The signed cookie keeps the session through a reload (a new Streamlit session).
+    page.reload()
+    page.get_by_text(f"Signed in as {admin.display_name}").wait_for()
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("textbox", name="Username").wait_for()
+    # Signing out removes it: a reload shows the sign-in form again.
+    page.wait_for_timeout(1000)
+    page.reload()
+    page.get_by_role("textbox", name="Username").wait_for()
+    assert not page.get_by_text("Signed in as").count()
 
 
 def test_wrong_password_in_browser(live_app: LiveApp, page: Any, member: Actor) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from core.rbac import Actor
 from tests import audio_samples
-from tests.e2e.conftest import LiveApp, screenshot, sign_in
+from tests.e2e.conftest import LiveApp, screenshot, settle, sign_in
 
 SENTENCES = ["Welcome to the budget meeting.", "The launch moves to Thursday.", "Maria owns the marketing plan."]
 
@@ -27,10 +27,12 @@ def test_upload_follow_and_play_from_a_line(live_app: LiveApp, page: Any, member
     sign_in(page, live_app, member)
     page.get_by_role("link", name="Transcripts & Minutes").click()
     page.get_by_role("heading", name="Transcripts & Minutes").wait_for()
+    settle(page)
 
     page.get_by_text("Add a recording").click()
     page.locator("input[type='file']").first.set_input_files(str(recording))
     page.get_by_text("Budget meeting.mp3").first.wait_for()
+    settle(page)
     page.get_by_role("button", name="Transcribe", exact=True).click()
     page.get_by_text("is queued for transcription").wait_for()
     screenshot(page, "transcripts-queued")
