@@ -8,6 +8,7 @@ a fresh permission check on every run.
 
 from __future__ import annotations
 
+import extra_streamlit_components as stx
 import streamlit as st
 import streamlit_authenticator as stauth
 from core.accounts import (
@@ -17,10 +18,30 @@ from core.accounts import (
     record_successful_sign_in,
 )
 from core.config import get_settings
+from extra_streamlit_components.CookieManager import _component_func as _cookie_component
+from streamlit_authenticator.models import cookie_model
 
 from pages import session_keys
 
 _USER_KEYS = (session_keys.ACTOR, session_keys.ACTIVE_CHAT_ID, session_keys.SELECTED_JOB_ID)
+
+
+class _CookieWriter(stx.CookieManager):  # type: ignore[misc]
+    """streamlit-authenticator's cookie manager without its "getAll" component.
+
+    streamlit-authenticator 0.4 reads its cookie from st.context.cookies, yet creating the
+    CookieManager also renders a component that sends every cookie back to the server when
+    it mounts. That report starts a second run of the page, and a click made while the first
+    run is still going (Login, a link) is dropped by Streamlit when the second run replaces
+    it. Setting and deleting the cookie still go through the component, only when needed.
+    """
+
+    def __init__(self, key: str = "init") -> None:
+        self.cookie_manager = _cookie_component
+        self.cookies = dict(st.context.cookies)
+
+
+cookie_model.stx = type("_CookieComponents", (), {"CookieManager": _CookieWriter})
 
 
 Authenticator = tuple[stauth.Authenticate, dict[str, dict[str, dict[str, object]]]]
