@@ -36,11 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / ".work" / "load"
 RESULTS = ROOT / "benchmarks" / "results"
 PASSWORD = "load-test-pass-1"
+# Each question with a word its answer must contain: an answer that misses it counts as an error.
 QUESTIONS = [
-    "How many days can employees work remotely?",
-    "When is the billing migration planned?",
-    "Who leads the mobile app redesign?",
-    "What is the meal allowance per day?",
+    ("How many days can employees work remotely?", "three"),
+    ("When is the billing migration planned?", "2027"),
+    ("Who leads the mobile app redesign?", "Maria"),
+    ("What is the meal allowance per day?", "45"),
 ]
 CORPUS = {
     "handbook.md": "# Employee Handbook\n\n## Remote work\nEmployees may work remotely up to three days per week.\n\n"
@@ -98,7 +99,11 @@ def seed(users: int) -> list[str]:
     corpus_dir.mkdir()
     for filename, text in CORPUS.items():
         (corpus_dir / filename).write_text(text)
-    ingest_paths(actor=actor_for_username("admin"), paths=[corpus_dir], wait=True)
+    ingested = ingest_paths(actor=actor_for_username("admin"), paths=[corpus_dir], wait=True)
+    if sorted((Path(result.path).name, result.status) for result in ingested) != [
+        (name, "COMPLETED") for name in sorted(CORPUS)
+    ]:
+        raise SystemExit(f"the knowledge base was not built: {ingested}")
     return names
 
 
@@ -141,9 +146,9 @@ async def simulate(browser: Any, url: str, username: str, deadline: float, timin
     round_number = 0
     while time.monotonic() < deadline:
         round_number += 1
-        question = QUESTIONS[(index + round_number) % len(QUESTIONS)]
+        question, expected = QUESTIONS[(index + round_number) % len(QUESTIONS)]
 
-        async def ask(question: str = question) -> None:
+        async def ask(question: str = question, expected: str = expected) -> None:
             await page.get_by_role("link", name="Chat").first.click()
             box = page.get_by_placeholder("Ask a question")
             await box.wait_for()
@@ -155,6 +160,9 @@ async def simulate(browser: Any, url: str, username: str, deadline: float, timin
                 f"() => document.querySelectorAll('[data-testid=\"stChatMessage\"]').length >= {before + 2}",
                 timeout=120_000,
             )
+            answer = await page.locator('[data-testid="stChatMessage"]').last.inner_text()
+            if expected not in answer:
+                raise AssertionError(f"the answer to {question!r} lacks {expected!r}: {answer[:120]!r}")
 
         async def list_documents() -> None:
             await page.get_by_role("link", name="Ingestion Hub").first.click()
@@ -227,8 +235,13 @@ def service_user(username: str, index: int, deadline: float, timings: dict[str, 
     round_number = 0
     while time.monotonic() < deadline:
         round_number += 1
-        question = QUESTIONS[(index + round_number) % len(QUESTIONS)]
-        timed("chat question", lambda q=question: "".join(answer_question(actor=actor, chat_id=chat.id, question=q)))
+        question, expected = QUESTIONS[(index + round_number) % len(QUESTIONS)]
+        answer = timed(
+            "chat question", lambda q=question: "".join(answer_question(actor=actor, chat_id=chat.id, question=q))
+        )
+        if answer is not None and expected not in answer:
+            with lock:
+                errors.append(f"{username} chat question: the answer to {question!r} lacks {expected!r}")
         time.sleep(THINK_SECONDS[0])
         timed("list documents", lambda: list_documents(actor=actor, limit=200))
         time.sleep(THINK_SECONDS[0])

@@ -1116,8 +1116,12 @@ def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
+            # Hidden means hidden inside the folder given: the folder itself may live under
+            # a dot-directory (~/.data/minutes) and must still be read.
             yield from sorted(
-                p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         else:
             yield path

@@ -148,7 +148,15 @@ def _login_form(authenticator: stauth.Authenticate, credentials: dict[str, dict[
             return
         record_successful_sign_in(username)
         st.session_state[session_keys.ACTOR] = verdict.actor
-        st.rerun()
+        if get_settings().cookie_expiry_days <= 0:
+            st.rerun()
+        # login() has just rendered the component that stores the cookie in the browser. It
+        # reports back once the cookie is stored, and that report reruns the page signed in;
+        # rerunning now could remove the component before it ran (no cookie, no "keep me
+        # signed in" across reloads).
+        st.info("Signing you in…", icon=":material/hourglass_top:")
+        st.button("Continue", key="sign_in_continue")
+        return
     message = st.session_state.pop(session_keys.SIGN_IN_MESSAGE, None)
     if message:
         st.warning(message, icon=":material/info:")

@@ -198,9 +198,11 @@ def render_table(actor: Actor, filters: dict[str, Any], documents: list[Document
                 "Error": st.column_config.TextColumn(width="medium"),
             },
         )
-        still_active = any(_is_active(d) for d in current)
-        if still_active != active or {d.id for d in current} != {d.id for d in documents}:
-            st.rerun(scope="app")  # something finished or appeared: refresh the actions too
+        # Rerun the whole page only when indexing starts or stops (to change the refresh
+        # rate and the row actions), not whenever someone else uploads: a page-wide rerun
+        # every few seconds would redraw the upload form under the user's hands.
+        if any(_is_active(d) for d in current) != active:
+            st.rerun(scope="app")
 
     content_table()
 

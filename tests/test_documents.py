@@ -644,9 +644,13 @@ def test_transcript_and_minutes_documents_are_indexed_once_and_refreshed_on_edit
 
 def test_ingest_paths_runs_the_pipeline_for_files_and_folders(services: None, member: Actor, tmp_path: Path) -> None:
     token = unique("cli")
-    (tmp_path / "docs").mkdir()
+    # The folder given lives under a dot-directory (like ~/.data/docs): only what is
+    # hidden inside it is skipped.
+    tmp_path = tmp_path / ".data"
+    (tmp_path / "docs" / ".git").mkdir(parents=True)
     (tmp_path / "docs" / "a.md").write_text(f"# A\n\n{prose(token + 'a', 4)}")
     (tmp_path / "docs" / ".hidden.txt").write_text("skip me")
+    (tmp_path / "docs" / ".git" / "config.txt").write_text("skip me too")
     (tmp_path / "b.txt").write_text(prose(token + "b", 4))
     (tmp_path / "bad.pdf").write_bytes(PNG_BYTES)
     results = ingest_paths(
