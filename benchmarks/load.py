@@ -160,7 +160,10 @@ async def simulate(browser: Any, url: str, username: str, deadline: float, timin
                 f"() => document.querySelectorAll('[data-testid=\"stChatMessage\"]').length >= {before + 2}",
                 timeout=120_000,
             )
-            answer = await page.locator('[data-testid="stChatMessage"]').last.inner_text()
+            # The bubble appears as the answer starts streaming; the rating buttons only once it is stored.
+            last = page.locator('[data-testid="stChatMessage"]').last
+            await last.locator('[data-testid="stFeedback"]').wait_for()
+            answer = await last.inner_text()
             if expected not in answer:
                 raise AssertionError(f"the answer to {question!r} lacks {expected!r}: {answer[:120]!r}")
 
