@@ -242,6 +242,24 @@ def _text_query(strict_syntax: bool) -> ColumnElement[Any]:
     return cast(func.replace(cast(parsed, Text), " & ", " | "), TSQUERY)
 
 
+def _two_term_query() -> ColumnElement[Any]:
+    """A tsquery matching chunks that share at least two of the question's terms.
+
+    (a & b) | (a & c) | (b & c) ... over the question's lexemes (the same 'english'
+    normalisation as the index); NULL, which matches nothing, when it has fewer than two.
+    """
+    words = func.tsvector_to_array(func.to_tsvector(_ENGLISH, bindparam("query", type_=Text)))
+    first = func.unnest(words).table_valued("lexeme").render_derived(name="first_term")
+    second = func.unnest(words).table_valued("lexeme").render_derived(name="second_term")
+    pair = func.quote_literal(first.c.lexeme).concat(" & ").concat(func.quote_literal(second.c.lexeme))
+    pairs = (
+        select(func.string_agg(pair, literal_column("' | '")))
+        .select_from(first.join(second, first.c.lexeme < second.c.lexeme))
+        .scalar_subquery()
+    )
+    return cast(pairs, TSQUERY)
+
+
 @lru_cache(maxsize=256)
 def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, ...]]:
     """The one SELECT that retrieves, filters and fuses, for `actor` and a shape of search.
@@ -275,10 +293,13 @@ def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, .
         func.row_number().over(order_by=(vector_sub.c.distance, vector_sub.c.chunk_id)).label("rank"),
     ).cte("vector_hits")
 
-    # Full text, AND first: every term of the question (websearch semantics). Only when that
-    # finds fewer than k chunks are the terms ORed (natural questions rarely match every
-    # word). The OR scan sits behind a one-time filter, so Postgres skips it when the AND
-    # list is long enough: ranking every chunk that shares one common word is the costly case.
+    # Full text in tiers, each tried only when the ones before found fewer than k chunks
+    # (each scan sits behind a one-time filter, so Postgres skips it otherwise):
+    # 1. every term of the question (websearch semantics);
+    # 2. at least two of its terms: natural questions rarely match every word, and ranking
+    #    every chunk that shares one common word is the costly case on a large corpus;
+    # 3. any term (a question with one known word, or rare words only).
+    k = bindparam("k", type_=Integer)
     strict = func.websearch_to_tsquery(_ENGLISH, bindparam("query", type_=Text))
     strict_score = func.ts_rank_cd(DocumentChunk.search_vector, strict)
     strict_top = (
@@ -293,18 +314,30 @@ def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, .
     if not shape.strict_syntax:
         loose = _text_query(strict_syntax=False)
         loose_score = func.ts_rank_cd(DocumentChunk.search_vector, loose)
-        too_few = select(func.count()).select_from(strict_top).scalar_subquery() < bindparam("k", type_=Integer)
-        loose_top = (
-            select(DocumentChunk.id.label("chunk_id"), loose_score.label("score"))
-            .join(Document, chunk_of_document)
-            .where(eligible, too_few, DocumentChunk.search_vector.op("@@")(loose))
-            .order_by(loose_score.desc(), DocumentChunk.id)
-            .limit(candidates)
-            .subquery("loose_top")
+        strict_too_few = select(func.count()).select_from(strict_top).scalar_subquery() < k
+
+        def ranked(matching: ColumnElement[Any], *only_if: ColumnElement[bool], name: str) -> Any:
+            return (
+                select(DocumentChunk.id.label("chunk_id"), loose_score.label("score"))
+                .join(Document, chunk_of_document)
+                .where(eligible, *only_if, DocumentChunk.search_vector.op("@@")(matching))
+                .order_by(loose_score.desc(), DocumentChunk.id)
+                .limit(candidates)
+                .cte(name)
+            )
+
+        most_top = ranked(_two_term_query(), strict_too_few, name="most_top")
+        most_too_few = select(func.count()).select_from(most_top).scalar_subquery() < k
+        any_top = ranked(loose, strict_too_few, most_too_few, name="any_top")
+        tiers.append(
+            select(most_top.c.chunk_id, literal_column("2").label("tier"), most_top.c.score).where(
+                most_top.c.chunk_id.not_in(select(strict_top.c.chunk_id))
+            )
         )
         tiers.append(
-            select(loose_top.c.chunk_id, literal_column("2").label("tier"), loose_top.c.score).where(
-                loose_top.c.chunk_id.not_in(select(strict_top.c.chunk_id))
+            select(any_top.c.chunk_id, literal_column("3").label("tier"), any_top.c.score).where(
+                any_top.c.chunk_id.not_in(select(strict_top.c.chunk_id)),
+                any_top.c.chunk_id.not_in(select(most_top.c.chunk_id)),
             )
         )
     text_sub = union_all(*tiers).subquery("text_top") if len(tiers) > 1 else tiers[0].subquery("text_top")

@@ -15,7 +15,7 @@ from core.errors import InvalidInput
 from core.rbac import Actor
 from core.retrieval import RetrievalFilters, plan_search, search_chunks
 from tests.conftest import unique
-from tests.retrieval_corpus import PRIVATE_DOC, Corpus, build_corpus
+from tests.retrieval_corpus import PRIVATE_DOC, ChunkSpec, Corpus, DocSpec, build_corpus
 
 # (question, key of the chunk that answers it)
 KEYWORD_QUESTIONS = [
@@ -222,3 +222,34 @@ def test_plan_chooses_exact_scan_for_selective_filters(owner: Actor, corpus: Cor
         )
     assert narrow.strategy == "exact" and narrow.estimated_chunks == 8
     assert narrow.ef_search == settings.hnsw_ef_search
+
+
+def test_chunks_sharing_more_of_the_question_rank_before_single_word_matches(owner: Actor) -> None:
+    """No chunk has every word: the full-text list puts the chunk with two of them ahead of
+    chunks that repeat only one (which the any-word tier alone would rank highly)."""
+    token = unique("quill")
+    repeated = " ".join([f"{token}ledger"] * 30)
+    specs = (
+        DocSpec(
+            "ledgers.md",
+            "general_document",
+            tuple(ChunkSpec(f"one-word-{n}", f"{repeated} entry {n}.") for n in range(12)),
+        ),
+        DocSpec(
+            "owners.md",
+            "general_document",
+            (ChunkSpec("two-words", f"The {token}ledger is kept by the {token}warden in the north office."),),
+        ),
+    )
+    corpus = build_corpus(_embed, uploaded_by=owner.id, specs=specs)
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    question = f"Which {token}warden keeps the {token}ledger for the harbour archive?"
+    with session_scope() as session:
+        hits = search_chunks(
+            session, actor=owner, query=question, query_embedding=_embed([question])[0], filters=filters, k=20
+        )
+    by_text_rank = sorted((hit for hit in hits if hit.text_rank is not None), key=lambda hit: hit.text_rank or 0)
+    assert by_text_rank[0].chunk_id == corpus.chunks["two-words"]
+    # The single-word chunks still follow: the any-word tier ran because the two-word tier
+    # found fewer than k.
+    assert len(by_text_rank) == 13
