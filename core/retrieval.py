@@ -6,7 +6,8 @@ of each, and fuses the two lists by reciprocal rank (RRF, k=60):
 - vector: cosine distance to the question's embedding, through the HNSW index
   (``hnsw.ef_search`` set for the transaction from Settings);
 - full text: ``websearch_to_tsquery('english', question)`` against the generated
-  ``search_vector`` column through its GIN index, ranked with ``ts_rank_cd``.
+  ``search_vector`` column through its GIN index, ranked with ``ts_rank_cd``; when every
+  word finds fewer than k chunks, chunks sharing at least two words, then any word.
 
 Visibility and searchability (core.documents.searchable_documents_clause: what the actor
 may read, among documents with an active chunk generation), the join on each document's
