@@ -143,16 +143,21 @@ def users_tab() -> None:
     if not users:
         return
     st.subheader("Change a user")
-    user = st.selectbox(
+    # Options are ids with labels that an action cannot change: the browser sends the chosen
+    # label back, and a label changed by the action (new role, disabled) would drop the choice.
+    users_by_id = {u.id: u for u in users}
+    picked = st.selectbox(
         "User",
-        users,
-        format_func=lambda u: (
-            f"{u.username} · {u.role_name}" + ("" if u.is_active else " · disabled") + (" · locked" if u.locked else "")
-        ),
+        list(users_by_id),
+        format_func=lambda user_id: f"{users_by_id[user_id].username} · {users_by_id[user_id].email}",
         key="admin_user_pick",
     )
-    if user is None:
+    if picked is None:
         return
+    user = users_by_id[picked]
+    st.caption(
+        f"Role {user.role_name}" + ("" if user.is_active else " · disabled") + (" · locked" if user.locked else "")
+    )
     is_self = user.id == actor.id
     role_col, state_col = st.columns(2, gap="large")
     with role_col:
@@ -345,14 +350,19 @@ def feedback_tab() -> None:
         return
 
     st.subheader("Review")
-    item = st.selectbox(
+    items_by_id = {i.id: i for i in items}  # stable labels, as for the user picker
+    picked_item = st.selectbox(
         "Feedback",
-        items,
-        format_func=lambda i: f"#{i.id} · {i.rating} · {i.review_status} · {i.username} · {i.question[:70]}",
+        list(items_by_id),
+        format_func=lambda item_id: (
+            f"#{item_id} · {items_by_id[item_id].username} · {items_by_id[item_id].question[:70]}"
+        ),
         key="admin_fb_pick",
     )
-    if item is None:
+    if picked_item is None:
         return
+    item = items_by_id[picked_item]
+    st.caption(f"Rated {item.rating} · review status {item.review_status}")
     st.markdown(f"**Question** ({item.username}, {_when(item.created_at)})")
     st.markdown(f"> {item.question or '—'}")
     st.markdown("**Answer**")

@@ -34,7 +34,6 @@ ACTIVE_REFRESH_SECONDS = 2
 IDLE_REFRESH_SECONDS = 30
 CHUNKS_SHOWN = 200
 TYPE_LABELS = {"general_document": "Document", "full_transcript": "Transcript", "meeting_minutes": "Minutes"}
-STATUS_ICONS = {"PENDING": "🕓", "INDEXING": "⚙️", "COMPLETED": "✅", "FAILED": "❌"}
 VISIBILITY_LABELS = {"team": "My team (everyone who reads documents)", "private": "Only me and admins"}
 _OUTCOME_STYLE = {
     "accepted": (st.success, ":material/check_circle:"),
@@ -144,7 +143,8 @@ def _filters(actor: Actor) -> dict[str, Any]:
 
 
 def _status_text(document: DocumentInfo) -> str:
-    text = f"{STATUS_ICONS.get(document.status, '')} {document.status.title()}"
+    # Plain words: emoji need a colour-emoji font, which many Linux desktops lack.
+    text = document.status.title()
     if document.stalled:
         return f"{text} (stalled)"
     if document.status in ("PENDING", "INDEXING") and document.searchable:
@@ -262,7 +262,9 @@ def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
     chosen = st.selectbox(
         "Document",
         options=list(by_id),
-        format_func=lambda i: f"{by_id[i].filename} (#{i}, {by_id[i].status.lower()})",
+        # No status in the label: the browser sends the chosen label back, and a label that
+        # changed in between (pending -> completed) would drop the choice.
+        format_func=lambda i: f"{by_id[i].filename} (#{i})",
         index=None,
         placeholder="Choose a document to view, download, re-index, retry or delete",
         key=session_keys.SELECTED_DOCUMENT_ID,

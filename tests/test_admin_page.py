@@ -111,4 +111,6 @@ def test_accept_a_correction_from_the_feedback_tab(admin: Actor, member: Actor) 
     assert not at.exception and not at.error, [e.value for e in at.error]
     row = get_row(MessageFeedback, feedback)
     assert (row.review_status, row.reviewer_note, row.reviewer_id) == ("accepted", "Confirmed.", admin.id)
+    # The reviewed item stays open although its review status changed.
+    assert at.selectbox(key="admin_fb_pick").value == feedback
     assert row.question_embedding is not None

@@ -60,7 +60,7 @@ def test_the_table_lists_what_the_user_may_see_and_filters_by_name(make_user: An
     names = list(table["Name"])
     assert f"{token}-plan.txt" in names and f"{token}-notes.md" in names
     plan = table[table["Name"] == f"{token}-plan.txt"].iloc[0]
-    assert plan["Status"] == "✅ Completed" and plan["Progress"] == 1.0 and plan["ID"] == first
+    assert plan["Status"] == "Completed" and plan["Progress"] == 1.0 and plan["ID"] == first
 
     next(t for t in at.text_input if t.label == "File name contains").input(f"{token}-plan").run()
     assert list(at.dataframe[0].value["Name"]) == [f"{token}-plan.txt"]
