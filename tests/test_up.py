@@ -6,22 +6,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 
+from tests.local_servers import free_port, wait_until_healthy
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _start(data_dir: Path, port: int, redis_port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -35,16 +29,10 @@ def _start(data_dir: Path, port: int, redis_port: int, log: Path) -> subprocess.
 
 
 def _wait_healthy(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    url = f"http://127.0.0.1:{port}"
+    if not wait_until_healthy(url, seconds=120, still_running=lambda: process.poll() is None):
         assert process.poll() is None, log.read_text()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"the app did not answer:\n{log.read_text()[-3000:]}")
+        raise AssertionError(f"the app did not answer:\n{log.read_text()[-3000:]}")
 
 
 def _interrupt(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
@@ -55,7 +43,7 @@ def _interrupt(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 
 def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
-    data_dir, port, redis_port = tmp_path / "data", _free_port(), _free_port()
+    data_dir, port, redis_port = tmp_path / "data", free_port(), free_port()
     first_log = tmp_path / "first.log"
     app = _start(data_dir, port, redis_port, first_log)
     try:

