@@ -76,13 +76,7 @@ def restore_session() -> Authenticator | None:
         sign_out(built[0])
         return built
     if st.session_state.get(session_keys.AUTH_STATUS):
-        verdict = check_sign_in(str(st.session_state.get(session_keys.AUTH_USERNAME)))
-        if verdict.actor is not None:
-            st.session_state[session_keys.ACTOR] = verdict.actor
-            return None
-        built = build_authenticator()
-        sign_out(built[0], message=verdict.refusal)
-        return built
+        return _admit(None)
     built = build_authenticator()
     try:
         built[0].login(location="unrendered")
@@ -90,12 +84,18 @@ def restore_session() -> Authenticator | None:
         # A valid cookie for an account that no longer exists.
         sign_out(built[0], message="This account no longer exists.")
         return built
-    if st.session_state.get(session_keys.AUTH_STATUS):
-        verdict = check_sign_in(str(st.session_state.get(session_keys.AUTH_USERNAME)))
-        if verdict.actor is None:
-            sign_out(built[0], message=verdict.refusal)
-        else:
-            st.session_state[session_keys.ACTOR] = verdict.actor
+    return _admit(built) if st.session_state.get(session_keys.AUTH_STATUS) else built
+
+
+def _admit(built: Authenticator | None) -> Authenticator | None:
+    """Re-check the signed-in account: let it in, or sign it out (building the authenticator
+    only then) with the reason. Returns the authenticator this run has, if any."""
+    verdict = check_sign_in(str(st.session_state.get(session_keys.AUTH_USERNAME)))
+    if verdict.actor is not None:
+        st.session_state[session_keys.ACTOR] = verdict.actor
+        return built
+    built = built or build_authenticator()
+    sign_out(built[0], message=verdict.refusal)
     return built
 
 
