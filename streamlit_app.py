@@ -10,10 +10,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core.ai import is_offline, provider_status
-from core.health import database_problem
-from pages import session_keys
-from pages.auth_ui import build_authenticator, render_login_form, request_sign_out, restore_session
-from pages.common import current_actor
+from core.platform.health import database_problem
+from ui import session_keys
+from ui.auth_ui import build_authenticator, render_login_form, request_sign_out, restore_session
+from ui.common import current_actor
 
 st.set_page_config(page_title="Quorum", page_icon=":material/forum:", layout="wide")
 

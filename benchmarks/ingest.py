@@ -5,12 +5,12 @@ the offline hashing embedder (1536 dimensions) and the schema's HNSW and GIN ind
 
 - writes N synthetic documents (topical prose in paragraphs; every fifth one Markdown with
   headings) to benchmarks/.work/ingest-docs;
-- runs core.documents.ingest_paths(wait=True), the CLI's path: per file, type detection,
+- runs core.documents.indexing.ingest_paths(wait=True), the CLI's path: per file, type detection,
   storage (local folder) with sha256, a PENDING row, then index_document in this process:
   extraction, chunking (500/60 tokens, cl100k_base), embedding in batches of 256, binary
   COPY + upsert of the chunks, progress and the generation swap;
 - times each stage by wrapping Chunker.chunk_sections, the provider's embed and
-  core.documents.write_chunks, and reports chunking tokens/s, insert rows/s and wall time;
+  core.documents.indexing.write_chunks, and reports chunking tokens/s, insert rows/s and wall time;
 - chunks the same texts with langchain-text-splitters' TokenTextSplitter (same encoding,
   size and overlap) side by side, and counts chunks that begin or end inside a word.
 
@@ -60,7 +60,7 @@ class Corpus:
     """Deterministic synthetic prose: Zipf-distributed words, topical paragraphs, sentences."""
 
     def __init__(self, seed: int = SEED) -> None:
-        from core.tokens import encoding_for_model
+        from core.platform.tokens import encoding_for_model
 
         rng = random.Random(seed)
         # Real word pieces: the lower-case " word" tokens of cl100k_base, so text tokenizes
@@ -149,9 +149,9 @@ class Stopwatch:
 
 def install_hooks(watch: Stopwatch) -> None:
     """Time chunking, embedding and chunk writes inside the real pipeline."""
-    from core import documents
     from core.ai import get_provider
-    from core.chunking import Chunker
+    from core.documents import indexing as documents
+    from core.documents.chunking import Chunker
 
     class TimedChunker(Chunker):
         def chunk_sections(self, sections: Any) -> Any:
@@ -211,9 +211,9 @@ def cut_inside_words(text: str, chunks: list[str]) -> int:
 
 def compare_chunkers(paths: list[Path], size: int, overlap: int, sample: int) -> dict[str, Any]:
     """Quorum's Chunker and LangChain's TokenTextSplitter on the same texts (extraction done)."""
-    from core.chunking import Chunker
-    from core.extraction import extract_sections
-    from core.filetypes import KINDS
+    from core.documents.chunking import Chunker
+    from core.documents.extraction import extract_sections
+    from core.documents.filetypes import KINDS
 
     chunker = Chunker(size=size, overlap=overlap)
     texts = []
@@ -254,7 +254,7 @@ def compare_chunkers(paths: list[Path], size: int, overlap: int, sample: int) ->
 
 
 def _section(text: str) -> Any:
-    from core.extraction import Section
+    from core.documents.extraction import Section
 
     return Section(text=text)
 
@@ -265,10 +265,10 @@ def _section(text: str) -> Any:
 def _bench_actor() -> Any:
     from sqlalchemy import select
 
-    from core.accounts import actor_from_user, insert_user
-    from core.db import session_scope
-    from core.models import User
-    from core.rbac import ADMIN_ROLE
+    from core.access.accounts import actor_from_user, insert_user
+    from core.access.rbac import ADMIN_ROLE
+    from core.platform.db import session_scope
+    from core.platform.models import User
 
     with session_scope() as session:
         user = session.scalar(select(User).where(User.username == "bench"))
@@ -282,7 +282,7 @@ def _bench_actor() -> Any:
 
 def phase_setup(args: argparse.Namespace) -> dict[str, Any]:
     """Migrate, create the benchmark user, write the documents."""
-    from core.schema import upgrade_database
+    from core.platform.schema import upgrade_database
 
     upgrade_database()
     _bench_actor()
@@ -296,7 +296,7 @@ def phase_setup(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_ingest(args: argparse.Namespace) -> dict[str, Any]:
     """Ingest this process's share of the documents (every workers-th file) and time the stages."""
-    from core.documents import ingest_paths
+    from core.documents.indexing import ingest_paths
 
     paths = sorted(DOCS.iterdir())[args.slice :: args.workers]
     actor = _bench_actor()
@@ -319,9 +319,9 @@ def phase_finish(args: argparse.Namespace) -> dict[str, Any]:
     """Count what was stored and compare the chunkers on the same texts."""
     from sqlalchemy import func, select, text
 
-    from core.config import get_settings
-    from core.db import session_scope
-    from core.models import Document, DocumentChunk
+    from core.platform.config import get_settings
+    from core.platform.db import session_scope
+    from core.platform.models import Document, DocumentChunk
 
     settings = get_settings()
     with session_scope() as session:
@@ -380,7 +380,7 @@ def render(result: dict[str, Any], args: argparse.Namespace, total_s: float) -> 
         "",
         f"{result['documents']:,} synthetic documents ({result['bytes'] / 1e6:.0f} MB of text; every fifth "
         f"Markdown with headings) ingested by {workers} worker process{'es' if workers != 1 else ''} in parallel, "
-        "each through `core.documents.ingest_paths(wait=True)`, the CLI path: detect the type, store with "
+        "each through `core.documents.indexing.ingest_paths(wait=True)`, the CLI path: detect the type, store with "
         "sha256, commit a PENDING row, then index_document (extract, chunk, embed, write, swap). Chunks of "
         f"{result['chunk_size']} tokens with {result['chunk_overlap']} overlap (cl100k_base), offline hashing "
         f"embeddings ({result['embedding_dim']} dimensions) in batches of {result['embedding_batch']}, binary COPY "
@@ -414,7 +414,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, total_s: float) -> 
         "| chunker | seconds | tokens/s | chunks | chunks starting or ending inside a word (sample) "
         "| largest chunk (tokens) |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| Quorum `core.chunking.Chunker` | {c['quorum_seconds']:.1f} | {rate(c['tokens'], c['quorum_seconds'])} | "
+        f"| Quorum `core.documents.chunking.Chunker` | {c['quorum_seconds']:.1f} | "
+        f"{rate(c['tokens'], c['quorum_seconds'])} | "
         f"{c['quorum_chunks']:,} | {c['quorum_cut_words']:,} of {c.get('quorum_sample_chunks', '?'):,} | "
         f"{c['quorum_max_tokens']} |",
     ]
@@ -457,7 +458,7 @@ def main() -> None:
     parser.add_argument("--notes", default="", help="a file appended to the results")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("core.documents").setLevel(logging.WARNING)
+    logging.getLogger("core.documents.indexing").setLevel(logging.WARNING)
     WORK.mkdir(parents=True, exist_ok=True)
 
     if args.phase:

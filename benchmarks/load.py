@@ -87,9 +87,9 @@ def start_app(port: int) -> subprocess.Popen[bytes]:
 def seed(users: int) -> list[str]:
     """Create the simulated users and a small corpus (this process attaches to the same servers)."""
     sys.path.insert(0, str(ROOT))
-    from core.accounts import actor_for_username, insert_user
-    from core.db import session_scope
-    from core.documents import ingest_paths
+    from core.access.accounts import actor_for_username, insert_user
+    from core.documents.indexing import ingest_paths
+    from core.platform.db import session_scope
 
     names = [f"loaduser{i:02d}" for i in range(users)]
     with session_scope() as session:
@@ -204,11 +204,11 @@ class NamedBytes(io.BytesIO):
 def service_user(username: str, index: int, deadline: float, timings: dict[str, list[float]],
                  errors: list[str], lock: threading.Lock) -> None:  # fmt: skip
     """One simulated user calling the services the pages call, as fast as they answer."""
-    from core.accounts import check_sign_in, verify_password
-    from core.chat import answer_question, create_chat
-    from core.db import session_scope
-    from core.documents import list_documents, upload_documents
-    from core.models import User
+    from core.access.accounts import check_sign_in, verify_password
+    from core.chat.answers import answer_question, create_chat
+    from core.documents.indexing import list_documents, upload_documents
+    from core.platform.db import session_scope
+    from core.platform.models import User
 
     def timed(name: str, action: Any) -> Any:
         started = time.perf_counter()

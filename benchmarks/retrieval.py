@@ -6,7 +6,7 @@ PostgreSQL+pgvector (pgserver in benchmarks/.work/pg):
 - loads 100,000 chunks of synthetic topical text in 1,000 documents (70% general documents,
   25% transcripts, 5% minutes; 4% private to another user) with hashing embeddings, by
   binary COPY, then builds the same HNSW and GIN indexes as the migrations;
-- times, per query, Quorum's hybrid retrieval (core.retrieval.search_chunks: its planning
+- times, per query, Quorum's hybrid retrieval (core.chat.retrieval.search_chunks: its planning
   query, SET LOCAL hnsw.ef_search and the one fused statement) and the vector-only query
   (the vector half alone: HNSW ORDER BY with the same visibility join, LIMIT 10);
 - measures recall@10 against exact search: vector results against a brute-force cosine
@@ -180,13 +180,13 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
     from pgvector.psycopg import register_vector
     from sqlalchemy import bindparam, event, func, select
 
-    from core.accounts import actor_from_user, insert_user
+    from core.access.accounts import actor_from_user, insert_user
     from core.ai.hashing import hashing_embed
-    from core.db import get_engine, session_scope
-    from core.documents import searchable_documents_clause
-    from core.models import Document, DocumentChunk
-    from core.retrieval import RetrievalFilters, plan_search, search_chunks
-    from core.schema import upgrade_database
+    from core.chat.retrieval import RetrievalFilters, plan_search, search_chunks
+    from core.documents.indexing import searchable_documents_clause
+    from core.platform.db import get_engine, session_scope
+    from core.platform.models import Document, DocumentChunk
+    from core.platform.schema import upgrade_database
 
     result: dict[str, Any] = {"dim": dim, "chunks": args.chunks, "timings_s": {}}
     timings = result["timings_s"]
@@ -447,7 +447,7 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
 def run_peer(
     dim: int, args: argparse.Namespace, texts: list[str], vectors: np.ndarray, matrix: np.ndarray
 ) -> dict[str, Any]:
-    from core.config import get_settings
+    from core.platform.config import get_settings
 
     if args.skip_peer or not PEER_PYTHON.exists():
         return {"status": "not run: no peer virtualenv (see benchmarks/requirements-peers.txt)"}

@@ -4,7 +4,7 @@ The parent process makes a two-hour recording (16 kHz mono MP3 of 5 s tone burst
 pauses, so silence splitting has real pauses to find) and runs the test suite's
 OpenAI-compatible fake server on loopback, answering every transcription request after
 2 s. For each concurrency (1 and 4) a fresh worker process submits the recording and runs
-core.transcription.transcribe_recording in-process: normalise, split, transcribe the
+core.meetings.transcription.transcribe_recording in-process: normalise, split, transcribe the
 segments, write minutes (map-reduce against the fake chat endpoint), index transcript and
 minutes (fake embeddings). The worker reports:
 
@@ -96,8 +96,8 @@ class _StageWatch:
     def _run(self) -> None:
         from sqlalchemy import select
 
-        from core.db import session_scope
-        from core.models import TranscriptionJob
+        from core.platform.db import session_scope
+        from core.platform.models import TranscriptionJob
 
         while not self._stop.wait(0.1):
             with session_scope() as session:
@@ -120,12 +120,12 @@ def run_worker(recording: Path) -> dict[str, Any]:
 
     from sqlalchemy import func, select
 
-    from core.accounts import actor_from_user, insert_user
-    from core.config import get_settings
-    from core.db import session_scope
-    from core.models import Document, DocumentChunk, TranscriptionJob, TranscriptionSegment
-    from core.schema import upgrade_database
-    from core.transcription import submit_recording, transcribe_recording
+    from core.access.accounts import actor_from_user, insert_user
+    from core.meetings.transcription import submit_recording, transcribe_recording
+    from core.platform.config import get_settings
+    from core.platform.db import session_scope
+    from core.platform.models import Document, DocumentChunk, TranscriptionJob, TranscriptionSegment
+    from core.platform.schema import upgrade_database
 
     logging.basicConfig(level=logging.WARNING)
     upgrade_database()
@@ -300,7 +300,7 @@ def main() -> None:
     finally:
         fake.stop()
         subprocess.run(
-            [sys.executable, "-c", "from core.embedded import stop_embedded_redis; stop_embedded_redis()"],
+            [sys.executable, "-c", "from core.platform.embedded import stop_embedded_redis; stop_embedded_redis()"],
             env={**os.environ, "QUORUM_DATA_DIR": str(data_dir), "QUORUM_EMBEDDED_REDIS_PORT": str(redis_port)},
             cwd=ROOT, check=False,
         )  # fmt: skip

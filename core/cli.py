@@ -12,8 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.config import get_settings
-from core.models import DOCUMENT_TYPES
+from core.platform.config import get_settings
+from core.platform.models import DOCUMENT_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("quorum")
@@ -32,9 +32,9 @@ def prepare() -> tuple[str, str]:
 
     Returns (database URL, Redis URL) for child processes. Idempotent.
     """
-    from core.accounts import ensure_first_admin
-    from core.embedded import database_url, redis_url
-    from core.schema import upgrade_database
+    from core.access.accounts import ensure_first_admin
+    from core.platform.embedded import database_url, redis_url
+    from core.platform.schema import upgrade_database
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def prepare() -> tuple[str, str]:
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    from core.jobs import start_stale_job_watch
+    from core.platform.jobs import start_stale_job_watch
 
     prepare()
     # In production (compose) migrate runs once per deploy: a good moment to start the watch.
@@ -65,9 +65,9 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 def cmd_create_user(args: argparse.Namespace) -> int:
     import getpass
 
-    from core.accounts import insert_user
-    from core.db import session_scope
-    from core.errors import QuorumError
+    from core.access.accounts import insert_user
+    from core.platform.db import session_scope
+    from core.platform.errors import QuorumError
 
     prepare()
     password = args.password or getpass.getpass(f"Password for {args.username}: ")
@@ -89,14 +89,14 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 
 
 def _actor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from core.accounts import actor_for_username
+    from core.access.accounts import actor_for_username
 
     prepare()
     return actor_for_username(args.as_user or get_settings().admin_username)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from core.documents import ingest_paths
+    from core.documents.indexing import ingest_paths
 
     results = ingest_paths(actor=_actor(args), paths=args.paths, visibility=args.visibility, wait=not args.no_wait)
     failed = 0
@@ -114,7 +114,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from core.transcription import get_job_summary, submit_recording, transcribe_recording
+    from core.meetings.transcription import get_job_summary, submit_recording, transcribe_recording
 
     actor = _actor(args)
     path = Path(args.path)
@@ -136,8 +136,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from core.chat import ask
-    from core.retrieval import RetrievalFilters
+    from core.chat.answers import ask
+    from core.chat.retrieval import RetrievalFilters
 
     answer = ask(actor=_actor(args), question=args.question, filters=RetrievalFilters(document_types=tuple(args.type)))
     print(answer.text)
@@ -149,7 +149,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.exports import export_job
+    from core.meetings.exports import export_job
 
     exported = export_job(actor=_actor(args), job_id=args.job_id, fmt=args.format)
     if args.output:
@@ -165,7 +165,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     """Rebuild every document's chunks with the configured embedder (after a model change)."""
     from core.ai import get_provider
     from core.ai.embedding_space import reset_embedding_space
-    from core.documents import list_documents, reindex_document
+    from core.documents.indexing import list_documents, reindex_document
 
     actor = _actor(args)
     if args.all:
@@ -195,8 +195,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Everything `make run` starts: services, migrations, first admin, worker, Streamlit."""
-    from core.embedded import stop_embedded_redis
-    from core.jobs import start_stale_job_watch
+    from core.platform.embedded import stop_embedded_redis
+    from core.platform.jobs import start_stale_job_watch
 
     settings = get_settings()
     db_url, redis = prepare()
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    from core.errors import QuorumError
+    from core.platform.errors import QuorumError
 
     try:
         return int(args.handler(args))

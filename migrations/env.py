@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from core.db import get_engine
-from core.models import Base
+from core.platform.db import get_engine
+from core.platform.models import Base
 
 target_metadata = Base.metadata
 

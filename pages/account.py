@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import streamlit as st
-from core.accounts import change_own_password
-from core.rbac import PERMISSIONS
-
-from pages.common import current_actor, run_action
+from core.access.accounts import change_own_password
+from core.access.rbac import PERMISSIONS
+from ui.common import current_actor, run_action
 
 actor = current_actor()
 st.title("Account")

@@ -13,11 +13,12 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from core import admin as admin_service
-from core.admin import JobRow
-from core.analytics import usage_analytics
-from core.audit import AuditFilters, audit_actions, export_audit_csv, export_audit_xlsx, list_audit
-from core.feedback_review import (
+from core.access.audit import AuditFilters, audit_actions, export_audit_csv, export_audit_xlsx, list_audit
+from core.access.rbac import ADMIN_ROLE, PERMISSIONS
+from core.admin import management as admin_service
+from core.admin.analytics import usage_analytics
+from core.admin.management import JobRow
+from core.chat.feedback_review import (
     FeedbackFilters,
     export_feedback_csv,
     export_feedback_xlsx,
@@ -25,11 +26,9 @@ from core.feedback_review import (
     list_feedback,
     review_feedback,
 )
-from core.models import REVIEW_STATUSES
-from core.rbac import ADMIN_ROLE, PERMISSIONS
-
-from pages import session_keys
-from pages.common import current_actor, format_seconds, run_action
+from core.platform.models import REVIEW_STATUSES
+from ui import session_keys
+from ui.common import current_actor, format_seconds, run_action
 
 JOBS_REFRESH_SECONDS = 5
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

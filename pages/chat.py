@@ -1,6 +1,6 @@
 """Chat: ask the knowledge base; answers stream in with numbered, checked citations.
 
-UI only: every action is a core.chat / core.feedback call. Chats belong to their owner
+UI only: every action is a core.chat.answers / core.chat.feedback call. Chats belong to their owner
 (checked in core); the active chat's id lives in session state.
 """
 
@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import date
 
 import streamlit as st
+from core.access.rbac import Actor
 from core.ai import is_offline
-from core.chat import (
+from core.chat.answers import (
     ChatMessageView,
     ChatSummary,
     Source,
@@ -22,16 +23,14 @@ from core.chat import (
     regenerate_last_answer,
     rename_chat,
 )
-from core.documents import list_documents
-from core.errors import QuorumError
-from core.feedback import rate_message
-from core.models import DOCUMENT_TYPES
-from core.rbac import Actor
-from core.retrieval import RetrievalFilters
-
-from pages import session_keys
-from pages.answer_in_progress import AnswerInProgress
-from pages.common import current_actor, format_seconds, run_action
+from core.chat.feedback import rate_message
+from core.chat.retrieval import RetrievalFilters
+from core.documents.indexing import list_documents
+from core.platform.errors import QuorumError
+from core.platform.models import DOCUMENT_TYPES
+from ui import session_keys
+from ui.answer_in_progress import AnswerInProgress
+from ui.common import current_actor, format_seconds, run_action
 
 TYPE_LABELS = {
     "general_document": "Documents",

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import streamlit as st
-from core.dashboard import home_overview
-
-from pages.common import current_actor, format_seconds
+from core.admin.dashboard import home_overview
+from ui.common import current_actor, format_seconds
 
 actor = current_actor()
 overview = home_overview(actor=actor)

@@ -11,8 +11,9 @@ from datetime import date
 from typing import Any
 
 import streamlit as st
-from core.config import get_settings
-from core.documents import (
+from core.access.rbac import Actor
+from core.documents.filetypes import EXTENSIONS, SUPPORTED_DESCRIPTION
+from core.documents.indexing import (
     DocumentInfo,
     delete_documents,
     document_chunks,
@@ -23,12 +24,10 @@ from core.documents import (
     retry_document,
     upload_documents,
 )
-from core.filetypes import EXTENSIONS, SUPPORTED_DESCRIPTION
-from core.models import DOCUMENT_STATUSES, DOCUMENT_TYPES
-from core.rbac import Actor
-
-from pages import session_keys
-from pages.common import current_actor, format_bytes, format_seconds, run_action
+from core.platform.config import get_settings
+from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES
+from ui import session_keys
+from ui.common import current_actor, format_bytes, format_seconds, run_action
 
 ACTIVE_REFRESH_SECONDS = 2
 IDLE_REFRESH_SECONDS = 30
@@ -99,9 +98,9 @@ def render_document_upload(actor: Actor) -> None:
 
 
 def render_audio_area() -> None:
-    """Recordings go to the transcription pipeline (pages/transcripts_upload.py)."""
+    """Recordings go to the transcription pipeline (ui/transcripts_upload.py)."""
     try:
-        from pages.transcripts_upload import render_audio_upload
+        from ui.transcripts_upload import render_audio_upload
     except ImportError:
         st.info("Audio upload is not available in this installation.", icon=":material/graphic_eq:")
         return

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
-from core.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
-from core.minutes import MinutesView, get_minutes, regenerate_minutes, update_minutes
-from core.rbac import Actor
-from core.transcription import (
+from core.access.rbac import Actor
+from core.meetings.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
+from core.meetings.minutes import MinutesView, get_minutes, regenerate_minutes, update_minutes
+from core.meetings.transcription import (
     JobDetail,
     JobSummary,
     RecordingFile,
@@ -26,10 +26,9 @@ from core.transcription import (
     read_recording,
     retry_job,
 )
-
-from pages import session_keys
-from pages.common import current_actor, format_bytes, format_seconds, run_action
-from pages.transcripts_upload import render_audio_upload
+from ui import session_keys
+from ui.common import current_actor, format_bytes, format_seconds, run_action
+from ui.transcripts_upload import render_audio_upload
 
 LIST_REFRESH_SECONDS = 3
 PROGRESS_REFRESH_SECONDS = 2

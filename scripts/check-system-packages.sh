@@ -9,6 +9,7 @@ command -v ffmpeg >/dev/null 2>&1 || missing="$missing ffmpeg"
 command -v ffprobe >/dev/null 2>&1 || missing="$missing ffmpeg"
 if [ "$mode" = "test" ]; then
   command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
+  command -v sox >/dev/null 2>&1 || missing="$missing sox"
   command -v chromium >/dev/null 2>&1 || missing="$missing chromium chromium-driver"
 fi
 [ -z "$missing" ] && exit 0

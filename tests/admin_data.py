@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import distinct, func, select, update
 
-from core.db import session_scope
-from core.models import (
+from core.platform.db import session_scope
+from core.platform.models import (
     Chat,
     ChatMessage,
     Document,
@@ -21,7 +21,7 @@ from core.models import (
     TranscriptionJob,
     User,
 )
-from core.storage import new_key
+from core.platform.storage import new_key
 from tests.conftest import unique
 
 
@@ -119,7 +119,7 @@ def only_manager(user_id: int) -> Iterator[None]:
 
 def audit_actions_for(target_type: str, target_id: int, since: datetime | None = None) -> list[tuple[str, str]]:
     """(action, actor_username) of the audit rows about one target, oldest first."""
-    from core.models import AuditLog
+    from core.platform.models import AuditLog
 
     with session_scope() as session:
         query = select(AuditLog.action, AuditLog.actor_username).where(

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA_DIR as _DATA_DIR
-from core.config import get_settings
-from core.db import get_engine
-from core.embedded import redis_url, stop_embedded_redis
-from core.rbac import ADMIN_ROLE, USER_ROLE, Actor
-from core.schema import upgrade_database
+from core.access.rbac import ADMIN_ROLE, USER_ROLE, Actor
+from core.platform.config import get_settings
+from core.platform.db import get_engine
+from core.platform.embedded import redis_url, stop_embedded_redis
+from core.platform.schema import upgrade_database
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +47,8 @@ def unique(prefix: str = "t") -> str:
 @pytest.fixture
 def make_user(database: str):  # type: ignore[no-untyped-def]
     """Factory: make_user(role="user", password=..., **fields) -> Actor for a fresh user."""
-    from core.accounts import actor_from_user, insert_user
-    from core.db import session_scope
+    from core.access.accounts import actor_from_user, insert_user
+    from core.platform.db import session_scope
 
     def _make(role: str = USER_ROLE, password: str = "correct-horse-9", **fields: object) -> Actor:
         username = str(fields.pop("username", unique("user")))

@@ -437,7 +437,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Chat --------------------------------------------------------------------------------
 
     def _chat(self, path: str, body: dict[str, Any]) -> None:
-        from core.tokens import count_tokens, encoding_for_model
+        from core.platform.tokens import count_tokens, encoding_for_model
 
         messages = body.get("messages") or []
         if not messages:
@@ -530,7 +530,7 @@ class _Handler(BaseHTTPRequestHandler):
         import numpy as np
 
         from core.ai.hashing import hashing_embed
-        from core.tokens import count_tokens, encoding_for_model
+        from core.platform.tokens import count_tokens, encoding_for_model
 
         raw_input = body.get("input")
         model = str(body.get("model", "text-embedding-3-small"))
@@ -656,7 +656,7 @@ def _content_text(content: Any) -> str:
 
 
 def _default_reply(messages: list[dict[str, Any]], *, json_mode: bool) -> str:
-    from core.extractive import find_action_items, find_decisions, split_sentences, top_sentences
+    from core.ai.extractive import find_action_items, find_decisions, split_sentences, top_sentences
 
     everything = "\n".join(_content_text(m.get("content")) for m in messages)
     user_text = next((_content_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
@@ -704,7 +704,7 @@ def use_fake_openai(monkeypatch: pytest.MonkeyPatch, fake: FakeOpenAI, **setting
     `restore_settings()` after it to drop the cached settings and provider.
     """
     from core.ai import get_provider, reset_provider
-    from core.config import get_settings
+    from core.platform.config import get_settings
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-fake")
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
@@ -717,7 +717,7 @@ def use_fake_openai(monkeypatch: pytest.MonkeyPatch, fake: FakeOpenAI, **setting
 
 def restore_settings() -> None:
     from core.ai import reset_provider
-    from core.config import get_settings
+    from core.platform.config import get_settings
 
     get_settings.cache_clear()
     reset_provider()

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.db import session_scope
-from core.models import Permission, Role, RolePermission, TranscriptionJob
-from core.rbac import Actor
+from core.access.rbac import Actor
+from core.platform.db import session_scope
+from core.platform.models import Permission, Role, RolePermission, TranscriptionJob
 from tests.conftest import unique
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.db import session_scope
-from core.models import Document, DocumentChunk, TranscriptionJob
+from core.platform.db import session_scope
+from core.platform.models import Document, DocumentChunk, TranscriptionJob
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 

@@ -1,4 +1,4 @@
-"""core.admin against the real database: permissions, lock-out protection, audit, deletion rule."""
+"""core.admin.management against the real database: permissions, lock-out protection, audit, deletion rule."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from core import admin as svc
-from core.accounts import check_sign_in, verify_password
-from core.db import session_scope
-from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.models import (
+from core.access.accounts import check_sign_in, verify_password
+from core.access.rbac import ADMIN_ROLE, PERMISSIONS, USER_ROLE, Actor
+from core.admin import management as svc
+from core.platform.db import session_scope
+from core.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from core.platform.models import (
     AuditLog,
     Chat,
     ChatMessage,
@@ -25,8 +26,7 @@ from core.models import (
     UsageRecord,
     User,
 )
-from core.rbac import ADMIN_ROLE, PERMISSIONS, USER_ROLE, Actor
-from core.storage import get_storage
+from core.platform.storage import get_storage
 from tests.admin_data import (
     audit_actions_for,
     get_row,

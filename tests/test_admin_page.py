@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from core.db import session_scope
-from core.models import MessageFeedback, Role, User
-from core.rbac import Actor
-from pages import session_keys
+from core.access.rbac import Actor
+from core.platform.db import session_scope
+from core.platform.models import MessageFeedback, Role, User
 from tests.admin_data import get_row, make_chat, make_feedback
 from tests.conftest import unique
+from ui import session_keys
 
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "admin.py"
 ALL_TABS = ["Users", "Roles & permissions", "Feedback review", "Jobs", "Usage", "Audit log"]

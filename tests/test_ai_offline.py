@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from core.access.rbac import Actor
 from core.ai import get_provider, provider_status, reset_provider
 from core.ai.base import Message, StreamResult, UsageContext
 from core.ai.hashing import HASHING_MODEL, hashing_embed
 from core.ai.offline import OfflineProvider
-from core.config import get_settings
-from core.db import session_scope
-from core.errors import InvalidInput
-from core.models import UsageRecord
-from core.rbac import Actor
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import InvalidInput
+from core.platform.models import UsageRecord
 
 CHAT = UsageContext(purpose="chat")
 

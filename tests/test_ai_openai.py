@@ -13,15 +13,15 @@ import openai
 import pytest
 from sqlalchemy import select
 
+from core.access.rbac import Actor
 from core.ai import get_provider, provider_status
 from core.ai.base import Message, StreamResult, UsageContext
 from core.ai.openai_provider import OpenAIProvider, plan_embedding_batches, transcription_format
-from core.config import get_settings
-from core.db import session_scope
-from core.errors import InvalidInput, ProviderError, ProviderRejected
-from core.models import UsageRecord
-from core.rbac import Actor
-from core.tokens import count_tokens
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import InvalidInput, ProviderError, ProviderRejected
+from core.platform.models import UsageRecord
+from core.platform.tokens import count_tokens
 from tests.fake_openai import FakeOpenAI, restore_settings, use_fake_openai
 
 CHAT = "/v1/chat/completions"

@@ -1,12 +1,12 @@
-"""The background reader of a streamed answer (pages/answer_in_progress.py)."""
+"""The background reader of a streamed answer (ui/answer_in_progress.py)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 
-from core.errors import ProviderError, QuorumError
-from pages.answer_in_progress import AnswerInProgress
+from core.platform.errors import ProviderError, QuorumError
+from ui.answer_in_progress import AnswerInProgress
 
 
 def _paced(pieces: list[str], gate: threading.Event, *, fail_with: Exception | None = None) -> Iterator[str]:

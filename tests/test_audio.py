@@ -1,4 +1,4 @@
-"""core.audio with real files made by espeak-ng and ffmpeg: probing, normalising, silences,
+"""core.meetings.audio with real files made by espeak-ng and ffmpeg: probing, normalising, silences,
 segment planning within the request limits, and cutting."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.audio import (
+from core.meetings.audio import (
     SEGMENT_BITRATE_KBPS,
     Silence,
     detect_silences,
@@ -22,8 +22,8 @@ from core.audio import (
     probe_audio,
     silence_threshold_db,
 )
-from core.config import Settings
-from core.errors import InvalidInput
+from core.platform.config import Settings
+from core.platform.errors import InvalidInput
 from tests import audio_samples
 
 

@@ -11,8 +11,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import update
 
-from core import admin as svc
-from core.audit import (
+from core.access.audit import (
     AuditFilters,
     audit_actions,
     export_audit_csv,
@@ -20,10 +19,11 @@ from core.audit import (
     list_audit,
     record_audit,
 )
-from core.db import session_scope
-from core.errors import Conflict, PermissionDenied
-from core.models import AuditLog, User
-from core.rbac import USER_ROLE, Actor
+from core.access.rbac import USER_ROLE, Actor
+from core.admin import management as svc
+from core.platform.db import session_scope
+from core.platform.errors import Conflict, PermissionDenied
+from core.platform.models import AuditLog, User
 from tests.conftest import unique
 
 

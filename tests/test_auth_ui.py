@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from core.db import session_scope
-from core.models import User
-from core.rbac import Actor
-from pages import session_keys
+from core.access.rbac import Actor
+from core.platform.db import session_scope
+from core.platform.models import User
+from ui import session_keys
 
 PASSWORD = "correct-horse-9"
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
@@ -111,7 +111,7 @@ def test_change_password(database: str, member: Actor) -> None:
     next(b for b in at.button if b.label == "Change password").click()
     at.run()
     assert not at.error
-    from core.accounts import verify_password
+    from core.access.accounts import verify_password
 
     with session_scope() as session:
         stored = session.scalar(select(User.password_hash).where(User.username == member.username))

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from core.access.rbac import Actor
 from core.ai.base import EmbeddingSpaceKey, Message
 from core.ai.embedding_space import reset_embedding_space
 from core.ai.hashing import hashing_embed
 from core.ai.offline import OfflineProvider
-from core.chat import (
+from core.chat.answers import (
     CORRECTION_LABEL,
     DEFAULT_TITLE,
     NOTHING_FOUND,
@@ -31,13 +32,12 @@ from core.chat import (
     rename_chat,
     trim_history,
 )
-from core.config import get_settings
-from core.db import session_scope
-from core.errors import EmbeddingSpaceMismatch, InvalidInput, NotFound, PermissionDenied
-from core.feedback import rate_message
-from core.models import ChatMessage, MessageFeedback
-from core.rbac import Actor
-from core.retrieval import RetrievalFilters
+from core.chat.feedback import rate_message
+from core.chat.retrieval import RetrievalFilters
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import EmbeddingSpaceMismatch, InvalidInput, NotFound, PermissionDenied
+from core.platform.models import ChatMessage, MessageFeedback
 from tests.fake_openai import FakeOpenAI
 from tests.retrieval_corpus import Corpus, build_corpus
 
@@ -56,7 +56,7 @@ def _embed(texts: Any) -> list[list[float]]:
 
 @pytest.fixture(scope="module")
 def corpus(database: str) -> Corpus:
-    from core.accounts import actor_from_user, insert_user
+    from core.access.accounts import actor_from_user, insert_user
     from tests.conftest import unique
 
     name = unique("corpus")

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
-from core.chat import list_chats, list_messages
-from core.config import get_settings
-from core.rbac import Actor
-from pages import session_keys
+from core.chat.answers import list_chats, list_messages
+from core.platform.config import get_settings
 from tests.retrieval_corpus import build_corpus
+from ui import session_keys
 
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "chat.py"
 
@@ -57,7 +57,7 @@ def test_ask_and_rate_on_the_page(member: Actor, offline_provider: Any) -> None:
 
 
 def test_sidebar_lists_only_own_chats(make_user: Any, offline_provider: Any) -> None:
-    from core.chat import create_chat
+    from core.chat.answers import create_chat
 
     alice, bob = make_user(), make_user()
     mine = create_chat(actor=alice, title="Alice's planning questions")
@@ -73,8 +73,8 @@ def test_sidebar_lists_only_own_chats(make_user: Any, offline_provider: Any) -> 
 def test_an_answer_whose_page_run_was_interrupted_is_stored_and_shown(member: Actor, offline_provider: Any) -> None:
     """A rerun (a click, leaving the page) stops the script run, not the answer: its own
     thread stores it, and opening the chat again shows it with its sources."""
-    from core.chat import answer_question, create_chat
-    from pages.answer_in_progress import AnswerInProgress
+    from core.chat.answers import answer_question, create_chat
+    from ui.answer_in_progress import AnswerInProgress
 
     build_corpus(_embed, uploaded_by=member.id)
     chat = create_chat(actor=member)

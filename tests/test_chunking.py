@@ -9,9 +9,9 @@ import re
 import pytest
 
 from core.ai.base import TranscriptPiece
-from core.chunking import Chunker, chunk_sections, chunk_text, chunk_timed_pieces
-from core.config import get_settings
-from core.extraction import Section
+from core.documents.chunking import Chunker, chunk_sections, chunk_text, chunk_timed_pieces
+from core.documents.extraction import Section
+from core.platform.config import get_settings
 
 WORDS = [
     "budget",
@@ -178,7 +178,7 @@ def test_invalid_sizes_are_refused() -> None:
 
 
 def test_minutes_chunks_take_the_span_of_their_spoken_times() -> None:
-    from core.chunking import Chunk, with_spoken_times
+    from core.documents.chunking import Chunk, with_spoken_times
 
     chunks = [
         Chunk(index=0, text="## Decisions\n- [0:01:05] Ship on Monday.\n- [1:02:03] Hire two.", token_count=9),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.rbac import Actor
+from core.access.rbac import Actor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def cli_env(database: str, redis_server: str) -> dict[str, str]:
-    from core.db import get_engine
+    from core.platform.db import get_engine
 
     return {
         **os.environ,

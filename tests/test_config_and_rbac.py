@@ -10,11 +10,11 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from core.config import DEFAULT_COOKIE_KEY, Settings
-from core.db import session_scope
-from core.errors import PermissionDenied
-from core.models import Permission, Role, RolePermission
-from core.rbac import ADMIN_ROLE, DEFAULT_ROLES, PERMISSIONS, Actor, require, seed_roles_and_permissions
+from core.access.rbac import ADMIN_ROLE, DEFAULT_ROLES, PERMISSIONS, Actor, require, seed_roles_and_permissions
+from core.platform.config import DEFAULT_COOKIE_KEY, Settings
+from core.platform.db import session_scope
+from core.platform.errors import PermissionDenied
+from core.platform.models import Permission, Role, RolePermission
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ def test_require_refuses_missing_permission(member: Actor) -> None:
 
 def test_protected_service_refuses_unprivileged_user(member: Actor) -> None:
     """A service called directly, with no page in between, still checks the permission."""
-    from core.usage import summarize_usage
+    from core.ai.usage import summarize_usage
 
     with pytest.raises(PermissionDenied):
         summarize_usage(actor=member)
@@ -99,7 +99,7 @@ def test_embedded_postgres_keeps_data_across_restart(tmp_path: Path) -> None:
     """A second process on the same data folder sees what the first one wrote."""
     script = (
         "import sys;from sqlalchemy import create_engine, text;"
-        "from core.config import Settings;from core.embedded import database_url;"
+        "from core.platform.config import Settings;from core.platform.embedded import database_url;"
         "e=create_engine(database_url(Settings(data_dir=sys.argv[1])));"
         "c=e.connect();c.execute(text('CREATE TABLE IF NOT EXISTS t (v int)'));"
         "c.execute(text('INSERT INTO t VALUES (1)'));c.commit();"
@@ -120,7 +120,7 @@ def test_embedded_redis_persists(tmp_path: Path) -> None:
 
     import redis
 
-    from core.embedded import redis_url, stop_embedded_redis
+    from core.platform.embedded import redis_url, stop_embedded_redis
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from core.access.rbac import Actor
 from core.ai import get_provider
 from core.ai.base import TranscriptPiece
-from core.config import get_settings
-from core.db import get_engine, session_scope
-from core.documents import (
+from core.documents.indexing import (
     ACTOR_NAME,
     UploadOutcome,
     delete_documents,
@@ -37,10 +36,11 @@ from core.documents import (
     upload_documents,
     visible_documents_clause,
 )
-from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProviderError, ProviderRejected
-from core.models import Document, DocumentChunk, TranscriptionJob
-from core.rbac import Actor
-from core.storage import get_storage
+from core.platform.config import get_settings
+from core.platform.db import get_engine, session_scope
+from core.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProviderError, ProviderRejected
+from core.platform.models import Document, DocumentChunk, TranscriptionJob
+from core.platform.storage import get_storage
 from tests.conftest import unique
 from tests.doc_factory import PNG_BYTES, make_docx, make_image_only_pdf, make_pdf
 from tests.job_factory import insert_job
@@ -301,7 +301,7 @@ def test_private_documents_are_visible_to_uploader_and_admins_only(
 def test_the_retrieval_search_applies_the_visibility_rule_in_its_sql(
     services: None, make_user: Any, admin: Actor
 ) -> None:
-    from core.retrieval import retrieve
+    from core.chat.retrieval import retrieve
 
     owner, colleague = make_user(), make_user()
     token = unique("zebra")
@@ -343,7 +343,7 @@ def test_a_worker_killed_mid_way_is_resumed_into_one_set(
     }
     script = (
         "import os, sys\n"
-        "from core.documents import index_document\n"
+        "from core.documents.indexing import index_document\n"
         "def die(done):\n"
         "    if done >= 8:\n"
         "        os._exit(9)\n"
@@ -453,7 +453,7 @@ def test_reindex_builds_beside_the_old_chunks_and_a_failure_leaves_them(
 
 
 def test_search_keeps_finding_a_document_while_it_is_reindexed(services: None, member: Actor) -> None:
-    from core.retrieval import retrieve
+    from core.chat.retrieval import retrieve
 
     token = unique("stay")
     document_id = upload_one(member, "stay.txt", prose(token, 20).encode())
@@ -475,7 +475,7 @@ def test_reindex_and_retry_need_the_uploader_or_an_admin(services: None, make_us
 
 
 def test_delete_removes_row_chunks_file_and_search_results(services: None, member: Actor, admin: Actor) -> None:
-    from core.retrieval import retrieve
+    from core.chat.retrieval import retrieve
 
     token = unique("gone")
     document_id = upload_one(member, "gone.txt", prose(token, 20).encode())

@@ -14,8 +14,8 @@ from core.ai.embedding_space import (
     reset_embedding_space,
 )
 from core.ai.offline import OfflineProvider
-from core.config import get_settings
-from core.errors import EmbeddingSpaceMismatch
+from core.platform.config import get_settings
+from core.platform.errors import EmbeddingSpaceMismatch
 
 DIM = get_settings().embedding_dim
 OPENAI_SPACE = EmbeddingSpaceKey(provider="openai", model="text-embedding-3-small", dimensions=DIM)

@@ -15,8 +15,7 @@ import pytest
 import srt
 import webvtt
 
-from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.exports import (
+from core.meetings.exports import (
     export_job,
     export_jobs_csv,
     export_jobs_zip,
@@ -26,7 +25,8 @@ from core.exports import (
     srt_time,
     vtt_time,
 )
-from core.minutes import write_minutes_for_job
+from core.meetings.minutes import write_minutes_for_job
+from core.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tests.job_factory import insert_job, make_role
 
 SEGMENTS = [

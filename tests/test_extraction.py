@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from core.errors import InvalidInput
-from core.extraction import Section, extract_sections
-from core.filetypes import KINDS, decode_text, detect_kind, safe_download_type, stream_size
+from core.documents.extraction import Section, extract_sections
+from core.documents.filetypes import KINDS, decode_text, detect_kind, safe_download_type, stream_size
+from core.platform.errors import InvalidInput
 from tests.doc_factory import (
     PNG_BYTES,
     make_docx,

@@ -1,8 +1,8 @@
-"""core.extractive: sentence splitting, ranking, decisions, action items, question overlap."""
+"""core.ai.extractive: sentence splitting, ranking, decisions, action items, question overlap."""
 
 from __future__ import annotations
 
-from core.extractive import (
+from core.ai.extractive import (
     ActionItem,
     action_item,
     best_sentences,

@@ -12,10 +12,9 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
+from core.access.rbac import Actor
 from core.ai import get_provider
-from core.db import session_scope
-from core.errors import InvalidInput, NotFound, PermissionDenied
-from core.feedback_review import (
+from core.chat.feedback_review import (
     FeedbackFilters,
     export_feedback_csv,
     export_feedback_xlsx,
@@ -24,9 +23,10 @@ from core.feedback_review import (
     review_feedback,
     source_label,
 )
-from core.models import AuditLog, MessageFeedback
-from core.rbac import Actor
-from core.retrieval import embed_question, trusted_corrections
+from core.chat.retrieval import embed_question, trusted_corrections
+from core.platform.db import session_scope
+from core.platform.errors import InvalidInput, NotFound, PermissionDenied
+from core.platform.models import AuditLog, MessageFeedback
 from tests.admin_data import audit_actions_for, make_chat, make_feedback, set_fields
 from tests.conftest import unique
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.db import session_scope
-from core.documents import index_document, upload_documents
-from core.models import Document
-from core.rbac import Actor
-from pages import session_keys
+from core.access.rbac import Actor
+from core.documents.indexing import index_document, upload_documents
+from core.platform.db import session_scope
+from core.platform.models import Document
 from tests.conftest import unique
+from ui import session_keys
 
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "ingestion_hub.py"
 

@@ -1,4 +1,4 @@
-"""Stale-job detection (core.jobs) and the job monitor (core.admin) with real PostgreSQL and Redis."""
+"""Stale-job detection (core.platform.jobs) and the job monitor (core.admin.management), real services."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from core import admin as svc
-from core import jobs
-from core.analytics import usage_analytics
-from core.config import get_settings
-from core.db import session_scope
-from core.errors import PermissionDenied
-from core.models import Document, MessageFeedback, TranscriptionJob, UsageRecord
-from core.queue import get_broker, queue_depths
-from core.rbac import Actor
+from core.access.rbac import Actor
+from core.admin import management as svc
+from core.admin.analytics import usage_analytics
+from core.platform import jobs
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import PermissionDenied
+from core.platform.models import Document, MessageFeedback, TranscriptionJob, UsageRecord
+from core.platform.queue import get_broker, queue_depths
 from tests.admin_data import (
     audit_actions_for,
     get_row,

@@ -11,10 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.ai.base import TranscriptPiece, UsageContext
-from core.config import get_settings
-from core.db import session_scope
-from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.minutes import (
+from core.meetings.minutes import (
     MAP_PROMPT,
     REDUCE_PROMPT,
     format_clock,
@@ -26,8 +23,11 @@ from core.minutes import (
     update_minutes,
     write_minutes_for_job,
 )
-from core.models import UsageRecord
-from core.tokens import count_tokens
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from core.platform.models import UsageRecord
+from core.platform.tokens import count_tokens
 from tests.job_factory import insert_job, load_job
 
 SHORT_MEETING = [
@@ -343,8 +343,8 @@ def test_edit_validation_and_missing_transcript(offline_provider: Any, member: A
 
 
 def test_edits_and_regenerated_minutes_are_reindexed(offline_provider: Any, redis_server: str, member: Any) -> None:
-    from core.documents import index_document, index_text_document
-    from core.models import Document, DocumentChunk
+    from core.documents.indexing import index_document, index_text_document
+    from core.platform.models import Document, DocumentChunk
 
     job_id = insert_job(member, segments=SHORT_MEETING)
     write_minutes_for_job(job_id)
@@ -376,7 +376,7 @@ def test_edits_and_regenerated_minutes_are_reindexed(offline_provider: Any, redi
 
 
 def test_a_job_without_a_minutes_document_is_not_given_one_by_an_edit(offline_provider: Any, member: Any) -> None:
-    from core.models import Document
+    from core.platform.models import Document
 
     job_id = insert_job(member, segments=SHORT_MEETING)
     update_minutes(actor=member, job_id=job_id, markdown="Notes before indexing")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from core.config import Settings
+from core.platform.config import Settings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

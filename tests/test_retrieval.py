@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import text
 
+from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
-from core.config import get_settings
-from core.db import session_scope
-from core.errors import InvalidInput
-from core.rbac import Actor
-from core.retrieval import RetrievalFilters, plan_search, search_chunks
+from core.chat.retrieval import RetrievalFilters, plan_search, search_chunks
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import InvalidInput
 from tests.conftest import unique
 from tests.retrieval_corpus import PRIVATE_DOC, ChunkSpec, Corpus, DocSpec, build_corpus
 
@@ -58,7 +58,7 @@ def _actor(user_id: int, *permissions: str) -> Actor:
 
 @pytest.fixture(scope="module")
 def owner(database: str) -> Actor:
-    from core.accounts import actor_from_user, insert_user
+    from core.access.accounts import actor_from_user, insert_user
 
     name = unique("owner")
     with session_scope() as session:

@@ -11,9 +11,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
-from core.db import get_engine
-from core.models import Base
-from core.schema import alembic_config
+from core.platform.db import get_engine
+from core.platform.models import Base
+from core.platform.schema import alembic_config
 
 
 @pytest.fixture
@@ -78,8 +78,8 @@ def test_indexes_exist(database: str) -> None:
 
 
 def test_cascades(database: str, member) -> None:  # type: ignore[no-untyped-def]
-    from core.db import session_scope
-    from core.models import Chat, ChatMessage, Document, DocumentChunk, MessageFeedback
+    from core.platform.db import session_scope
+    from core.platform.models import Chat, ChatMessage, Document, DocumentChunk, MessageFeedback
 
     with session_scope() as session:
         doc = Document(filename="a.txt", sha256="0" * 64, uploaded_by=member.id)
@@ -116,8 +116,8 @@ def test_cascades(database: str, member) -> None:  # type: ignore[no-untyped-def
 def test_status_constrained(database: str) -> None:
     from sqlalchemy.exc import IntegrityError
 
-    from core.db import session_scope
-    from core.models import Document
+    from core.platform.db import session_scope
+    from core.platform.models import Document
 
     with pytest.raises(IntegrityError), session_scope() as session:
         session.add(Document(filename="x", sha256="1" * 64, status="DONE"))

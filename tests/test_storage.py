@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import InvalidInput, NotFound
-from core.storage import LocalStorage, S3Storage, Storage, check_key, new_key, parse_s3_url, storage_from_url
+from core.platform.errors import InvalidInput, NotFound
+from core.platform.storage import LocalStorage, S3Storage, Storage, check_key, new_key, parse_s3_url, storage_from_url
 from tests.local_servers import free_port
 
 

@@ -20,12 +20,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from core.db import session_scope
-from core.errors import Conflict, InvalidInput, NotFound, PermanentError, PermissionDenied, ProviderError
-from core.models import AuditLog, Document, DocumentChunk, TranscriptionJob, TranscriptionSegment, UsageRecord
-from core.rbac import Actor
-from core.storage import get_storage
-from core.transcription import (
+from core.access.rbac import Actor
+from core.meetings.transcription import (
     StoredSegment,
     closing_words,
     delete_job,
@@ -38,6 +34,10 @@ from core.transcription import (
     stitch_segments,
     transcribe_recording,
 )
+from core.platform.db import session_scope
+from core.platform.errors import Conflict, InvalidInput, NotFound, PermanentError, PermissionDenied, ProviderError
+from core.platform.models import AuditLog, Document, DocumentChunk, TranscriptionJob, TranscriptionSegment, UsageRecord
+from core.platform.storage import get_storage
 from tests import audio_samples
 from tests.fake_openai import FakeOpenAI, restore_settings
 from tests.job_factory import load_job
@@ -261,7 +261,7 @@ def test_a_killed_worker_is_resumed_at_the_first_missing_segment(
     job_id = submit(member, long_tones)
     fake.delay_next(1000, 0.5, path=TRANSCRIPTIONS)
 
-    code = f"from core.transcription import transcribe_recording; transcribe_recording({job_id})"
+    code = f"from core.meetings.transcription import transcribe_recording; transcribe_recording({job_id})"
     worker = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 60

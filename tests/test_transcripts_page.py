@@ -10,16 +10,16 @@ import pytest
 from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 
-from core.db import session_scope
-from core.minutes import Minutes, MinutesItem
-from core.models import TranscriptionJob
-from core.rbac import Actor
-from core.storage import get_storage
-from core.transcription import get_job_summary, list_jobs, transcribe_recording
-from pages import session_keys
+from core.access.rbac import Actor
+from core.meetings.minutes import Minutes, MinutesItem
+from core.meetings.transcription import get_job_summary, list_jobs, transcribe_recording
+from core.platform.db import session_scope
+from core.platform.models import TranscriptionJob
+from core.platform.storage import get_storage
 from tests.fake_openai import FakeOpenAI
 from tests.job_factory import insert_job
 from tests.recording_fixtures import submit
+from ui import session_keys
 
 pytest_plugins = ["tests.recording_fixtures"]
 

@@ -1,4 +1,4 @@
-"""core.usage: cost estimates, the ledger write, and the admin summary."""
+"""core.ai.usage: cost estimates, the ledger write, and the admin summary."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
+from core.access.rbac import Actor
 from core.ai.base import UsageContext
-from core.db import session_scope
-from core.errors import PermissionDenied
-from core.models import UsageRecord
-from core.rbac import Actor
-from core.usage import estimate_cost, record_usage, summarize_usage
+from core.ai.usage import estimate_cost, record_usage, summarize_usage
+from core.platform.db import session_scope
+from core.platform.errors import PermissionDenied
+from core.platform.models import UsageRecord
 
 
 def test_estimate_cost_uses_the_price_table() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dramatiq
 
-from core.config import get_settings
-from core.errors import PermanentError
-from core.queue import AUDIO_QUEUE
-from core.transcription import ACTOR_NAME
-from core.transcription import transcribe_recording as transcribe_recording_job
+from core.meetings.transcription import ACTOR_NAME
+from core.meetings.transcription import transcribe_recording as transcribe_recording_job
+from core.platform.config import get_settings
+from core.platform.errors import PermanentError
+from core.platform.queue import AUDIO_QUEUE
 from workers import broker  # noqa: F401  (the broker must be set up before actors are declared)
 
 _settings = get_settings()
@@ -26,5 +26,5 @@ _settings = get_settings()
     throws=(PermanentError,),
 )
 def transcribe_recording(job_id: int) -> None:
-    """Transcribe recording `job_id`, write its minutes and index both (core.transcription)."""
+    """Transcribe recording `job_id`, write its minutes and index both (core.meetings.transcription)."""
     transcribe_recording_job(job_id)

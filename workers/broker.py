@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from core.queue import get_broker
+from core.platform.queue import get_broker
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

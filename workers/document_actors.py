@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dramatiq
 
-from core.config import get_settings
-from core.documents import ACTOR_NAME
-from core.documents import index_document as index_document_job
-from core.errors import PermanentError
-from core.queue import DEFAULT_QUEUE
+from core.documents.indexing import ACTOR_NAME
+from core.documents.indexing import index_document as index_document_job
+from core.platform.config import get_settings
+from core.platform.errors import PermanentError
+from core.platform.queue import DEFAULT_QUEUE
 from workers import broker  # noqa: F401  (the broker must be set up before actors are declared)
 
 _settings = get_settings()
@@ -26,5 +26,5 @@ _settings = get_settings()
     throws=(PermanentError,),
 )
 def index_document(document_id: int) -> None:
-    """Extract, chunk, embed and store document `document_id` (core.documents.index_document)."""
+    """Extract, chunk, embed and store document `document_id` (core.documents.indexing.index_document)."""
     index_document_job(document_id)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dramatiq
 
-from core.errors import PermanentError
-from core.jobs import WATCH_ACTOR, continue_stale_job_watch
+from core.platform.errors import PermanentError
+from core.platform.jobs import WATCH_ACTOR, continue_stale_job_watch
 from workers import broker  # noqa: F401  (the broker must be set up before actors are declared)
 
 
@@ -17,5 +17,5 @@ from workers import broker  # noqa: F401  (the broker must be set up before acto
     throws=(PermanentError,),
 )
 def requeue_stale_jobs(token: str) -> None:
-    """Requeue jobs whose worker died, then schedule the next check (see core.jobs)."""
+    """Requeue jobs whose worker died, then schedule the next check (see core.platform.jobs)."""
     continue_stale_job_watch(token)

@@ -3,8 +3,8 @@
     from core.ai import get_provider
     provider = get_provider()          # OpenAIProvider with OPENAI_API_KEY, else OfflineProvider
 
-Submodules import lazily here so core.ai.base stays importable from anywhere (core.usage
-imports it, and the providers import core.usage).
+Submodules import lazily here so core.ai.base stays importable from anywhere (core.ai.usage
+imports it, and the providers import core.ai.usage).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from core.config import get_settings
+from core.platform.config import get_settings
 
 if TYPE_CHECKING:
     from core.ai.base import AIProvider

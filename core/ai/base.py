@@ -81,7 +81,7 @@ class AIProvider(Protocol):
     """Transcribe, complete (streamed or not), embed, count tokens.
 
     Every call records its tokens and estimated cost in the usage ledger under `usage`.
-    Errors a user can act on are raised as core.errors.ProviderError with a plain message.
+    Errors a user can act on are raised as core.platform.errors.ProviderError with a plain message.
     """
 
     name: str

@@ -16,9 +16,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.ai.base import AIProvider, EmbeddingSpaceKey
-from core.db import session_scope
-from core.errors import EmbeddingSpaceMismatch
-from core.models import EmbeddingSpace
+from core.platform.db import session_scope
+from core.platform.errors import EmbeddingSpaceMismatch
+from core.platform.models import EmbeddingSpace
 
 log = logging.getLogger(__name__)
 

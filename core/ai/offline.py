@@ -7,7 +7,7 @@
   QUORUM_OFFLINE_EMBEDDER=minilm the optional local semantic embedder (core.ai.semantic).
 - complete / stream: an extractive fallback that quotes the most central sentences of the
   last user message. It never invents text; generates_text is False so callers prefer
-  their own extractive logic (core.extractive) over prompting.
+  their own extractive logic (core.ai.extractive) over prompting.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from core.ai.base import (
 )
 from core.ai.hashing import HASHING_MODEL, hashing_embed
 from core.ai.semantic import MINILM_MODEL, minilm_embed
-from core.config import get_settings
-from core.errors import InvalidInput, ProviderError
-from core.tokens import count_tokens
+from core.platform.config import get_settings
+from core.platform.errors import InvalidInput, ProviderError
+from core.platform.tokens import count_tokens
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class OfflineProvider:
         Raises InvalidInput for a missing or undecodable file, ProviderError if the model
         is missing.
         """
-        from core.usage import record_usage
+        from core.ai.usage import record_usage
 
         path = Path(audio_path)
         if not path.is_file():
@@ -168,7 +168,7 @@ class OfflineProvider:
         )
 
     def _extract(self, messages: Sequence[Message], *, json_mode: bool, limit: int = 5) -> str:
-        from core import extractive
+        from core.ai import extractive
 
         text = _last_user_text(messages)
         sentences = extractive.split_sentences(text)
@@ -197,7 +197,7 @@ class OfflineProvider:
         With json_mode, a JSON object {"summary", "decisions", "action_items"}. Never raises
         on odd input (an empty conversation gives an empty answer).
         """
-        from core.usage import record_usage
+        from core.ai.usage import record_usage
 
         text = self._extract(messages, json_mode=json_mode)
         if max_tokens is not None and not json_mode:
@@ -220,7 +220,7 @@ class OfflineProvider:
     ) -> Iterator[str]:
         """The complete() answer yielded sentence by sentence; fills `result` at the end."""
         completion = self.complete(messages, usage=usage)
-        from core.extractive import split_sentences
+        from core.ai.extractive import split_sentences
 
         sentences = split_sentences(completion.text)
         chunks = [s + " " for s in sentences[:-1]] + sentences[-1:]

@@ -29,10 +29,10 @@ from core.ai.base import (
     TranscriptPiece,
     UsageContext,
 )
-from core.config import Settings, get_settings
-from core.errors import InvalidInput, ProviderError, ProviderRejected
-from core.tokens import count_tokens, encoding_for_model
-from core.usage import record_usage
+from core.ai.usage import record_usage
+from core.platform.config import Settings, get_settings
+from core.platform.errors import InvalidInput, ProviderError, ProviderRejected
+from core.platform.tokens import count_tokens, encoding_for_model
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ProviderError
+from core.platform.errors import ProviderError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from alembic import op
 from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects import postgresql
 
-from core.config import get_settings
+from core.platform.config import get_settings
 
 revision = "0002"
 down_revision = "0001"

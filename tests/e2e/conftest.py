@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from core.rbac import Actor
+from core.access.rbac import Actor
 from tests.local_servers import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def live_app(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     for the jobs those tests enqueue and run themselves. One app per test module keeps the
     modules independent of each other's server-side state.
     """
-    from core.db import get_engine
+    from core.platform.db import get_engine
     from tests.reliability.processes import RedisServer
 
     redis_server = RedisServer(tmp_path_factory.mktemp("live-app-redis"))

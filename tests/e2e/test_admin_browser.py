@@ -6,9 +6,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from core.db import session_scope
-from core.models import MessageFeedback, UsageRecord
-from core.rbac import Actor
+from core.access.rbac import Actor
+from core.platform.db import session_scope
+from core.platform.models import MessageFeedback, UsageRecord
 from tests.admin_data import get_row, make_chat, make_document, make_feedback, make_recording
 from tests.conftest import unique
 from tests.e2e.conftest import LiveApp, screenshot, sign_in

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.db import session_scope
-from core.models import Document, TranscriptionJob
-from core.rbac import Actor
+from core.access.rbac import Actor
+from core.platform.db import session_scope
+from core.platform.models import Document, TranscriptionJob
 from tests import audio_samples
 from tests.conftest import unique
 from tests.e2e.conftest import LiveApp, screenshot, settle, sign_in

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.db import session_scope
-from core.models import Document
-from core.rbac import ADMIN_ROLE
+from core.access.rbac import ADMIN_ROLE
+from core.platform.db import session_scope
+from core.platform.models import Document
 from tests.conftest import unique
 from tests.doc_factory import PNG_BYTES, make_pdf
 from tests.e2e.conftest import LiveApp, screenshot, sign_in

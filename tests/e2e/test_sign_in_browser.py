@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.rbac import Actor
+from core.access.rbac import Actor
 from tests.e2e.conftest import LiveApp, screenshot, sign_in
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.rbac import Actor
+from core.access.rbac import Actor
 from tests import audio_samples
 from tests.e2e.conftest import LiveApp, screenshot, settle, sign_in
 

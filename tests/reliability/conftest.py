@@ -3,7 +3,7 @@ cause goes to.
 
 The session's Redis may have a live worker on it (the browser tests' app keeps one running),
 which would race these tests for their jobs, and it holds other tests' leftover messages,
-which these tests' workers must not run. So core.queue.get_broker is pointed at a Redis
+which these tests' workers must not run. So core.platform.queue.get_broker is pointed at a Redis
 started here, on its own port and folder; it is emptied before each test.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import core.queue
+import core.platform.queue
 from tests.reliability.processes import PrivateQueue, RedisServer
 
 
@@ -33,6 +33,6 @@ def private_queue(private_redis: RedisServer, database: str, monkeypatch: pytest
         private_redis.start()
     private_redis.client().flushall()
     queue = PrivateQueue(private_redis)
-    monkeypatch.setattr(core.queue, "get_broker", lambda: queue.broker)
+    monkeypatch.setattr(core.platform.queue, "get_broker", lambda: queue.broker)
     yield queue
     queue.broker.client.close()

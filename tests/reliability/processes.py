@@ -17,7 +17,7 @@ from typing import IO
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from core.db import get_engine
+from core.platform.db import get_engine
 from tests.local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

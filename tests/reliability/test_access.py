@@ -1,6 +1,6 @@
 """Access control against the README's role x permission table, with the real services.
 
-1. The table under "## Roles and permissions" in README.md must agree with core.rbac.
+1. The table under "## Roles and permissions" in README.md must agree with core.access.rbac.
 2. Every service function that checks a permission (found by reading core/ for `require`
    calls, so a new one cannot be missed) is called as the seeded admin, the seeded user and a
    role holding every permission but the one the function needs; allowed or refused must
@@ -28,16 +28,22 @@ import jwt
 import pytest
 from sqlalchemy import select, update
 
-from core import admin as admin_service
-from core import analytics, audit, chat, documents, exports, feedback, feedback_review, minutes, transcription, usage
-from core.accounts import actor_from_user, hash_password
-from core.config import get_settings
-from core.db import session_scope
-from core.errors import NotFound, PermissionDenied, QuorumError
-from core.models import Document, MessageFeedback, Role, TranscriptionJob, User
-from core.rbac import ADMIN_ROLE, DEFAULT_ROLES, PERMISSIONS, USER_ROLE, Actor
-from core.retrieval import retrieve
-from core.storage import get_storage
+from core.access import audit
+from core.access.accounts import actor_from_user, hash_password
+from core.access.rbac import ADMIN_ROLE, DEFAULT_ROLES, PERMISSIONS, USER_ROLE, Actor
+from core.admin import analytics
+from core.admin import management as admin_service
+from core.ai import usage
+from core.chat import answers as chat
+from core.chat import feedback, feedback_review
+from core.chat.retrieval import retrieve
+from core.documents import indexing as documents
+from core.meetings import exports, minutes, transcription
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import NotFound, PermissionDenied, QuorumError
+from core.platform.models import Document, MessageFeedback, Role, TranscriptionJob, User
+from core.platform.storage import get_storage
 from tests.admin_data import make_chat, make_feedback, make_recording
 from tests.conftest import unique
 from tests.fake_openai import restore_settings
@@ -82,7 +88,7 @@ def granted(role: str) -> frozenset[str]:
 
 
 def test_the_readme_table_matches_the_code() -> None:
-    assert list(TABLE) == list(PERMISSIONS), "one row per permission, in core.rbac.PERMISSIONS order"
+    assert list(TABLE) == list(PERMISSIONS), "one row per permission, in core.access.rbac.PERMISSIONS order"
     for name, row in TABLE.items():
         assert row["what it allows"] == PERMISSIONS[name], name
     for role in (ADMIN_ROLE, USER_ROLE):
@@ -292,7 +298,7 @@ def _submit_and_remove(actor: Actor, world: World) -> None:
     transcription.delete_job(actor=actor, job_id=job.id)  # nothing left for a worker to run
 
 
-READ_ALL = frozenset({"delete_documents"})  # core.job_access.SEE_ALL_PRIVATE
+READ_ALL = frozenset({"delete_documents"})  # core.meetings.recording_access.SEE_ALL_PRIVATE
 
 
 def _probes() -> list[Probe]:
@@ -571,7 +577,7 @@ def _visit_with(monkeypatch: pytest.MonkeyPatch, cookies: dict[str, str]) -> Any
 
 
 def _signed_in(app: Any) -> bool:
-    from pages import session_keys
+    from ui import session_keys
 
     return bool(app.session_state[session_keys.ACTOR]) if session_keys.ACTOR in app.session_state else False
 
@@ -678,7 +684,7 @@ def test_production_refuses_short_cookie_keys_and_a_process_will_not_start_on_de
 
     from pydantic import ValidationError
 
-    from core.config import Settings
+    from core.platform.config import Settings
 
     with pytest.raises(ValidationError, match="random secret of 32"):
         Settings(environment="production", cookie_key="k" * 31, admin_password="a-real-password-1")
@@ -689,7 +695,7 @@ def test_production_refuses_short_cookie_keys_and_a_process_will_not_start_on_de
         "HOME": str(Path.home()),
     }
     result = subprocess.run(
-        [sys.executable, "-c", "from core.config import get_settings; get_settings()"],
+        [sys.executable, "-c", "from core.platform.config import get_settings; get_settings()"],
         cwd=ROOT,
         env=env,
         capture_output=True,

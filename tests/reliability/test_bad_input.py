@@ -1,5 +1,5 @@
-"""A corpus of bad and hostile input through the real upload paths (core.documents.upload_documents
-with Streamlit-like file objects, core.transcription.submit_recording), then through indexing
+"""A corpus of bad and hostile input through the real upload paths (core.documents.indexing.upload_documents
+with Streamlit-like file objects, core.meetings.transcription.submit_recording), then through indexing
 and chat: every item gets a clear message, nothing crashes, and nothing is left half-stored.
 
 Messages go to the reliability tests' own Redis (conftest.private_queue), so no other
@@ -19,15 +19,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from core.chat import SYSTEM_PROMPT, ask
-from core.config import get_settings
-from core.db import session_scope
-from core.documents import document_chunks, index_document, upload_documents
-from core.errors import InvalidInput
-from core.models import Document, DocumentChunk, TranscriptionJob
-from core.rbac import Actor
-from core.storage import get_storage
-from core.transcription import delete_job, get_job_summary, submit_recording, transcribe_recording
+from core.access.rbac import Actor
+from core.chat.answers import SYSTEM_PROMPT, ask
+from core.documents.indexing import document_chunks, index_document, upload_documents
+from core.meetings.transcription import delete_job, get_job_summary, submit_recording, transcribe_recording
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import InvalidInput
+from core.platform.models import Document, DocumentChunk, TranscriptionJob
+from core.platform.storage import get_storage
 from tests import audio_samples
 from tests.admin_data import get_row
 from tests.conftest import unique

@@ -21,11 +21,11 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
-from core.config import get_settings
-from core.db import get_engine, reset_engine, session_scope
-from core.documents import retry_document, upload_documents
-from core.models import AuditLog, Document, DocumentChunk, TranscriptionJob, TranscriptionSegment
-from core.rbac import Actor
+from core.access.rbac import Actor
+from core.documents.indexing import retry_document, upload_documents
+from core.platform.config import get_settings
+from core.platform.db import get_engine, reset_engine, session_scope
+from core.platform.models import AuditLog, Document, DocumentChunk, TranscriptionJob, TranscriptionSegment
 from tests.admin_data import get_row
 from tests.conftest import unique
 from tests.fake_openai import FakeOpenAI
@@ -162,7 +162,7 @@ def test_a_worker_killed_during_indexing_is_requeued_by_the_stale_job_check_and_
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from core.jobs import requeue_stale_jobs
+    from core.platform.jobs import requeue_stale_jobs
 
     fake = fake_api(embedding_batch_size=4)
     fake.delay_next(1000, 0.3, path=EMBEDDINGS)
@@ -279,7 +279,7 @@ class ScratchPostgres:
 @pytest.fixture
 def scratch_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScratchPostgres]:
     """The process's engine pointed at a fresh, migrated scratch server; the session's after."""
-    from core.schema import upgrade_database
+    from core.platform.schema import upgrade_database
 
     server = ScratchPostgres(tmp_path / "pg")
     monkeypatch.setenv("DATABASE_URL", server.url)
@@ -303,9 +303,9 @@ def test_the_app_explains_a_database_outage_and_recovers_without_a_restart(
 ) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from core.accounts import actor_from_user, insert_user
-    from core.chat import create_chat, list_chats
-    from core.health import database_problem
+    from core.access.accounts import actor_from_user, insert_user
+    from core.chat.answers import create_chat, list_chats
+    from core.platform.health import database_problem
 
     with session_scope() as session:
         actor = actor_from_user(

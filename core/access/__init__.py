@@ -1,0 +1,1 @@
+"""Access: accounts and sign-in rules, roles and permissions, the audit log."""

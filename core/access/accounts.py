@@ -1,0 +1,219 @@
+"""User accounts: passwords, sign-in rules (disabled, lock-out), the first admin."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import bcrypt
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core.access.rbac import ADMIN_ROLE, Actor, permissions_of_role
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import Conflict, InvalidInput, NotFound
+from core.platform.models import Role, User
+
+log = logging.getLogger(__name__)
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt()).decode("ascii")
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    try:
+        return bcrypt.checkpw(password.encode("utf-8"), password_hash.encode("ascii"))
+    except ValueError:
+        return False
+
+
+def check_password_strength(password: str) -> None:
+    """Raise InvalidInput when a new password is too weak to accept."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"Passwords need at least {MIN_PASSWORD_LENGTH} characters.")
+    if password.isdigit() or password.isalpha():
+        raise InvalidInput("Use a mix of letters and digits or symbols in passwords.")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def actor_from_user(session: Session, user: User) -> Actor:
+    return Actor(
+        id=user.id,
+        username=user.username,
+        role=user.role.name,
+        permissions=permissions_of_role(session, user.role_id),
+        display_name=user.display_name or user.username,
+        email=user.email,
+    )
+
+
+@dataclass(frozen=True)
+class SignInCheck:
+    """Whether a user may be signed in now, and the message to show when not."""
+
+    actor: Actor | None
+    refusal: str | None = None
+
+
+def _lock_message(locked_until: datetime) -> str:
+    minutes = max(1, round((locked_until - _now()).total_seconds() / 60))
+    return (
+        "This account is locked after too many failed sign-in attempts. "
+        f"Try again in {minutes} minute{'s' if minutes != 1 else ''} or ask an admin to unlock it."
+    )
+
+
+def check_sign_in(username: str) -> SignInCheck:
+    """Decide whether `username`, whose password was just accepted or whose sign-in cookie
+    was just read, may use the app now. Read-only."""
+    with session_scope() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            return SignInCheck(None, "This account no longer exists.")
+        if not user.is_active:
+            return SignInCheck(None, "This account is disabled. Ask an admin to enable it.")
+        if user.locked_until is not None and user.locked_until > _now():
+            return SignInCheck(None, _lock_message(user.locked_until))
+        return SignInCheck(actor_from_user(session, user))
+
+
+def record_successful_sign_in(username: str) -> None:
+    """Reset the failure counter and stamp the last sign-in. Commits."""
+    with session_scope() as session:
+        session.execute(
+            update(User)
+            .where(User.username == username)
+            .values(failed_login_count=0, locked_until=None, last_login_at=func.now())
+        )
+
+
+def record_failed_sign_in(username: str) -> str:
+    """Count a wrong password for `username`; lock the account at the configured limit.
+
+    Commits. Returns the message to show (never revealing whether the user exists).
+    """
+    settings = get_settings()
+    generic = "Wrong username or password."
+    with session_scope() as session:
+        user = session.scalar(select(User).where(User.username == username).with_for_update())
+        if user is None:
+            return generic
+        if user.locked_until is not None and user.locked_until > _now():
+            return _lock_message(user.locked_until)
+        user.failed_login_count += 1
+        if user.failed_login_count >= settings.login_max_failures:
+            user.locked_until = _now() + timedelta(minutes=settings.login_lockout_minutes)
+            user.failed_login_count = 0
+            log.warning("account %s locked after %s failed sign-ins", username, settings.login_max_failures)
+            return _lock_message(user.locked_until)
+        left = settings.login_max_failures - user.failed_login_count
+        if left <= 2:
+            return f"{generic} {left} attempt{'s' if left != 1 else ''} left before the account is locked."
+        return generic
+
+
+def credentials_for_authenticator() -> dict[str, dict[str, dict[str, object]]]:
+    """The credentials mapping streamlit-authenticator expects, read fresh from the users table."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(User.username, User.email, User.display_name, User.password_hash, Role.name).join(Role)
+        ).all()
+    return {
+        "usernames": {
+            username: {
+                "email": email,
+                "first_name": display_name or username,
+                "last_name": "",
+                "password": password_hash,
+                "roles": [role],
+                "failed_login_attempts": 0,
+                "logged_in": False,
+            }
+            for username, email, display_name, password_hash, role in rows
+        }
+    }
+
+
+def change_own_password(*, actor: Actor, current_password: str, new_password: str) -> None:
+    """Change the signed-in user's password after checking the current one. Commits."""
+    check_password_strength(new_password)
+    with session_scope() as session:
+        user = session.get(User, actor.id)
+        if user is None:
+            raise NotFound("Your account no longer exists.")
+        if not verify_password(current_password, user.password_hash):
+            raise InvalidInput("The current password is wrong.")
+        if verify_password(new_password, user.password_hash):
+            raise InvalidInput("The new password must differ from the current one.")
+        user.password_hash = hash_password(new_password)
+        user.password_changed_at = _now()
+
+
+def insert_user(
+    session: Session, *, username: str, email: str, password: str, role_name: str, display_name: str = ""
+) -> User:
+    """Insert a user row after validating it. Does not commit; no permission check (callers do)."""
+    username = username.strip()
+    email = email.strip().lower()
+    if not username or len(username) > 64 or not username.replace("_", "").replace(".", "").replace("-", "").isalnum():
+        raise InvalidInput("Usernames use 1-64 letters, digits, '.', '_' or '-'.")
+    if "@" not in email or len(email) > 255:
+        raise InvalidInput("Give a valid email address.")
+    check_password_strength(password)
+    role = session.scalar(select(Role).where(Role.name == role_name))
+    if role is None:
+        raise NotFound(f"There is no role named {role_name!r}.")
+    if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
+        raise Conflict(f"The username {username!r} is taken.")
+    if session.scalar(select(User.id).where(User.email == email)):
+        raise Conflict(f"The email {email!r} is already used by another account.")
+    user = User(
+        username=username,
+        email=email,
+        display_name=display_name.strip() or username,
+        password_hash=hash_password(password),
+        role_id=role.id,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def ensure_first_admin() -> str | None:
+    """Create the first admin when no user exists. Commits.
+
+    Returns the generated password when one had to be made up (to print once), else None.
+    """
+    settings = get_settings()
+    with session_scope() as session:
+        if session.scalar(select(func.count()).select_from(User)):
+            return None
+        password = settings.admin_password or secrets.token_urlsafe(12) + "7!"
+        insert_user(
+            session,
+            username=settings.admin_username,
+            email=settings.admin_email,
+            password=password,
+            role_name=ADMIN_ROLE,
+            display_name="Administrator",
+        )
+        log.info("created the first admin %r", settings.admin_username)
+        return None if settings.admin_password else password
+
+
+def actor_for_username(username: str) -> Actor:
+    """The Actor of an active account, for the command line. Raises NotFound otherwise."""
+    with session_scope() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None or not user.is_active:
+            raise NotFound(f"There is no active user named {username!r}.")
+        return actor_from_user(session, user)

@@ -1,0 +1,1 @@
+"""Admin: users and roles, the job monitor, usage analytics and the home dashboard."""

@@ -1,0 +1,241 @@
+"""The usage ledger: one row per AI call, its tokens, audio seconds and estimated cost.
+
+Providers call record_usage after every call; the admin page calls summarize_usage.
+Costs are estimates from the price table in Settings (USD per 1M tokens for text models,
+per minute of audio for transcription models); a model missing from the table costs 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+
+from sqlalchemy import Date, cast, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.access.rbac import Actor, require
+from core.ai.base import UsageContext
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.models import UsageRecord, User
+
+log = logging.getLogger(__name__)
+
+_MILLION = Decimal(1_000_000)
+_COST_QUANTUM = Decimal("0.000001")  # the ledger column is NUMERIC(12, 6)
+
+
+def estimate_cost(*, model: str, input_tokens: int = 0, output_tokens: int = 0, audio_seconds: float = 0.0) -> Decimal:
+    """Estimated USD cost of one call from Settings.prices; 0 for a model without a price.
+
+    Prices: "input" and "output" per 1M tokens, "audio_minute" per minute of audio.
+    Pure; rounds to the ledger's six decimal places.
+    """
+    prices = get_settings().prices.get(model, {})
+    cost = Decimal(0)
+    cost += Decimal(input_tokens) * Decimal(prices.get("input", 0)) / _MILLION
+    cost += Decimal(output_tokens) * Decimal(prices.get("output", 0)) / _MILLION
+    cost += Decimal(str(audio_seconds)) / Decimal(60) * Decimal(prices.get("audio_minute", 0))
+    return cost.quantize(_COST_QUANTUM)
+
+
+def record_usage(
+    *,
+    usage: UsageContext,
+    provider: str,
+    model: str,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    audio_seconds: float = 0.0,
+) -> None:
+    """Write one ledger row for an AI call that has already happened. Commits its own session.
+
+    Never raises on a database error: the call it records is done (and paid for), so
+    failing it now would only make a caller retry and pay twice. The error is logged.
+    """
+    cost = estimate_cost(
+        model=model, input_tokens=input_tokens, output_tokens=output_tokens, audio_seconds=audio_seconds
+    )
+    try:
+        with session_scope() as session:
+            session.add(
+                UsageRecord(
+                    purpose=usage.purpose,
+                    provider=provider,
+                    model=model,
+                    input_tokens=int(input_tokens),
+                    output_tokens=int(output_tokens),
+                    audio_seconds=float(audio_seconds),
+                    cost_usd=cost,
+                    user_id=usage.user_id,
+                    transcription_job_id=usage.transcription_job_id,
+                    document_id=usage.document_id,
+                )
+            )
+    except SQLAlchemyError:
+        log.exception("could not record AI usage (%s %s %s)", usage.purpose, provider, model)
+
+
+@dataclass(frozen=True)
+class UsageByDayPurpose:
+    """Ledger totals for one UTC day and one purpose (transcription, minutes, embedding, chat)."""
+
+    day: date
+    purpose: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    audio_seconds: float
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class UsageByDayUser:
+    """Ledger totals for one UTC day and one user; user_id None is work done for no one user."""
+
+    day: date
+    user_id: int | None
+    username: str
+    calls: int
+    tokens: int
+    audio_seconds: float
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class UsageByModel:
+    provider: str
+    model: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    audio_seconds: float
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """What the admin page shows. Rows are plain dataclasses: pd.DataFrame(summary.by_day_purpose)."""
+
+    since: date | None
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    audio_hours: float
+    cost_usd: float
+    by_day_purpose: list[UsageByDayPurpose]
+    by_day_user: list[UsageByDayUser]
+    by_model: list[UsageByModel]
+
+
+def summarize_usage(*, actor: Actor, since: date | None = None) -> UsageSummary:
+    """Totals of the ledger from `since` (a UTC day, inclusive; None for all time). Read-only.
+
+    Raises PermissionDenied unless the actor holds view_jobs.
+    """
+    require(actor, "view_jobs")
+    day = cast(func.timezone("UTC", UsageRecord.created_at), Date).label("day")
+    filters = []
+    if since is not None:
+        filters.append(UsageRecord.created_at >= datetime.combine(since, time.min, tzinfo=UTC))
+    cost = func.coalesce(func.sum(UsageRecord.cost_usd), 0)
+    with session_scope() as session:
+        total = session.execute(
+            select(
+                func.count(UsageRecord.id),
+                func.coalesce(func.sum(UsageRecord.input_tokens), 0),
+                func.coalesce(func.sum(UsageRecord.output_tokens), 0),
+                func.coalesce(func.sum(UsageRecord.audio_seconds), 0.0),
+                cost,
+            ).where(*filters)
+        ).one()
+        purpose_rows = session.execute(
+            select(
+                day,
+                UsageRecord.purpose,
+                func.count(UsageRecord.id),
+                func.sum(UsageRecord.input_tokens),
+                func.sum(UsageRecord.output_tokens),
+                func.sum(UsageRecord.audio_seconds),
+                cost,
+            )
+            .where(*filters)
+            .group_by(day, UsageRecord.purpose)
+            .order_by(day, UsageRecord.purpose)
+        ).all()
+        user_rows = session.execute(
+            select(
+                day,
+                UsageRecord.user_id,
+                User.username,
+                func.count(UsageRecord.id),
+                func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens),
+                func.sum(UsageRecord.audio_seconds),
+                cost,
+            )
+            .outerjoin(User, User.id == UsageRecord.user_id)
+            .where(*filters)
+            .group_by(day, UsageRecord.user_id, User.username)
+            .order_by(day, User.username)
+        ).all()
+        model_rows = session.execute(
+            select(
+                UsageRecord.provider,
+                UsageRecord.model,
+                func.count(UsageRecord.id),
+                func.sum(UsageRecord.input_tokens),
+                func.sum(UsageRecord.output_tokens),
+                func.sum(UsageRecord.audio_seconds),
+                cost,
+            )
+            .where(*filters)
+            .group_by(UsageRecord.provider, UsageRecord.model)
+            .order_by(cost.desc(), UsageRecord.model)
+        ).all()
+
+    return UsageSummary(
+        since=since,
+        calls=int(total[0]),
+        input_tokens=int(total[1]),
+        output_tokens=int(total[2]),
+        audio_hours=float(total[3]) / 3600.0,
+        cost_usd=float(total[4]),
+        by_day_purpose=[
+            UsageByDayPurpose(
+                day=r[0],
+                purpose=r[1],
+                calls=int(r[2]),
+                input_tokens=int(r[3] or 0),
+                output_tokens=int(r[4] or 0),
+                audio_seconds=float(r[5] or 0.0),
+                cost_usd=float(r[6]),
+            )
+            for r in purpose_rows
+        ],
+        by_day_user=[
+            UsageByDayUser(
+                day=r[0],
+                user_id=r[1],
+                username=r[2] or ("(system)" if r[1] is None else f"user {r[1]}"),
+                calls=int(r[3]),
+                tokens=int(r[4] or 0),
+                audio_seconds=float(r[5] or 0.0),
+                cost_usd=float(r[6]),
+            )
+            for r in user_rows
+        ],
+        by_model=[
+            UsageByModel(
+                provider=r[0],
+                model=r[1],
+                calls=int(r[2]),
+                input_tokens=int(r[3] or 0),
+                output_tokens=int(r[4] or 0),
+                audio_seconds=float(r[5] or 0.0),
+                cost_usd=float(r[6]),
+            )
+            for r in model_rows
+        ],
+    )

@@ -1,0 +1,1 @@
+"""Chat: hybrid retrieval, cited answers, conversations, feedback and its review."""

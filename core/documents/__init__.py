@@ -1,0 +1,1 @@
+"""Documents: upload, file types, text extraction, chunking and the indexing job."""

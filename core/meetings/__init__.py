@@ -1,0 +1,1 @@
+"""Meetings: recordings, transcription, minutes, who may see them, and exports."""

@@ -1,0 +1,160 @@
+"""Finding work a dead worker left behind, and putting it back in the queue.
+
+A worker that is killed (SIGKILL, OOM, power loss) leaves its job PROCESSING (recordings)
+or INDEXING (documents) forever: Dramatiq only redelivers the message when the worker
+acks late and Redis notices, which does not cover every case. Running jobs stamp
+heartbeat_at every few seconds; a job whose heartbeat (or start, before the first beat)
+is older than settings.job_stale_after_seconds is taken to be orphaned and requeued.
+
+The periodic check is one message chain: start_stale_job_watch() sends the first message
+to the "requeue_stale_jobs" actor with a fresh token and records that token in Redis;
+each run calls continue_stale_job_watch(token), which does the work and sends the next
+message with a delay. A chain whose token is no longer the recorded one stops, so however
+often the app and workers are started, one chain runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.access.audit import record_audit
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.models import Document, TranscriptionJob
+from core.platform.queue import AUDIO_QUEUE, enqueue, get_broker
+
+log = logging.getLogger(__name__)
+
+WATCH_ACTOR = "requeue_stale_jobs"
+_WATCH_TOKEN_KEY = "quorum:maintenance:stale-job-watch"
+
+
+@dataclass(frozen=True)
+class _Orphan:
+    kind: str  # "transcription" or "indexing"
+    id: int
+    attempts: int
+
+
+def requeue_stale_jobs() -> int:
+    """Reset stale PROCESSING recordings and INDEXING documents to PENDING and enqueue them
+    again (transcribe_recording on the audio queue, index_document on the default queue).
+    Returns how many were requeued.
+
+    A job already claimed settings.job_max_attempts times is marked FAILED instead, with a
+    readable error, so one file that kills the worker cannot crash it forever.
+    Rows are taken FOR UPDATE SKIP LOCKED, so concurrent runs split the work; a second run
+    finds nothing to do (idempotent). Commits the resets with one audit row per job, then
+    enqueues. A worker that picks a job up claims it again from PENDING, as for a first run.
+    """
+    settings = get_settings()
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings.job_stale_after_seconds)
+    requeued: list[_Orphan] = []
+    with session_scope() as session:
+        recordings = session.execute(
+            select(TranscriptionJob.id, TranscriptionJob.attempts)
+            .where(
+                TranscriptionJob.status == "PROCESSING",
+                func.coalesce(TranscriptionJob.heartbeat_at, TranscriptionJob.started_at, TranscriptionJob.created_at)
+                < cutoff,
+            )
+            .order_by(TranscriptionJob.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+        documents = session.execute(
+            select(Document.id, Document.attempts)
+            .where(
+                Document.status == "INDEXING",
+                func.coalesce(Document.heartbeat_at, Document.started_at, Document.upload_date) < cutoff,
+            )
+            .order_by(Document.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+        orphans = [_Orphan("transcription", row.id, row.attempts) for row in recordings] + [
+            _Orphan("indexing", row.id, row.attempts) for row in documents
+        ]
+        for orphan in orphans:
+            model = TranscriptionJob if orphan.kind == "transcription" else Document
+            give_up = orphan.attempts >= settings.job_max_attempts
+            if give_up:
+                error = (
+                    f"The worker stopped {orphan.attempts} times while working on this; it was not retried "
+                    "again. Check the worker logs, then retry it from the Jobs tab."
+                )
+                session.execute(
+                    update(model).where(model.id == orphan.id).values(status="FAILED", error=error, heartbeat_at=None)
+                )
+            else:
+                values: dict[str, object] = {"status": "PENDING", "error": None, "heartbeat_at": None}
+                if orphan.kind == "transcription":
+                    values["stage"] = "queued"
+                session.execute(update(model).where(model.id == orphan.id).values(**values))
+                requeued.append(orphan)
+            record_audit(
+                session,
+                actor=None,
+                action="job.fail_stale" if give_up else "job.requeue_stale",
+                target_type=orphan.kind,
+                target_id=orphan.id,
+                details={"attempts": orphan.attempts, "stale_after_seconds": settings.job_stale_after_seconds},
+            )
+    # Enqueued after the commit: a worker must find the row PENDING when the message arrives.
+    for orphan in requeued:
+        if orphan.kind == "transcription":
+            enqueue("transcribe_recording", orphan.id, queue_name=AUDIO_QUEUE)
+        else:
+            enqueue("index_document", orphan.id)
+    if orphans:
+        log.warning(
+            "stale jobs: requeued %s, failed %s (no heartbeat for %ss)",
+            len(requeued),
+            len(orphans) - len(requeued),
+            settings.job_stale_after_seconds,
+        )
+    return len(requeued)
+
+
+def start_stale_job_watch() -> str:
+    """Start the periodic stale-job check (call once when the system starts; calling it
+    again replaces the running chain instead of adding one). Runs one check now, in the
+    caller, so jobs orphaned while the system was down are requeued at once (a database
+    error there is logged, not raised). Returns the chain's token.
+    """
+    token = uuid.uuid4().hex
+    get_broker().client.set(_WATCH_TOKEN_KEY, token)
+    try:
+        requeue_stale_jobs()
+    except SQLAlchemyError:
+        log.exception("stale-job check at start failed; the periodic check will try again")
+    finally:
+        enqueue(WATCH_ACTOR, token, delay_ms=get_settings().job_stale_check_seconds * 1000)
+    return token
+
+
+def continue_stale_job_watch(token: str) -> bool:
+    """One run of the periodic check: requeue stale jobs, then schedule the next run with
+    the same token. Returns False, doing nothing, when `token` belongs to a replaced chain.
+
+    The next run is scheduled even when this check fails (database down), so the watch
+    survives outages.
+    """
+    client = get_broker().client
+    current = client.get(_WATCH_TOKEN_KEY)
+    if current is None:
+        # Redis lost the key (flushed): the first chain to run takes over.
+        client.set(_WATCH_TOKEN_KEY, token, nx=True)
+        current = client.get(_WATCH_TOKEN_KEY)
+    if (current.decode() if isinstance(current, bytes) else current) != token:
+        log.info("stale-job watch %s replaced by another; stopping it", token)
+        return False
+    try:
+        requeue_stale_jobs()
+    finally:
+        enqueue(WATCH_ACTOR, token, delay_ms=get_settings().job_stale_check_seconds * 1000)
+    return True

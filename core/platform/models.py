@@ -1,0 +1,320 @@
+"""SQLAlchemy 2.0 typed models. The schema itself is owned by Alembic (migrations/)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Computed,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from core.platform.config import get_settings
+
+EMBEDDING_DIM = get_settings().embedding_dim
+
+JOB_STATUSES = ("PENDING", "PROCESSING", "COMPLETED", "FAILED")
+DOCUMENT_STATUSES = ("PENDING", "INDEXING", "COMPLETED", "FAILED")
+DOCUMENT_TYPES = ("general_document", "full_transcript", "meeting_minutes")
+VISIBILITIES = ("team", "private")
+MESSAGE_ROLES = ("user", "assistant")
+RATINGS = ("good", "bad")
+REVIEW_STATUSES = ("new", "accepted", "rejected")
+USAGE_PURPOSES = ("transcription", "minutes", "embedding", "chat")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+def _now_column() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Role(Base):
+    __tablename__ = "roles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = _now_column()
+
+    permissions: Mapped[list[Permission]] = relationship(secondary="role_permissions", lazy="selectin")
+
+
+class Permission(Base):
+    __tablename__ = "permissions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+
+
+class RolePermission(Base):
+    __tablename__ = "role_permissions"
+
+    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+    permission_id: Mapped[int] = mapped_column(
+        ForeignKey("permissions.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128), server_default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="RESTRICT"), index=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = _now_column()
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_login_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)
+
+
+class TranscriptionJob(Base):
+    __tablename__ = "transcription_jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", JOB_STATUSES), name="ck_transcription_jobs_status"),
+        CheckConstraint(_in("visibility", VISIBILITIES), name="ck_transcription_jobs_visibility"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(128), server_default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    storage_key: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    language: Mapped[str | None] = mapped_column(String(16))
+    visibility: Mapped[str] = mapped_column(String(16), server_default="team")
+    status: Mapped[str] = mapped_column(String(16), server_default="PENDING", index=True)
+    stage: Mapped[str] = mapped_column(String(32), server_default="queued")
+    progress: Mapped[float] = mapped_column(Float, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    provider: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128))
+    transcript_text: Mapped[str | None] = mapped_column(Text)
+    transcript_segments: Mapped[list[Any] | None] = mapped_column(JSONB)
+    minutes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    minutes_markdown: Mapped[str | None] = mapped_column(Text)
+    minutes_edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    input_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), server_default="0")
+    created_at: Mapped[datetime] = _now_column()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    owner: Mapped[User | None] = relationship()
+
+
+class TranscriptionSegment(Base):
+    """One transcribed piece of a recording: the per-segment checkpoint of a job."""
+
+    __tablename__ = "transcription_segments"
+    __table_args__ = (UniqueConstraint("job_id", "segment_index", name="uq_transcription_segments_job_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("transcription_jobs.id", ondelete="CASCADE"))
+    segment_index: Mapped[int] = mapped_column(Integer)
+    start_seconds: Mapped[float] = mapped_column(Float)
+    end_seconds: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text, server_default="")
+    pieces: Mapped[list[Any]] = mapped_column(JSONB, server_default="[]")
+    created_at: Mapped[datetime] = _now_column()
+
+
+class Document(Base):
+    __tablename__ = "documents"
+    __table_args__ = (
+        CheckConstraint(_in("status", DOCUMENT_STATUSES), name="ck_documents_status"),
+        CheckConstraint(_in("document_type", DOCUMENT_TYPES), name="ck_documents_document_type"),
+        CheckConstraint(_in("visibility", VISIBILITIES), name="ck_documents_visibility"),
+        # A job yields at most one transcript document and one minutes document.
+        UniqueConstraint("transcription_job_id", "document_type", name="uq_documents_job_type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(128), server_default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    storage_key: Mapped[str | None] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    upload_date: Mapped[datetime] = _now_column()
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    visibility: Mapped[str] = mapped_column(String(16), server_default="team")
+    status: Mapped[str] = mapped_column(String(16), server_default="PENDING", index=True)
+    document_type: Mapped[str] = mapped_column(String(32), server_default="general_document", index=True)
+    transcription_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transcription_jobs.id", ondelete="CASCADE"), index=True
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    chunks_total: Mapped[int] = mapped_column(Integer, server_default="0")
+    chunks_done: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Chunks of this generation are the searchable ones; a re-index builds the next beside it.
+    active_generation: Mapped[int] = mapped_column(Integer, server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    uploader: Mapped[User | None] = relationship()
+
+
+class DocumentChunk(Base):
+    __tablename__ = "document_chunks"
+    __table_args__ = (
+        UniqueConstraint("document_id", "generation", "chunk_index", name="uq_document_chunks_position"),
+        Index(
+            "ix_document_chunks_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+        Index("ix_document_chunks_search_vector", "search_vector", postgresql_using="gin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    generation: Mapped[int] = mapped_column(Integer, server_default="0")
+    chunk_index: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text)
+    token_count: Mapped[int] = mapped_column(Integer)
+    page_number: Mapped[int | None] = mapped_column(Integer)
+    heading: Mapped[str | None] = mapped_column(Text)
+    start_seconds: Mapped[float | None] = mapped_column(Float)
+    end_seconds: Mapped[float | None] = mapped_column(Float)
+    embedding: Mapped[list[float]] = mapped_column(Vector(EMBEDDING_DIM))
+    search_vector: Mapped[str] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('english'::regconfig, content)", persisted=True)
+    )
+    created_at: Mapped[datetime] = _now_column()
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200), server_default="New chat")
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+
+
+class ChatMessage(Base):
+    __tablename__ = "chat_messages"
+    __table_args__ = (CheckConstraint(_in("role", MESSAGE_ROLES), name="ck_chat_messages_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    sources: Mapped[list[Any]] = mapped_column(JSONB, server_default="[]")
+    model: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _now_column()
+
+
+class MessageFeedback(Base):
+    __tablename__ = "message_feedback"
+    __table_args__ = (
+        CheckConstraint(_in("rating", RATINGS), name="ck_message_feedback_rating"),
+        CheckConstraint(_in("review_status", REVIEW_STATUSES), name="ck_message_feedback_review_status"),
+        UniqueConstraint("message_id", "user_id", name="uq_message_feedback_message_user"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("chat_messages.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    rating: Mapped[str] = mapped_column(String(8))
+    correction: Mapped[str | None] = mapped_column(Text)
+    review_status: Mapped[str] = mapped_column(String(16), server_default="new", index=True)
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    reviewer_note: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Embedding of the question an accepted correction answers, to find it again.
+    question_embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIM))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+
+
+class UsageRecord(Base):
+    """The usage ledger: one row per AI call."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (CheckConstraint(_in("purpose", USAGE_PURPOSES), name="ck_usage_records_purpose"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(128))
+    input_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    audio_seconds: Mapped[float] = mapped_column(Float, server_default="0")
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), server_default="0")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    transcription_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transcription_jobs.id", ondelete="SET NULL"), index=True
+    )
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id", ondelete="SET NULL"), index=True)
+
+
+class EmbeddingSpace(Base):
+    """The one embedding space the stored vectors belong to (a single row, id 1)."""
+
+    __tablename__ = "embedding_space"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_embedding_space_singleton"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(128))
+    dimensions: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now_column()
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    actor_username: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
