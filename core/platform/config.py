@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     storage_url: str | None = Field(default=None, validation_alias=_env("STORAGE_URL", "storage_url"))
     embedded_redis_port: int = 6399
     db_pool_size: int = 5
+    # Embedded PostgreSQL sizing (core.platform.embedded.embedded_postgres_settings): unset
+    # means sized from this machine's memory and CPUs. Production sets its own server's.
+    embedded_pg_shared_buffers_mb: int | None = Field(default=None, ge=16)
+    embedded_pg_maintenance_work_mem_mb: int | None = Field(default=None, ge=64)
 
     # AI provider. No key means the offline provider.
     openai_api_key: str | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY", "openai_api_key"))

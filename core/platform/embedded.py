@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import time
@@ -21,9 +22,89 @@ log = logging.getLogger(__name__)
 
 _pg_server: Any = None
 
+# The embedded server's own settings live in this file inside its data folder, included from
+# postgresql.conf, so they are in force from the first start (and visible to an operator).
+CONFIG_FILE = "quorum.conf"
+_INCLUDE_LINE = f"include_if_exists = '{CONFIG_FILE}'"
+
 
 def _pg_dir(settings: Settings) -> Path:
     return (settings.data_dir / "postgres").resolve()
+
+
+def _memory_mb() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20)
+    except (ValueError, OSError):
+        return 4096
+
+
+def embedded_postgres_settings(settings: Settings | None = None) -> dict[str, str]:
+    """postgresql.conf values for the embedded server, sized for this machine.
+
+    pgserver starts PostgreSQL with initdb's defaults (128 MB shared_buffers, 64 MB
+    maintenance_work_mem, 1 GB of WAL between checkpoints): a 100k-chunk HNSW index
+    (~600 MB at 1536 dimensions) then neither stays in memory nor builds in memory, and bulk
+    writes checkpoint every few seconds. Durability settings (fsync, synchronous_commit,
+    full_page_writes) keep their safe defaults.
+    """
+    settings = settings or get_settings()
+    memory = _memory_mb()
+    shared = settings.embedded_pg_shared_buffers_mb or min(max(memory // 8, 128), 2048)
+    maintenance = settings.embedded_pg_maintenance_work_mem_mb or min(max(memory // 16, 64), 2048)
+    return {
+        "shared_buffers": f"{shared}MB",
+        "effective_cache_size": f"{max(memory // 2, shared)}MB",
+        # HNSW index builds keep the graph in this much memory (slow on-disk inserts beyond it).
+        "maintenance_work_mem": f"{maintenance}MB",
+        "autovacuum_work_mem": f"{min(maintenance, 256)}MB",
+        # pgvector >= 0.6 builds HNSW indexes in parallel: the leader plus these workers.
+        "max_parallel_maintenance_workers": str(max((os.cpu_count() or 1) - 1, 0)),
+        "max_wal_size": "4GB",
+        "min_wal_size": "256MB",
+        "checkpoint_timeout": "15min",
+        "checkpoint_completion_target": "0.9",
+        "wal_compression": "on",
+    }
+
+
+def _write_config(folder: Path, values: dict[str, str]) -> bool:
+    """Write quorum.conf and include it from postgresql.conf. True when anything changed."""
+    body = "# Written by Quorum (core/platform/embedded.py); set QUORUM_EMBEDDED_PG_* to change.\n" + "".join(
+        f"{name} = '{value}'\n" for name, value in values.items()
+    )
+    changed = False
+    config = folder / CONFIG_FILE
+    if not config.exists() or config.read_text() != body:
+        config.write_text(body)
+        config.chmod(0o644)  # read by the server's own user (pgserver runs it as "pgserver" under root)
+        changed = True
+    main = folder / "postgresql.conf"
+    if _INCLUDE_LINE not in main.read_text():
+        with main.open("a") as handle:
+            handle.write(f"\n{_INCLUDE_LINE}\n")
+        changed = True
+    return changed
+
+
+def _apply_config(server: Any, folder: Path, *, created: bool) -> None:
+    """Put embedded_postgres_settings in force: reload, or restart a server this process just created.
+
+    A server that other processes already use keeps its memory settings until its next start
+    (shared_buffers cannot change while it runs); everything else applies on reload.
+    """
+    if not _write_config(folder, embedded_postgres_settings()):
+        return
+    if created:
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made by a factory
+        from pgserver.utils import PostmasterInfo
+
+        pg_ctl(["-w", "-l", str(folder / "log"), "restart"], pgdata=folder, user=server.system_user, timeout=60)
+        server._postmaster_info = PostmasterInfo.read_from_pgdata(folder)  # the new postmaster's pid
+        log.info("embedded PostgreSQL restarted with %s", CONFIG_FILE)
+        return
+    server.psql("SELECT pg_reload_conf();")
+    log.info("embedded PostgreSQL reloaded %s; memory settings apply at its next start", CONFIG_FILE)
 
 
 def database_url(settings: Settings | None = None) -> str:
@@ -37,9 +118,14 @@ def database_url(settings: Settings | None = None) -> str:
 
         folder = _pg_dir(settings)
         folder.mkdir(parents=True, exist_ok=True)
+        created = not (folder / "PG_VERSION").exists()
+        if not created:
+            _write_config(folder, embedded_postgres_settings(settings))  # in force if this call starts it
         # cleanup_mode="stop": processes sharing the folder share the server; it stops
         # when the last of them exits, and the data stays on disk.
-        _pg_server = pgserver.get_server(str(folder), cleanup_mode="stop")
+        server = pgserver.get_server(str(folder), cleanup_mode="stop")
+        _apply_config(server, folder, created=created)
+        _pg_server = server
     uri: str = _pg_server.get_uri()
     return "postgresql+psycopg://" + uri.split("://", 1)[1]
 
