@@ -223,7 +223,32 @@ class DocumentChunk(Base):
     search_vector: Mapped[str] = mapped_column(
         TSVECTOR, Computed("to_tsvector('english'::regconfig, content)", persisted=True)
     )
+    # Words (lexeme positions) in search_vector: the chunk length BM25 normalises by.
+    search_length: Mapped[int] = mapped_column(Integer, Computed("quorum_search_length(content)", persisted=True))
     created_at: Mapped[datetime] = _now_column()
+
+
+class SearchTermStat(Base):
+    """How many searchable chunks hold a lexeme (BM25 document frequency).
+
+    Maintained by database triggers (migration 0003), never written by the application.
+    """
+
+    __tablename__ = "search_term_stats"
+
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    chunks: Mapped[int] = mapped_column(Integer)
+
+
+class SearchCorpusStat(Base):
+    """Searchable chunks and their total length (one row, id 1), kept by the same triggers."""
+
+    __tablename__ = "search_corpus_stats"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_search_corpus_stats_singleton"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    chunks: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    total_length: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class Chat(Base):
@@ -304,6 +329,8 @@ class EmbeddingSpace(Base):
     provider: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(128))
     dimensions: Mapped[int] = mapped_column(Integer)
+    # Weight of the vector arm in rank fusion, chosen from the embedder when the space is recorded.
+    vector_weight: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = _now_column()
 
 
