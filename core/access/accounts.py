@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import bcrypt
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from core.access.audit import record_audit
 from core.access.rbac import ADMIN_ROLE, Actor, permissions_of_role
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound
-from core.platform.models import Role, User
+from core.platform.models import DeletedIdentity, Role, User
 
 log = logging.getLogger(__name__)
 
@@ -72,28 +73,81 @@ def _lock_message(locked_until: datetime) -> str:
     )
 
 
-def check_sign_in(username: str) -> SignInCheck:
-    """Decide whether `username`, whose password was just accepted or whose sign-in cookie
-    was just read, may use the app now. Read-only."""
+@dataclass(frozen=True)
+class Refusal:
+    reason: str  # short code for the audit log
+    message: str  # what the person is told
+
+
+def sign_in_refusal(user: User, *, method: str) -> Refusal | None:
+    """Why `user` may not use the app now, or None. Read-only.
+
+    The password lock-out applies to password sign-ins only: the identity provider has its
+    own, and someone guessing a password must not lock a colleague out of single sign-on.
+    """
+    if user.approval_pending:
+        return Refusal(
+            "waiting for approval", "Your account waits for an admin's approval. You can sign in once it is approved."
+        )
+    if not user.is_active:
+        return Refusal("disabled", "This account is disabled. Ask an admin to enable it.")
+    if method == "password" and user.locked_until is not None and user.locked_until > _now():
+        return Refusal("locked", _lock_message(user.locked_until))
+    return None
+
+
+def check_sign_in(username: str, *, method: str = "password") -> SignInCheck:
+    """Decide whether `username`, whose password was just accepted, whose sign-in cookie
+    was just read or whose single sign-on session goes on (`method` "oidc"), may use the
+    app now. Read-only."""
     with session_scope() as session:
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
             return SignInCheck(None, "This account no longer exists.")
-        if not user.is_active:
-            return SignInCheck(None, "This account is disabled. Ask an admin to enable it.")
-        if user.locked_until is not None and user.locked_until > _now():
-            return SignInCheck(None, _lock_message(user.locked_until))
+        refusal = sign_in_refusal(user, method=method)
+        if refusal is not None:
+            return SignInCheck(None, refusal.message)
         return SignInCheck(actor_from_user(session, user))
 
 
 def record_successful_sign_in(username: str) -> None:
-    """Reset the failure counter and stamp the last sign-in. Commits."""
+    """Reset the failure counter, stamp the last sign-in and audit it (auth.sign_in). Commits."""
     with session_scope() as session:
-        session.execute(
+        user_id = session.scalar(
             update(User)
             .where(User.username == username)
-            .values(failed_login_count=0, locked_until=None, last_login_at=func.now())
+            .values(failed_login_count=0, locked_until=None, last_login_at=func.now(), last_login_method="password")
+            .returning(User.id)
         )
+        record_audit(
+            session,
+            actor=None,
+            actor_username=username,
+            action="auth.sign_in",
+            target_type="user",
+            target_id=user_id,
+            details={"method": "password"},
+        )
+
+
+def record_refused_sign_in(username: str, *, reason: str) -> None:
+    """Audit a password sign-in refused after the password matched (disabled, locked,
+    waiting for approval). Commits."""
+    with session_scope() as session:
+        user_id = session.scalar(select(User.id).where(User.username == username))
+        _audit_refusal(session, username, user_id, reason)
+
+
+def _audit_refusal(session: Session, username: str, user_id: int | None, reason: str) -> None:
+    record_audit(
+        session,
+        actor=None,
+        actor_username=username,
+        action="auth.sign_in_refused",
+        target_type="user",
+        target_id=user_id,
+        details={"method": "password", "reason": reason},
+    )
 
 
 def record_failed_sign_in(username: str) -> str:
@@ -106,9 +160,12 @@ def record_failed_sign_in(username: str) -> str:
     with session_scope() as session:
         user = session.scalar(select(User).where(User.username == username).with_for_update())
         if user is None:
+            _audit_refusal(session, username, None, "unknown username")
             return generic
         if user.locked_until is not None and user.locked_until > _now():
+            _audit_refusal(session, username, user.id, "locked")
             return _lock_message(user.locked_until)
+        _audit_refusal(session, username, user.id, "wrong password")
         user.failed_login_count += 1
         if user.failed_login_count >= settings.login_max_failures:
             user.locked_until = _now() + timedelta(minutes=settings.login_lockout_minutes)
@@ -139,6 +196,7 @@ def credentials_for_authenticator() -> dict[str, dict[str, dict[str, object]]]:
                 "logged_in": False,
             }
             for username, email, display_name, password_hash, role in rows
+            if password_hash  # users made by single sign-on have no password to check
         }
     }
 
@@ -208,6 +266,25 @@ def ensure_first_admin() -> str | None:
         )
         log.info("created the first admin %r", settings.admin_username)
         return None if settings.admin_password else password
+
+
+def remember_deleted_identity(session: Session, user: User, *, deleted_by: Actor) -> None:
+    """Keep a deleted user's email and single sign-on identity so signing in with the identity
+    provider refuses them instead of making them a new account. Does not commit."""
+    session.add(
+        DeletedIdentity(
+            email=user.email,
+            oidc_issuer=user.oidc_issuer,
+            oidc_subject=user.oidc_subject,
+            username=user.username,
+            deleted_by=deleted_by.username,
+        )
+    )
+
+
+def forget_deleted_identity(session: Session, email: str) -> None:
+    """An admin created an account for `email` again: single sign-on may use it. Does not commit."""
+    session.execute(delete(DeletedIdentity).where(DeletedIdentity.email == email.strip().lower()))
 
 
 def actor_for_username(username: str) -> Actor:

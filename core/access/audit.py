@@ -8,7 +8,8 @@ Action names are "<thing>.<verb>" in lower case: user.create, user.role_change,
 user.disable, user.enable, user.password_reset, user.unlock, user.delete, role.create,
 role.rename, role.delete, role.permissions_set, feedback.review, job.retry,
 job.requeue_stale, job.fail_stale, document.delete, recording.delete, audit_log.export,
-feedback.export.
+feedback.export; and signing in: auth.sign_in, auth.sign_in_refused, auth.sign_out,
+user.provision, user.link_identity, user.approve, user.reject, user.role_sync.
 """
 
 from __future__ import annotations
@@ -74,16 +75,18 @@ def record_audit(
     target_type: str,
     target_id: int | str | None,
     details: dict[str, Any] | None = None,
+    actor_username: str | None = None,
 ) -> None:
     """Add one audit row to `session`. Does not commit: call it inside the transaction of
-    the change it records. `actor` None means the system did it (maintenance jobs).
+    the change it records. `actor` None means the system did it (maintenance jobs), or
+    someone not signed in whose claimed name is `actor_username` (a refused sign-in).
 
     `details` must be JSON-serialisable (ids, names, before/after values; never secrets).
     """
     session.add(
         AuditLog(
             actor_id=actor.id if actor is not None else None,
-            actor_username=actor.username if actor is not None else SYSTEM_ACTOR_NAME,
+            actor_username=actor.username if actor is not None else (actor_username or SYSTEM_ACTOR_NAME)[:64],
             action=action,
             target_type=target_type,
             target_id=None if target_id is None else str(target_id),

@@ -42,7 +42,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.access.accounts import check_password_strength, hash_password, insert_user
+from core.access.accounts import (
+    check_password_strength,
+    forget_deleted_identity,
+    hash_password,
+    insert_user,
+    remember_deleted_identity,
+)
 from core.access.audit import record_audit
 from core.access.rbac import ADMIN_ROLE, PERMISSIONS, USER_ROLE, Actor, permissions_of_role, require
 from core.platform.config import get_settings
@@ -148,6 +154,16 @@ class UserSummary:
     failed_login_count: int
     created_at: datetime
     last_login_at: datetime | None
+    has_password: bool
+    has_single_sign_on: bool
+    approval_pending: bool
+    last_login_method: str | None
+
+    @property
+    def sign_in_methods(self) -> str:
+        """How this user can sign in, as the Users tab shows it."""
+        methods = [("single sign-on", self.has_single_sign_on), ("password", self.has_password)]
+        return " + ".join(name for name, has in methods if has) or "none"
 
 
 def _user_summary(user: User) -> UserSummary:
@@ -165,6 +181,10 @@ def _user_summary(user: User) -> UserSummary:
         failed_login_count=user.failed_login_count,
         created_at=user.created_at,
         last_login_at=user.last_login_at,
+        has_password=bool(user.password_hash),
+        has_single_sign_on=user.oidc_subject is not None,
+        approval_pending=user.approval_pending,
+        last_login_method=user.last_login_method,
     )
 
 
@@ -191,6 +211,7 @@ def create_user(
         user = insert_user(
             session, username=username, email=email, password=password, role_name=role.name, display_name=display_name
         )
+        forget_deleted_identity(session, user.email)  # re-created on purpose: single sign-on may use it
         record_audit(
             session,
             actor=actor,
@@ -233,8 +254,10 @@ def change_user_role(*, actor: Actor, user_id: int, role_id: int) -> UserSummary
 
 
 def set_user_active(*, actor: Actor, user_id: int, active: bool) -> UserSummary:
-    """Enable (`active=True`) or disable a user; a disabled user cannot sign in. Commits,
-    with an audit row (user.enable / user.disable). Idempotent.
+    """Enable (`active=True`) or disable a user; a disabled user cannot sign in. Enabling a
+    user that single sign-on made and that waits for approval approves them; disabling one
+    rejects them. Commits, with an audit row (user.enable / user.disable / user.approve).
+    Idempotent.
 
     Raises PermissionDenied without manage_users or on escalation; Conflict when disabling
     oneself or when it would leave nobody able to administer; NotFound for an unknown user.
@@ -245,15 +268,21 @@ def set_user_active(*, actor: Actor, user_id: int, active: bool) -> UserSummary:
         if not active and user.id == actor.id:
             raise Conflict("You cannot disable your own account.")
         _guard_target(session, actor, user, "enable or disable")
-        if user.is_active == active:
+        was_pending = user.approval_pending
+        if user.is_active == active and not was_pending:
             return _user_summary(user)
         user.is_active = active
+        user.approval_pending = False
         if not active:
             ensure_administrable(session)
+        if was_pending:
+            action = "user.approve" if active else "user.reject"
+        else:
+            action = "user.enable" if active else "user.disable"
         record_audit(
             session,
             actor=actor,
-            action="user.enable" if active else "user.disable",
+            action=action,
             target_type="user",
             target_id=user.id,
             details={"username": user.username},
@@ -402,6 +431,7 @@ def delete_user(*, actor: Actor, user_id: int) -> DeletedUser:
             session.execute(
                 delete(TranscriptionJob).where(TranscriptionJob.id.in_([row.id for row in private_recordings]))
             )
+        remember_deleted_identity(session, user, deleted_by=actor)
         session.delete(user)
         ensure_administrable(session)
         # One row per deleted item too, as core.documents.indexing / core.meetings.transcription write for theirs.

@@ -139,6 +139,30 @@ class Settings(BaseSettings):
     admin_username: str = "admin"
     admin_email: str = "admin@example.com"
     admin_password: str | None = None
+    # False hides the username/password form (single sign-on only). Passwords stay stored.
+    password_sign_in: bool = True
+
+    # Single sign-on with OpenID Connect: on when an issuer (or metadata URL) and a client id
+    # are set. core.access.oidc turns these into Streamlit's [auth] settings at start.
+    oidc_issuer: str | None = None
+    oidc_metadata_url: str | None = None  # default: <issuer>/.well-known/openid-configuration
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    # Register exactly this URL with the provider. Streamlit fills in {port}.
+    oidc_redirect_url: str = "http://localhost:{port}/oauth2callback"
+    oidc_provider_label: str = "single sign-on"  # the button reads "Sign in with <label>"
+    oidc_scopes: str = "openid email profile"
+    oidc_prompt: str = "select_account"  # sent to the provider; "" sends none
+    # First sign-in of someone Quorum does not know: "active" (ready at once), "approval"
+    # (an admin approves first) or "refuse" (only people an admin created may sign in).
+    oidc_new_users: Literal["active", "approval", "refuse"] = "approval"
+    # Role of new users; "" with a role map refuses people none of whose groups is mapped.
+    oidc_default_role: str = "user"
+    oidc_roles_claim: str | None = None  # e.g. "groups" or "roles"
+    # {"claim value": "Quorum role"}; the first entry the user's claim holds wins, at every sign-in.
+    oidc_role_map: dict[str, str] = Field(default_factory=dict)
+    # Providers that never send email_verified (Entra ID): trust their email claim anyway.
+    oidc_trust_unverified_email: bool = False
 
     @field_validator("database_url")
     @classmethod
@@ -153,7 +177,10 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be a PostgreSQL URL (postgresql://...)")
         return value
 
-    @field_validator("openai_api_key", "openai_base_url", "redis_url", "storage_url")
+    @field_validator(
+        "openai_api_key", "openai_base_url", "redis_url", "storage_url", "oidc_issuer", "oidc_metadata_url",
+        "oidc_client_id", "oidc_client_secret", "oidc_roles_claim",
+    )  # fmt: skip
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -165,9 +192,41 @@ class Settings(BaseSettings):
                 raise ValueError("production needs QUORUM_COOKIE_KEY set to a random secret of 32+ characters")
             if not self.admin_password:
                 raise ValueError("production needs QUORUM_ADMIN_PASSWORD set for the first admin")
+        self._check_sign_in_methods()
         if self.chunk_overlap_tokens >= self.chunk_size_tokens:
             raise ValueError("QUORUM_CHUNK_OVERLAP_TOKENS must be smaller than QUORUM_CHUNK_SIZE_TOKENS")
         return self
+
+    def _check_sign_in_methods(self) -> None:
+        oidc_parts = (self.oidc_issuer or self.oidc_metadata_url, self.oidc_client_id, self.oidc_client_secret)
+        if any(oidc_parts) and not all(oidc_parts):
+            raise ValueError(
+                "single sign-on needs QUORUM_OIDC_ISSUER (or QUORUM_OIDC_METADATA_URL), QUORUM_OIDC_CLIENT_ID "
+                "and QUORUM_OIDC_CLIENT_SECRET together"
+            )
+        if not self.password_sign_in and not self.oidc_enabled:
+            raise ValueError("QUORUM_PASSWORD_SIGN_IN=false needs single sign-on (QUORUM_OIDC_*) configured")
+        if self.oidc_enabled:
+            if not self.oidc_redirect_url.rstrip("/").endswith("/oauth2callback"):
+                raise ValueError("QUORUM_OIDC_REDIRECT_URL must end with /oauth2callback")
+            if self.environment == "production" and "{port}" in self.oidc_redirect_url:
+                raise ValueError(
+                    "production needs QUORUM_OIDC_REDIRECT_URL set to the public URL, e.g. "
+                    "https://quorum.example.com/oauth2callback"
+                )
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """True when single sign-on (OpenID Connect) is configured."""
+        return bool((self.oidc_issuer or self.oidc_metadata_url) and self.oidc_client_id and self.oidc_client_secret)
+
+    @property
+    def oidc_server_metadata_url(self) -> str | None:
+        if self.oidc_metadata_url:
+            return self.oidc_metadata_url
+        if self.oidc_issuer:
+            return self.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration"
+        return None
 
     @property
     def offline(self) -> bool:

@@ -83,14 +83,24 @@ class RolePermission(Base):
     )
 
 
+SIGN_IN_METHODS = ("password", "oidc")
+
+
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc_identity"),
+        CheckConstraint(
+            f"last_login_method IS NULL OR {_in('last_login_method', SIGN_IN_METHODS)}",
+            name="ck_users_last_login_method",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str] = mapped_column(String(255), unique=True)
     display_name: Mapped[str] = mapped_column(String(128), server_default="")
-    password_hash: Mapped[str] = mapped_column(String(255))
+    password_hash: Mapped[str] = mapped_column(String(255), server_default="")  # "" = no password
     role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="RESTRICT"), index=True)
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[datetime] = _now_column()
@@ -98,6 +108,12 @@ class User(Base):
     failed_login_count: Mapped[int] = mapped_column(Integer, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Single sign-on identity linked to this user (both set or both NULL).
+    oidc_issuer: Mapped[str | None] = mapped_column(String(512))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    # Made by a single sign-on and not yet approved by an admin (QUORUM_OIDC_NEW_USERS=approval).
+    approval_pending: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    last_login_method: Mapped[str | None] = mapped_column(String(16))
 
     role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)
 
@@ -332,6 +348,21 @@ class EmbeddingSpace(Base):
     # Weight of the vector arm in rank fusion, chosen from the embedder when the space is recorded.
     vector_weight: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = _now_column()
+
+
+class DeletedIdentity(Base):
+    """A deleted user's email and identity: single sign-on refuses them instead of re-creating them."""
+
+    __tablename__ = "deleted_identities"
+    __table_args__ = (Index("ix_deleted_identities_subject", "oidc_issuer", "oidc_subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(255), index=True)
+    oidc_issuer: Mapped[str | None] = mapped_column(String(512))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    username: Mapped[str] = mapped_column(String(64))
+    deleted_by: Mapped[str] = mapped_column(String(64))
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class AuditLog(Base):
