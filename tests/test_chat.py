@@ -433,3 +433,12 @@ def test_answers_refuse_vectors_from_another_embedder(member: Actor, offline_pro
     reset_embedding_space(space=EmbeddingSpaceKey(provider="openai", model="text-embedding-3-large", dimensions=dim))
     with pytest.raises(EmbeddingSpaceMismatch):
         ask(actor=member, question="How many vacation days do we get?")
+
+
+def test_offline_answer_quotes_only_what_answers_the_question(member, offline_provider, corpus) -> None:  # type: ignore[no-untyped-def]
+    answer = ask(actor=member, question="How many days can employees work remotely?")
+    assert "three days a week" in answer.text
+    # The expenses passage shares "days" with the question but does not answer it.
+    assert "reimbursed" not in answer.text and "vacation" not in answer.text.lower()
+    _assert_citations_match(answer.text, answer.sources)
+    assert len(answer.sources) == 1 and "employee-handbook.pdf" in answer.sources[0].label

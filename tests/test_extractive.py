@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.ai.extractive import (
     ActionItem,
     action_item,
+    answering_indexes,
     best_sentences,
     find_action_items,
     find_decisions,
@@ -15,6 +16,7 @@ from core.ai.extractive import (
     split_sentences,
     top_sentences,
 )
+from core.chat.answers import EXTRACTIVE_INTRO, NO_ANSWERING_SENTENCE, Source, extractive_answer
 
 
 def test_split_sentences_keeps_abbreviations_initials_and_decimals_together() -> None:
@@ -135,3 +137,32 @@ def test_overlap_scores_rank_the_sentence_that_answers_the_question() -> None:
     assert best_sentences("Who owns the budget?", sentences) == ["Alice owns the budget."]
     assert best_sentences("quantum chromodynamics", sentences) == []
     assert overlap_scores("the of and", sentences) == [0.0, 0.0, 0.0]
+
+
+def test_only_sentences_that_answer_the_question_are_kept() -> None:
+    sentences = [
+        "Alerts page the on-call engineer when the error rate exceeds two percent.",
+        "Travel expenses are reimbursed within 14 days when the receipt is uploaded.",
+        "Staff may work remotely up to three days a week.",
+    ]
+    # "days" alone links the expenses sentence to the question: not enough to quote it.
+    assert answering_indexes("How many days can employees work remotely?", sentences) == [2]
+    assert answering_indexes("When is the on-call engineer paged?", sentences) == [0]
+    assert answering_indexes("What is the refund policy for days off?", sentences) == []
+
+
+def test_extractive_answer_quotes_answering_sentences_and_says_when_none_does() -> None:
+    sources = [
+        Source(number=1, kind="chunk", label="architecture.md", excerpt="Alerts page the on-call engineer "
+               "when the error rate exceeds two percent. The on-call rotation changes every Monday."),
+        Source(number=2, kind="chunk", label="handbook.pdf", excerpt="Travel expenses are reimbursed within "
+               "14 days. Hotel costs above 180 euros per night need approval from a director."),
+    ]  # fmt: skip
+    answer = extractive_answer("Who is the on-call engineer, and when does the rotation change?", sources)
+    assert answer.startswith(EXTRACTIVE_INTRO)
+    assert "[1]" in answer and "on-call rotation changes every Monday" in answer
+    assert "expenses" not in answer and "[2]" not in answer
+    assert extractive_answer("How many days does the rotation of hotel staff take?", sources[1:]) == (
+        NO_ANSWERING_SENTENCE
+    )
+    assert extractive_answer("zebra xylophone", sources) == ""

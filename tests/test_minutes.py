@@ -14,6 +14,7 @@ from core.ai.base import TranscriptPiece, UsageContext
 from core.meetings.minutes import (
     MAP_PROMPT,
     REDUCE_PROMPT,
+    extractive_minutes,
     format_clock,
     generate_minutes,
     get_minutes,
@@ -384,3 +385,21 @@ def test_a_job_without_a_minutes_document_is_not_given_one_by_an_edit(offline_pr
     assert load_job(job_id).minutes_markdown == "Notes before indexing\n"
     with session_scope() as session:
         assert session.scalar(select(func.count()).where(Document.transcription_job_id == job_id)) == 0
+
+
+def test_offline_topics_are_subjects_not_meeting_filler() -> None:
+    said = [
+        ("Ann", "Okay, first item on the agenda is the budget for next quarter."),
+        ("Ben", "The marketing budget is 120 thousand dollars, the same as last quarter."),
+        ("Ann", "Next item: the hiring plan. We need two engineers next quarter."),
+        ("Ben", "The hiring plan fits the budget if the contractors leave in June."),
+        ("Cy", "Action item for Ben: send the budget spreadsheet to finance by Friday."),
+        ("Ann", "Next steps: Cy will book the offsite venue next week."),
+        ("Cy", "What about the travel budget for the offsite?"),
+        ("Ann", "We agreed to cap the travel budget at ten thousand dollars."),
+    ]
+    pieces = [TranscriptPiece(5.0 * i, 5.0 * i + 5, text, speaker) for i, (speaker, text) in enumerate(said)]
+    topics = [topic.lower() for topic in extractive_minutes(pieces).topics]
+    assert topics[:2] == ["budget", "hiring plan"]
+    words = set(" ".join(topics).split())
+    assert not words & {"item", "next", "steps", "action", "agenda", "first", "thousand", "dollars"}

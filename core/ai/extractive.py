@@ -270,9 +270,28 @@ def overlap_scores(question: str, sentences: Sequence[str]) -> list[float]:
     return scores
 
 
-def best_sentences(question: str, text: str | Sequence[str], *, limit: int = 3) -> list[str]:
-    """The `limit` sentences of `text` that best match `question`, best first; none if nothing matches."""
-    sentences = split_sentences(text) if isinstance(text, str) else list(text)
+# A sentence answers a question when it holds at least this share of the question's weighted
+# content words, and at least this share of the best sentence's score: one shared common
+# word ("week", "team") must not pull an unrelated passage into an answer.
+ANSWER_MIN_COVERAGE = 0.25
+ANSWER_MIN_SHARE_OF_BEST = 0.6
+
+
+def answering_indexes(question: str, sentences: Sequence[str]) -> list[int]:
+    """Indexes of the `sentences` that answer `question`, best first (ties in text order).
+
+    Empty when none shares enough of the question: the caller says so instead of quoting
+    the nearest unrelated text. Pure.
+    """
     scores = overlap_scores(question, sentences)
-    order = sorted((i for i, s in enumerate(scores) if s > 0), key=lambda i: (-scores[i], i))
-    return [sentences[i] for i in order[:limit]]
+    best = max(scores, default=0.0)
+    if best < ANSWER_MIN_COVERAGE:
+        return []
+    floor = max(ANSWER_MIN_COVERAGE, ANSWER_MIN_SHARE_OF_BEST * best)
+    return sorted((i for i, s in enumerate(scores) if s >= floor), key=lambda i: (-scores[i], i))
+
+
+def best_sentences(question: str, text: str | Sequence[str], *, limit: int = 3) -> list[str]:
+    """The `limit` sentences of `text` that answer `question` (answering_indexes), best first."""
+    sentences = split_sentences(text) if isinstance(text, str) else list(text)
+    return [sentences[i] for i in answering_indexes(question, sentences)[:limit]]

@@ -65,7 +65,11 @@ NOTHING_FOUND = (
     "so I cannot answer it from the knowledge base. Try other words, widen the filters, or "
     "check that the documents have finished indexing."
 )
-EXTRACTIVE_INTRO = "The most relevant passages in the knowledge base:\n\n"
+EXTRACTIVE_INTRO = "The passages in the knowledge base that answer this:\n\n"
+NO_ANSWERING_SENTENCE = (
+    "I found passages that mention some of these words, but none of them answers the question, "
+    "so I am not quoting them. Try asking with the words the documents would use, or widen the filters."
+)
 EXTRACTIVE_SENTENCES = 4
 
 SYSTEM_PROMPT = """You are Quorum, an assistant that answers questions about a team's documents, \
@@ -352,10 +356,11 @@ def build_prompt(question: str, sources: Sequence[Source], history: Sequence[Mes
 
 
 def extractive_answer(question: str, sources: Sequence[Source]) -> str:
-    """An answer quoting the sentences of `sources` that best match `question`, with [n].
+    """An answer quoting the sentences of `sources` that answer `question`, with [n].
 
-    Reviewed corrections are quoted whole. Empty when no sentence shares a word with the
-    question. Pure.
+    Reviewed corrections are quoted whole. Only sentences that share enough of the question
+    are quoted (extractive.answering_indexes); when some share a word but none answers,
+    NO_ANSWERING_SENTENCE says so. Empty when no sentence shares a word. Pure.
     """
     lines: list[str] = []
     pool: list[tuple[str, int]] = []
@@ -364,19 +369,20 @@ def extractive_answer(question: str, sources: Sequence[Source]) -> str:
             lines.append(f"- {source.excerpt.strip()} [{source.number}]")
         else:
             pool += [(sentence, source.number) for sentence in extractive.split_sentences(source.excerpt)]
-    if pool:
-        scores = extractive.overlap_scores(question, [sentence for sentence, _ in pool])
-        ranked = sorted((i for i, s in enumerate(scores) if s > 0), key=lambda i: (-scores[i], i))
-        seen: set[str] = set()
-        for index in ranked:
-            sentence, number = pool[index]
-            if sentence.lower() in seen:
-                continue
+    sentences = [sentence for sentence, _ in pool]
+    seen: set[str] = set()
+    for index in extractive.answering_indexes(question, sentences):
+        sentence, number = pool[index]
+        if len(lines) >= EXTRACTIVE_SENTENCES:
+            break
+        if sentence.lower() not in seen:
             seen.add(sentence.lower())
             lines.append(f"- {sentence} [{number}]")
-            if len(lines) >= EXTRACTIVE_SENTENCES:
-                break
-    return EXTRACTIVE_INTRO + "\n".join(lines) if lines else ""
+    if lines:
+        return EXTRACTIVE_INTRO + "\n".join(lines)
+    if any(score > 0 for score in extractive.overlap_scores(question, sentences)):
+        return NO_ANSWERING_SENTENCE
+    return ""
 
 
 # ---------------------------------------------------------------------------------------

@@ -536,7 +536,10 @@ _FILLER_WORDS = """going think know like just really right well get got gonna wa
     guys everyone anyone someone people pretty much many little bit quite probably definitely basically
     decided decide agreed agree send sent update discuss discussed talk talked start started finish done ship
     use using work working take put give keep try call tell ask feel move welcome meeting morning afternoon evening
-    let's we'll i'll it's that's don't"""
+    let's we'll i'll it's that's don't
+    item items next step steps action actions agenda point points first second third last new same other end
+    day days month months year years hour hours minute minutes follow fits fit leave
+    thousand thousands hundred hundreds million millions billion percent dollars dollar euros euro"""
 _FILLER = frozenset(_FILLER_WORDS.split())
 
 
