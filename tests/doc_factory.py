@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from collections.abc import Sequence
 
 import docx
@@ -84,3 +85,108 @@ def make_plain_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("notes.txt", "hello")
     return buffer.getvalue()
+
+
+def make_pdf_bomb(pages: int, *, lines_per_page: int = 4000) -> bytes:
+    """A small PDF whose pages all draw one shared, compressed content stream of many text
+    lines: a few KB that extract to `pages` x ~176k characters (a text-expansion bomb)."""
+    line = b"(Quorum extraction bomb: one line of text drawn again and again) Tj T* "
+    stream = zlib.compress(b"BT /F1 8 Tf 10 800 Td " + line * lines_per_page + b"ET", 9)
+    font = 4 + pages
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % (4 + i) for i in range(pages)), pages),
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream),
+        *[
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+            b"/Resources << /Font << /F1 %d 0 R >> >> >>" % font
+        ]
+        * pages,
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    return out.getvalue()
+
+
+def _replace_parts(archive_bytes: bytes, parts: dict[str, bytes]) -> bytes:
+    """The ZIP `archive_bytes` with `parts` added or replacing the members of the same name."""
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(archive_bytes)) as source,
+        zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as target,
+    ):
+        for member in source.infolist():
+            if member.filename not in parts:
+                target.writestr(member, source.read(member))
+        for name, data in parts.items():
+            target.writestr(name, data)
+    return buffer.getvalue()
+
+
+def make_xlsx_shared_string_bomb(*, rows: int = 2000, columns: int = 50, string_chars: int = 65_536) -> bytes:
+    """A real workbook whose every cell points at one long shared string: ~100 KB on disk,
+    rows x columns x string_chars characters of cell text (6.5 G with the defaults). Every
+    part stays under the ZIP-bomb ratio, so only counting the extracted text stops it."""
+    workbook = make_xlsx({"Sheet": [["placeholder"]]})
+    text = ("budget " * (string_chars // 7 + 1))[:string_chars]
+    shared = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1">'
+        f"<si><t>{text}</t></si></sst>"
+    )
+    letters = [_column_letters(index) for index in range(columns)]
+    cells = "".join(
+        f'<row r="{row}">' + "".join(f'<c r="{letter}{row}" t="s"><v>0</v></c>' for letter in letters) + "</row>"
+        for row in range(1, rows + 1)
+    )
+    sheet = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        f"<sheetData>{cells}</sheetData></worksheet>"
+    )
+    with zipfile.ZipFile(io.BytesIO(workbook)) as archive:
+        rels = archive.read("xl/_rels/workbook.xml.rels").decode()
+        types = archive.read("[Content_Types].xml").decode()
+    rels = rels.replace(
+        "</Relationships>",
+        '<Relationship Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" '
+        'Target="sharedStrings.xml" Id="rIdShared"/></Relationships>',
+    )
+    types = types.replace(
+        "</Types>",
+        '<Override PartName="/xl/sharedStrings.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>',
+    )
+    return _replace_parts(
+        workbook,
+        {
+            "xl/sharedStrings.xml": shared.encode(),
+            "xl/worksheets/sheet1.xml": sheet.encode(),
+            "xl/_rels/workbook.xml.rels": rels.encode(),
+            "[Content_Types].xml": types.encode(),
+        },
+    )
+
+
+def _column_letters(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters
+
+
+def make_zip_bomb_xlsx(expanded_mb: int = 20) -> bytes:
+    """A real workbook padded with a part that expands to `expanded_mb` MB of zeros (about
+    1000:1): refused from the ZIP directory, before anything is unpacked."""
+    return _replace_parts(make_xlsx({"Sheet": [["a"]]}), {"xl/media/padding.bin": b"\0" * (expanded_mb * 1024 * 1024)})

@@ -3,7 +3,8 @@
 ``extract_sections(stream, kind)`` returns Sections in reading order. A Section is a run of
 text under one heading path ("Budget > Q3") on one page; chunks never cross a Section, so a
 chunk's page and heading are exact. Raises InvalidInput with a readable reason for files
-that cannot be read (broken PDF, password, ZIP bomb, no text at all).
+that cannot be read (broken PDF, password, ZIP bomb, no text at all) and for files that
+would cost too much to read (over ExtractionLimits: pages, characters of text).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import logging
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from core.documents.filetypes import KINDS, FileKind, decode_text
-from core.platform.config import get_settings
+from core.platform.config import Settings, get_settings
 from core.platform.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,54 @@ _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 _MD_ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _MD_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _MD_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+@dataclass(frozen=True)
+class ExtractionLimits:
+    """What reading one document may produce before it is refused (see Settings)."""
+
+    max_pages: int
+    max_characters: int
+    max_field_bytes: int  # the largest single CSV field
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> ExtractionLimits:
+        settings = settings or get_settings()
+        return cls(
+            max_pages=settings.max_document_pages,
+            max_characters=settings.max_document_characters,
+            max_field_bytes=settings.max_document_bytes,
+        )
+
+
+@dataclass
+class _Budget:
+    """Counts extracted characters as they are produced, so an expanding file is stopped
+    early instead of after it has filled the memory."""
+
+    limits: ExtractionLimits
+    filename: str
+    used: int = field(default=0)
+
+    def take(self, text: str) -> str:
+        self.used += len(text)
+        if self.used > self.limits.max_characters:
+            raise InvalidInput(
+                f"{self.filename} holds more than {self.limits.max_characters:,} characters of text, the most "
+                "Quorum indexes from one document (QUORUM_MAX_DOCUMENT_CHARACTERS). Split it into smaller files."
+            )
+        return text
+
+    def pages(self, count: int) -> None:
+        if count > self.limits.max_pages:
+            raise InvalidInput(
+                f"{self.filename} has {count:,} pages; Quorum indexes documents of up to "
+                f"{self.limits.max_pages:,} pages (QUORUM_MAX_DOCUMENT_PAGES). Split it into smaller files."
+            )
+
+
+def _budget(filename: str, budget: _Budget | None) -> _Budget:
+    return budget if budget is not None else _Budget(ExtractionLimits.from_settings(), filename)
 
 
 @dataclass(frozen=True)
@@ -57,7 +106,8 @@ def normalize_text(text: str) -> str:
 class _Outline:
     """Builds Sections while walking a document that has headings."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: _Budget) -> None:
+        self.budget = budget
         self.sections: list[Section] = []
         self._stack: list[tuple[int, str]] = []
         self._parts: list[str] = []
@@ -85,7 +135,7 @@ class _Outline:
         self._stack.append((level, text))
 
     def add_text(self, text: str) -> None:
-        self._parts.append(text)
+        self._parts.append(self.budget.take(text))
 
 
 def check_zip_bomb(stream: IO[bytes], filename: str = "The file") -> None:
@@ -138,16 +188,18 @@ def _pdf_outline_pages(reader: Any) -> list[tuple[int, str]]:
     return sorted(found, key=lambda entry: entry[0])
 
 
-def extract_pdf(stream: IO[bytes], filename: str = "The PDF") -> list[Section]:
+def extract_pdf(stream: IO[bytes], filename: str = "The PDF", budget: _Budget | None = None) -> list[Section]:
     """One Section per page with text; heading from the PDF outline when it has one."""
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError
 
+    budget = _budget(filename, budget)
     try:
         reader = PdfReader(stream)
         if reader.is_encrypted and not reader.decrypt(""):
             raise InvalidInput(f"{filename} is password-protected; upload an unprotected copy.")
         pages = list(reader.pages)
+        budget.pages(len(pages))
     except InvalidInput:
         raise
     except FileNotDecryptedError:
@@ -168,7 +220,7 @@ def extract_pdf(stream: IO[bytes], filename: str = "The PDF") -> list[Section]:
         except Exception as error:  # noqa: BLE001 - one bad page should not lose the others
             log.warning("%s: page %s could not be read: %s", filename, index + 1, error)
             continue
-        text = normalize_text(text)
+        text = normalize_text(budget.take(text))
         if text:
             sections.append(Section(text=text, page_number=index + 1, heading=heading))
     if not sections:
@@ -203,7 +255,7 @@ def _docx_table_text(table: Any) -> str:
     return "\n".join(lines)
 
 
-def extract_docx(stream: IO[bytes], filename: str = "The document") -> list[Section]:
+def extract_docx(stream: IO[bytes], filename: str = "The document", budget: _Budget | None = None) -> list[Section]:
     """Sections split at Heading/Title styles, paragraphs and tables in reading order."""
     import docx
     from docx.table import Table
@@ -215,7 +267,7 @@ def extract_docx(stream: IO[bytes], filename: str = "The document") -> list[Sect
     except Exception as error:  # noqa: BLE001 - python-docx raises KeyError/ValueError/lxml errors
         raise InvalidInput(f"{filename} is damaged or not a valid Word document ({error}).") from None
 
-    outline = _Outline()
+    outline = _Outline(_budget(filename, budget))
     for element in document.element.body.iterchildren():
         tag = element.tag.rsplit("}", 1)[-1]
         if tag == "p":
@@ -234,9 +286,9 @@ def extract_docx(stream: IO[bytes], filename: str = "The document") -> list[Sect
 # ---------------------------------------------------------------- Markdown, HTML, text
 
 
-def extract_markdown(text: str, filename: str = "The document") -> list[Section]:
+def extract_markdown(text: str, filename: str = "The document", budget: _Budget | None = None) -> list[Section]:
     """Sections split at ATX (#) and setext (=== / ---) headings, outside fenced code blocks."""
-    outline = _Outline()
+    outline = _Outline(_budget(filename, budget))
     fence: str | None = None
     pending: str | None = None  # a paragraph line that may turn out to be a setext heading
     for line in text.splitlines():
@@ -283,10 +335,11 @@ _HTML_LINES = ["li", "dt", "dd", "tr", "br", "caption"]
 _HEADING_MARK = "\x00"
 
 
-def extract_html(text: str, filename: str = "The page") -> list[Section]:
+def extract_html(text: str, filename: str = "The page", budget: _Budget | None = None) -> list[Section]:
     """Visible text split at h1-h6; scripts, styles and other inactive parts dropped."""
     from bs4 import BeautifulSoup, NavigableString
 
+    budget = _budget(filename, budget)
     soup = BeautifulSoup(text.replace(_HEADING_MARK, ""), "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(_HTML_DROP):
@@ -306,7 +359,7 @@ def extract_html(text: str, filename: str = "The page") -> list[Section]:
         tag.insert_before("\n\n")
         tag.insert_after("\n\n")
 
-    outline = _Outline()
+    outline = _Outline(budget)
     body = soup.get_text()
     parts = body.split(_HEADING_MARK)
     if title and not any(part[:1] == "1" for part in parts[1::2]):
@@ -320,8 +373,8 @@ def extract_html(text: str, filename: str = "The page") -> list[Section]:
     return _require_text(outline.sections, filename)
 
 
-def extract_plain_text(text: str, filename: str = "The file") -> list[Section]:
-    return _require_text([Section(text=normalize_text(text))], filename)
+def extract_plain_text(text: str, filename: str = "The file", budget: _Budget | None = None) -> list[Section]:
+    return _require_text([Section(text=normalize_text(_budget(filename, budget).take(text)))], filename)
 
 
 # ---------------------------------------------------------------- CSV and spreadsheets
@@ -331,7 +384,7 @@ def _cell(value: object) -> str:
     return "" if value is None else normalize_text(str(value)).replace("\n", " ")
 
 
-def _table_sections(rows: Iterator[list[str]], *, heading_prefix: str | None = None) -> list[Section]:
+def _table_sections(rows: Iterator[list[str]], budget: _Budget, *, heading_prefix: str | None = None) -> list[Section]:
     """Rows as "Row n: column: value; ..." lines under a heading naming the columns.
 
     Every chunk carries the heading, so a row cut out of context still says what its
@@ -351,7 +404,7 @@ def _table_sections(rows: Iterator[list[str]], *, heading_prefix: str | None = N
         pairs = [
             f"{header[i] if i < len(header) else f'column {i + 1}'}: {cell}" for i, cell in enumerate(cells) if cell
         ]
-        lines.append(f"Row {number}: " + "; ".join(pairs))
+        lines.append(budget.take(f"Row {number}: " + "; ".join(pairs)))
     if header is None:
         return []
     columns = ", ".join(header)
@@ -365,7 +418,7 @@ def _table_sections(rows: Iterator[list[str]], *, heading_prefix: str | None = N
     return [Section(text="\n".join(lines), heading=heading)]
 
 
-def extract_csv(text: str, filename: str = "The file") -> list[Section]:
+def extract_csv(text: str, filename: str = "The file", budget: _Budget | None = None) -> list[Section]:
     """Rows with their header's column names; the delimiter is sniffed (, ; tab |)."""
     sample = text[:16384]
     try:
@@ -373,18 +426,24 @@ def extract_csv(text: str, filename: str = "The file") -> list[Section]:
     except csv.Error:
         dialect = csv.excel
     # A single huge field is legal CSV: allow fields as large as the upload limit.
-    csv.field_size_limit(max(csv.field_size_limit(), get_settings().max_document_bytes))
+    budget = _budget(filename, budget)
+    csv.field_size_limit(max(csv.field_size_limit(), budget.limits.max_field_bytes))
     try:
-        sections = _table_sections(iter(csv.reader(io.StringIO(text), dialect)))
+        sections = _table_sections(iter(csv.reader(io.StringIO(text), dialect)), budget)
     except csv.Error as error:
         raise InvalidInput(f"{filename} is not valid CSV ({error}).") from None
     return _require_text(sections, filename)
 
 
-def extract_xlsx(stream: IO[bytes], filename: str = "The workbook") -> list[Section]:
-    """One Section per non-empty sheet, rows with their header's column names (cached values)."""
+def extract_xlsx(stream: IO[bytes], filename: str = "The workbook", budget: _Budget | None = None) -> list[Section]:
+    """One Section per non-empty sheet, rows with their header's column names (cached values).
+
+    Cells are counted as they are read: a shared string repeated in a million cells (a few
+    KB in the file) stops at the character limit instead of filling the memory.
+    """
     import openpyxl
 
+    budget = _budget(filename, budget)
     check_zip_bomb(stream, filename)
     try:
         workbook = openpyxl.load_workbook(stream, read_only=True, data_only=True)
@@ -394,10 +453,21 @@ def extract_xlsx(stream: IO[bytes], filename: str = "The workbook") -> list[Sect
     try:
         for sheet in workbook.worksheets:
             rows = ([_cell(value) for value in row] for row in sheet.iter_rows(values_only=True))
-            sections.extend(_table_sections(rows, heading_prefix=f"Sheet {sheet.title}"))
+            sections.extend(_table_sections(rows, budget, heading_prefix=f"Sheet {sheet.title}"))
     finally:
         workbook.close()
     return _require_text(sections, filename)
+
+
+def check_chunk_count(filename: str, count: int) -> None:
+    """Refuse a document that would make more search chunks than the settings allow (each
+    chunk costs an embedding and index space)."""
+    limit = get_settings().max_document_chunks
+    if count > limit:
+        raise InvalidInput(
+            f"{filename} would make {count:,} search chunks, more than the {limit:,} Quorum indexes from one "
+            "document (QUORUM_MAX_DOCUMENT_CHUNKS). Split it into smaller files."
+        )
 
 
 def _require_text(sections: list[Section], filename: str) -> list[Section]:
@@ -407,25 +477,30 @@ def _require_text(sections: list[Section], filename: str) -> list[Section]:
     return sections
 
 
-def extract_sections(stream: IO[bytes], kind: FileKind | str, *, filename: str | None = None) -> list[Section]:
+def extract_sections(
+    stream: IO[bytes], kind: FileKind | str, *, filename: str | None = None, limits: ExtractionLimits | None = None
+) -> list[Section]:
     """Extract the text of a stored file of `kind` (a FileKind or its name). Pure but for reading.
 
-    `stream` must be seekable. Raises InvalidInput for unreadable files or files with no text.
+    `stream` must be seekable. `limits` default to the settings'. Raises InvalidInput for
+    unreadable files, files with no text, and files over the limits (pages, characters).
+    Runs in the calling process: untrusted files go through core.documents.sandbox.
     """
     kind = KINDS[kind] if isinstance(kind, str) else kind
     name = filename or "The file"
+    budget = _Budget(limits or ExtractionLimits.from_settings(), name)
     stream.seek(0)
     if kind.name == "pdf":
-        return extract_pdf(stream, name)
+        return extract_pdf(stream, name, budget)
     if kind.name == "docx":
-        return extract_docx(stream, name)
+        return extract_docx(stream, name, budget)
     if kind.name == "xlsx":
-        return extract_xlsx(stream, name)
+        return extract_xlsx(stream, name, budget)
     text = decode_text(stream.read())
     if kind.name == "markdown":
-        return extract_markdown(text, name)
+        return extract_markdown(text, name, budget)
     if kind.name == "html":
-        return extract_html(text, name)
+        return extract_html(text, name, budget)
     if kind.name == "csv":
-        return extract_csv(text, name)
-    return extract_plain_text(text, name)
+        return extract_csv(text, name, budget)
+    return extract_plain_text(text, name, budget)

@@ -51,8 +51,9 @@ from core.access.audit import record_audit
 from core.access.rbac import Actor, require
 from core.ai.base import TranscriptPiece, UsageContext
 from core.documents.chunking import Chunk, Chunker, with_spoken_times
-from core.documents.extraction import Section, extract_markdown, extract_sections
+from core.documents.extraction import Section, check_chunk_count, extract_markdown
 from core.documents.filetypes import detect_kind, kind_for_content_type, safe_download_type, stream_size
+from core.documents.sandbox import read_document
 from core.meetings.recording_access import SEE_ALL_PRIVATE
 from core.platform.config import get_settings
 from core.platform.db import session_scope
@@ -478,10 +479,11 @@ def _load_chunks(claim: _Claim, chunker: Chunker) -> list[Chunk]:
         kind = kind_for_content_type(claim.content_type)
         if kind is None:
             raise InvalidInput(f"Files of type {claim.content_type or 'unknown'} cannot be indexed.")
-        with storage.open(claim.storage_key) as stream:
-            chunks = chunker.chunk_sections(extract_sections(stream, kind, filename=claim.filename))
+        with storage.local_path(claim.storage_key) as path:
+            chunks = chunker.chunk_sections(read_document(path, kind, filename=claim.filename))
     if not chunks:
         raise InvalidInput(f"{claim.filename} has no extractable text.")
+    check_chunk_count(claim.filename, len(chunks))
     return chunks
 
 

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     # Uploads.
     max_document_mb: int = 50
     max_audio_mb: int = 1024
+    # What one document may cost to read: a small file can expand enormously (a PDF whose
+    # pages share one compressed stream, an XLSX repeating one shared string). Reading runs
+    # in a child process held to a deadline and a memory cap.
+    max_document_pages: int = 2000
+    max_document_characters: int = 10_000_000
+    max_document_chunks: int = 10_000
+    extraction_timeout_seconds: float = 300.0
+    extraction_memory_mb: int = 2048
 
     # Chunking and retrieval.
     chunk_size_tokens: int = 500

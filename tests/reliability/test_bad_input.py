@@ -31,7 +31,13 @@ from core.platform.storage import get_storage
 from tests import audio_samples
 from tests.admin_data import get_row
 from tests.conftest import unique
-from tests.doc_factory import make_pdf, make_zip_bomb_docx
+from tests.doc_factory import (
+    make_pdf,
+    make_pdf_bomb,
+    make_xlsx_shared_string_bomb,
+    make_zip_bomb_docx,
+    make_zip_bomb_xlsx,
+)
 from tests.fake_openai import FakeOpenAI, restore_settings
 from tests.reliability.processes import PrivateQueue
 
@@ -117,10 +123,11 @@ def _chunk_count(document_id: int) -> int:
 
 @pytest.fixture
 def small_limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """1 MB upload limits, so "over the limit" costs little to produce (set in the
-    environment: other fixtures may reload the settings)."""
+    """1 MB upload limits and 1 M characters of text per document, so "over the limit" costs
+    little to produce (set in the environment: other fixtures may reload the settings)."""
     monkeypatch.setenv("QUORUM_MAX_DOCUMENT_MB", "1")
     monkeypatch.setenv("QUORUM_MAX_AUDIO_MB", "1")
+    monkeypatch.setenv("QUORUM_MAX_DOCUMENT_CHARACTERS", "1000000")
     restore_settings()
     yield
     monkeypatch.undo()
@@ -179,6 +186,9 @@ def test_hostile_document_uploads_get_a_clear_outcome_and_leave_nothing_half_sto
         Upload("Σύσκεψη 会议 📅.md", text + b"6"),
         # Content that is only found bad when it is opened.
         Upload("contract.docx", make_zip_bomb_docx(20)),
+        Upload("ledger.xlsx", make_zip_bomb_xlsx(20)),
+        Upload("brochure.pdf", make_pdf_bomb(50)),  # 9 KB, 8.8 M characters of text
+        Upload("totals.xlsx", make_xlsx_shared_string_bomb()),  # 200 KB, 6.5 G characters of cell text
         Upload("broken-xref.pdf", _broken_xref_pdf(f"Recovered page about {token} and the vendor audit.")),
         Upload("truncated.pdf", _pdf_without_xref(f"Lost page about {token}.")),
         Upload("huge-rows.csv", f"name,notes\nann,{huge_field}\nbob,short row {token}\n".encode()),
@@ -207,7 +217,7 @@ def test_hostile_document_uploads_get_a_clear_outcome_and_leave_nothing_half_sto
     assert endless.bytes_read <= MB + 1 and lying.bytes_read <= MB + 1
 
     accepted = [o for o in outcomes if o.status == "accepted"]
-    assert len(accepted) == 10 and all(o.message.endswith("indexing has been queued.") for o in accepted)
+    assert len(accepted) == 13 and all(o.message.endswith("indexing has been queued.") for o in accepted)
     names = [o.filename for o in accepted[:6]]
     assert names[:2] == ["passwd", "win.ini.txt"]
     assert len(names[2]) == 255 and names[2].endswith(".md") and set(names[2][:-3]) == {"q"}
@@ -238,10 +248,21 @@ def test_hostile_document_uploads_get_a_clear_outcome_and_leave_nothing_half_sto
     bomb = indexed("contract.docx")
     assert bomb.status == "FAILED" and bomb.error is not None
     assert "contract.docx looks like a ZIP bomb" in bomb.error or "contract.docx expands to" in bomb.error
+    xlsx_bomb = indexed("ledger.xlsx")
+    assert (
+        xlsx_bomb.status == "FAILED"
+        and xlsx_bomb.error == "ledger.xlsx looks like a ZIP bomb (a part compresses over 200:1)."
+    )
+    expanding = [indexed("brochure.pdf"), indexed("totals.xlsx")]
+    for document in expanding:
+        assert document.status == "FAILED" and document.error == (
+            f"{document.filename} holds more than 1,000,000 characters of text, the most Quorum indexes from one "
+            "document (QUORUM_MAX_DOCUMENT_CHARACTERS). Split it into smaller files."
+        )
     lost = indexed("truncated.pdf")
     assert lost.status == "FAILED"
     assert lost.error is not None and lost.error.startswith("truncated.pdf is damaged or not a valid PDF")
-    for failed in (bomb, lost):
+    for failed in (bomb, xlsx_bomb, *expanding, lost):
         assert _chunk_count(failed.id) == 0  # a failed document keeps no half-written chunks
 
     recovered = indexed("broken-xref.pdf")
