@@ -296,7 +296,7 @@ def phase_setup(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_ingest(args: argparse.Namespace) -> dict[str, Any]:
     """Ingest this process's share of the documents (every workers-th file) and time the stages."""
-    from core.documents.indexing import ingest_paths
+    from core.documents import ingest_paths
 
     paths = sorted(DOCS.iterdir())[args.slice :: args.workers]
     actor = _bench_actor()

@@ -88,7 +88,7 @@ def seed(users: int) -> list[str]:
     """Create the simulated users and a small corpus (this process attaches to the same servers)."""
     sys.path.insert(0, str(ROOT))
     from core.access.accounts import actor_for_username, insert_user
-    from core.documents.indexing import ingest_paths
+    from core.documents import ingest_paths
     from core.platform.db import session_scope
 
     names = [f"loaduser{i:02d}" for i in range(users)]
@@ -206,7 +206,7 @@ def service_user(username: str, index: int, deadline: float, timings: dict[str, 
     """One simulated user calling the services the pages call, as fast as they answer."""
     from core.access.accounts import check_sign_in, verify_password
     from core.chat.answers import answer_question, create_chat
-    from core.documents.indexing import list_documents, upload_documents
+    from core.documents import list_documents, upload_documents
     from core.platform.db import session_scope
     from core.platform.models import User
 

@@ -183,7 +183,7 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
     from core.access.accounts import actor_from_user, insert_user
     from core.ai.hashing import hashing_embed
     from core.chat.retrieval import RetrievalFilters, plan_search, search_chunks
-    from core.documents.indexing import searchable_documents_clause
+    from core.documents import searchable_documents_clause
     from core.platform.db import get_engine, session_scope
     from core.platform.models import Document, DocumentChunk
     from core.platform.schema import upgrade_database

@@ -121,7 +121,7 @@ def run_worker(recording: Path) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from core.access.accounts import actor_from_user, insert_user
-    from core.meetings.transcription import submit_recording, transcribe_recording
+    from core.meetings import submit_recording, transcribe_recording
     from core.platform.config import get_settings
     from core.platform.db import session_scope
     from core.platform.models import Document, DocumentChunk, TranscriptionJob, TranscriptionSegment

@@ -96,7 +96,7 @@ def _actor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from core.documents.indexing import ingest_paths
+    from core.documents import ingest_paths
 
     results = ingest_paths(actor=_actor(args), paths=args.paths, visibility=args.visibility, wait=not args.no_wait)
     failed = 0
@@ -114,7 +114,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from core.meetings.transcription import get_job_summary, submit_recording, transcribe_recording
+    from core.meetings import get_recording_summary, submit_recording, transcribe_recording
 
     actor = _actor(args)
     path = Path(args.path)
@@ -127,7 +127,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     # both transcribe it, and the command finishes even when no worker is running.
     transcribe_recording(job.id)
     while True:
-        job = get_job_summary(actor=actor, job_id=job.id)
+        job = get_recording_summary(actor=actor, job_id=job.id)
         if job.status in ("COMPLETED", "FAILED"):
             break
         time.sleep(2)
@@ -165,7 +165,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     """Rebuild every document's chunks with the configured embedder (after a model change)."""
     from core.ai import get_provider
     from core.ai.embedding_space import reset_embedding_space
-    from core.documents.indexing import list_documents, reindex_document
+    from core.documents import list_documents, reindex_document
 
     actor = _actor(args)
     if args.all:

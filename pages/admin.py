@@ -11,13 +11,13 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import core.admin as admin_service
 import pandas as pd
 import streamlit as st
 from core.access.audit import AuditFilters, audit_actions, export_audit_csv, export_audit_xlsx, list_audit
 from core.access.rbac import ADMIN_ROLE, PERMISSIONS
-from core.admin import management as admin_service
+from core.admin import JobRow
 from core.admin.analytics import usage_analytics
-from core.admin.management import JobRow
 from core.chat.feedback_review import (
     FeedbackFilters,
     export_feedback_csv,

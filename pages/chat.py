@@ -25,7 +25,7 @@ from core.chat.answers import (
 )
 from core.chat.feedback import rate_message
 from core.chat.retrieval import RetrievalFilters
-from core.documents.indexing import list_documents
+from core.documents import list_documents
 from core.platform.errors import QuorumError
 from core.platform.models import DOCUMENT_TYPES
 from ui import session_keys

@@ -12,8 +12,7 @@ from typing import Any
 
 import streamlit as st
 from core.access.rbac import Actor
-from core.documents.filetypes import EXTENSIONS, SUPPORTED_DESCRIPTION
-from core.documents.indexing import (
+from core.documents import (
     DocumentInfo,
     delete_documents,
     document_chunks,
@@ -24,6 +23,7 @@ from core.documents.indexing import (
     retry_document,
     upload_documents,
 )
+from core.documents.filetypes import EXTENSIONS, SUPPORTED_DESCRIPTION
 from core.platform.config import get_settings
 from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES
 from ui import session_keys

@@ -12,20 +12,23 @@ from typing import Any
 
 import streamlit as st
 from core.access.rbac import Actor
-from core.meetings.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
-from core.meetings.minutes import MinutesView, get_minutes, regenerate_minutes, update_minutes
-from core.meetings.transcription import (
-    JobDetail,
-    JobSummary,
+from core.meetings import (
+    MinutesView,
+    RecordingDetail,
     RecordingFile,
-    TranscriptLine,
-    delete_job,
-    get_job,
-    get_job_summary,
-    list_jobs,
+    RecordingSummary,
+    delete_recording,
+    get_minutes,
+    get_recording,
+    get_recording_summary,
+    list_recordings,
     read_recording,
-    retry_job,
+    regenerate_minutes,
+    retry_recording,
+    update_minutes,
 )
+from core.meetings.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
+from core.meetings.stitching import TranscriptLine
 from ui import session_keys
 from ui.common import current_actor, format_bytes, format_seconds, run_action
 from ui.transcripts_upload import render_audio_upload
@@ -52,15 +55,15 @@ def _recording(_actor: Actor, actor_id: int, job_id: int) -> RecordingFile:
     return read_recording(actor=_actor, job_id=job_id)
 
 
-def _status(job: JobSummary) -> str:
+def _status(job: RecordingSummary) -> str:
     return f"{job.status.title()} (stalled)" if job.is_stale() else job.status.title()
 
 
-def _cost(job: JobSummary) -> str:
+def _cost(job: RecordingSummary) -> str:
     return f"${job.cost_usd:.4f}" if job.cost_usd else "—"
 
 
-def _job_rows(jobs: list[JobSummary]) -> list[dict[str, Any]]:
+def _job_rows(jobs: list[RecordingSummary]) -> list[dict[str, Any]]:
     return [
         {
             "Recording": job.filename,
@@ -103,12 +106,12 @@ def _open_from_link() -> None:
 # --------------------------------------------------------------------------- list
 
 
-def render_job_list(actor: Actor, jobs: list[JobSummary], mine_only: bool) -> None:
+def render_job_list(actor: Actor, jobs: list[RecordingSummary], mine_only: bool) -> None:
     """The recordings table; refreshes itself while any job is running."""
 
     @st.fragment(run_every=LIST_REFRESH_SECONDS if any(job.is_active for job in jobs) else None)
     def job_table() -> None:
-        current = list_jobs(actor=actor, mine_only=mine_only)
+        current = list_recordings(actor=actor, mine_only=mine_only)
         st.dataframe(
             _job_rows(current),
             hide_index=True,
@@ -126,12 +129,12 @@ def render_job_list(actor: Actor, jobs: list[JobSummary], mine_only: bool) -> No
 # --------------------------------------------------------------------------- detail
 
 
-def render_progress(actor: Actor, job: JobSummary) -> None:
+def render_progress(actor: Actor, job: RecordingSummary) -> None:
     """Stage and percent of a running job, refreshed live; the page reloads when it ends."""
 
     @st.fragment(run_every=PROGRESS_REFRESH_SECONDS)
     def live() -> None:
-        current = run_action(lambda: get_job_summary(actor=actor, job_id=job.id))
+        current = run_action(lambda: get_recording_summary(actor=actor, job_id=job.id))
         if current is None:
             return
         label = "Waiting for a worker" if current.status == "PENDING" else current.stage_label
@@ -144,7 +147,7 @@ def render_progress(actor: Actor, job: JobSummary) -> None:
     live()
 
 
-def render_player(actor: Actor, job: JobSummary) -> None:
+def render_player(actor: Actor, job: RecordingSummary) -> None:
     recording = run_action(lambda: _recording(actor, actor.id, job.id))
     if recording is None:
         return
@@ -159,7 +162,7 @@ def render_player(actor: Actor, job: JobSummary) -> None:
         st.caption(f"Playing from {format_seconds(seek)}.")
 
 
-def render_transcript(detail: JobDetail) -> None:
+def render_transcript(detail: RecordingDetail) -> None:
     if not detail.lines:
         if detail.summary.is_active:
             st.info("The transcript appears here as the segments are transcribed.", icon=":material/hourglass_top:")
@@ -212,7 +215,7 @@ def _moments(view: MinutesView) -> list[tuple[str, float]]:
     return sorted(((f"{format_seconds(t)} {label}", t) for label, t in items if t is not None), key=lambda m: m[1])
 
 
-def render_minutes(actor: Actor, detail: JobDetail) -> None:
+def render_minutes(actor: Actor, detail: RecordingDetail) -> None:
     job = detail.summary
     view = run_action(lambda: get_minutes(actor=actor, job_id=job.id))
     if view is None:
@@ -274,7 +277,7 @@ def _export_data(actor: Actor, job_id: int, fmt: str) -> Callable[[], bytes]:
     return lambda: export_job(actor=actor, job_id=job_id, fmt=fmt).data
 
 
-def render_exports(actor: Actor, detail: JobDetail, *, has_minutes: bool) -> None:
+def render_exports(actor: Actor, detail: RecordingDetail, *, has_minutes: bool) -> None:
     job = detail.summary
     if not detail.transcript_complete:
         st.info("Exports are ready when the transcript is done.")
@@ -294,16 +297,16 @@ def render_exports(actor: Actor, detail: JobDetail, *, has_minutes: bool) -> Non
 
 
 def _delete(actor: Actor, job_id: int) -> bool:
-    delete_job(actor=actor, job_id=job_id)
+    delete_recording(actor=actor, job_id=job_id)
     return True
 
 
-def render_actions(actor: Actor, detail: JobDetail) -> None:
+def render_actions(actor: Actor, detail: RecordingDetail) -> None:
     job = detail.summary
     may_retry = detail.can_manage or actor.can("view_jobs")
     retryable = may_retry and (job.status == "FAILED" or job.is_stale())
     retried = retryable and st.button("Retry", type="primary", icon=":material/replay:", key=f"retry_{job.id}")
-    if retried and run_action(lambda: retry_job(actor=actor, job_id=job.id)) is not None:
+    if retried and run_action(lambda: retry_recording(actor=actor, job_id=job.id)) is not None:
         _flash(f"{job.filename} is queued again; it resumes where it stopped.")
     recording = run_action(lambda: _recording(actor, actor.id, job.id))
     if recording is not None:
@@ -327,7 +330,7 @@ def render_actions(actor: Actor, detail: JobDetail) -> None:
                 _flash(f"{job.filename} was deleted.")
 
 
-def render_detail(actor: Actor, detail: JobDetail) -> None:
+def render_detail(actor: Actor, detail: RecordingDetail) -> None:
     job = detail.summary
     st.subheader(job.filename)
     st.caption(
@@ -361,7 +364,7 @@ def render_detail(actor: Actor, detail: JobDetail) -> None:
         render_actions(actor, detail)
 
 
-def render_bulk_export(actor: Actor, jobs: list[JobSummary]) -> None:
+def render_bulk_export(actor: Actor, jobs: list[RecordingSummary]) -> None:
     """For analysts: several finished recordings at once, as one CSV of segments or a ZIP."""
     done = {job.id: job for job in jobs if job.status == "COMPLETED"}
     if not done or not actor.can("export_transcripts"):
@@ -414,7 +417,7 @@ def _open_chosen_recording() -> None:
     st.session_state[session_keys.SEEK_SECONDS] = 0.0
 
 
-def render_recording_picker(jobs: list[JobSummary]) -> int:
+def render_recording_picker(jobs: list[RecordingSummary]) -> int:
     """The "Open a recording" choice; returns the id of the recording to show.
 
     The selectbox has a key and labels that never change while a job runs, so the live
@@ -452,7 +455,7 @@ def main() -> None:
             render_audio_upload(key="transcripts_audio")
 
     mine_only = st.toggle("Only my recordings", key="transcripts_mine_only")
-    jobs = list_jobs(actor=actor, mine_only=mine_only)
+    jobs = list_recordings(actor=actor, mine_only=mine_only)
     if not jobs:
         st.info("No recordings yet. Upload or record one above, or in the Ingestion Hub.", icon=":material/graphic_eq:")
         return
@@ -460,7 +463,7 @@ def main() -> None:
     render_bulk_export(actor, jobs)
 
     chosen = render_recording_picker(jobs)
-    detail = run_action(lambda: get_job(actor=actor, job_id=chosen))
+    detail = run_action(lambda: get_recording(actor=actor, job_id=chosen))
     if detail is not None:
         st.divider()
         render_detail(actor, detail)

@@ -12,7 +12,7 @@ import pytest
 
 from core.access.rbac import Actor
 from core.ai.embedding_space import current_embedding_space, reset_embedding_space
-from core.meetings.transcription import submit_recording
+from core.meetings import submit_recording
 from tests import audio_samples
 from tests.fake_openai import FakeOpenAI, restore_settings, use_fake_openai
 

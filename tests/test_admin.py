@@ -1,4 +1,4 @@
-"""core.admin.management against the real database: permissions, lock-out protection, audit, deletion rule."""
+"""core.admin against the real database: permissions, lock-out protection, audit, deletion rule."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+import core.admin as svc
 from core.access.accounts import check_sign_in, verify_password
 from core.access.rbac import ADMIN_ROLE, PERMISSIONS, USER_ROLE, Actor
-from core.admin import management as svc
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.platform.models import (

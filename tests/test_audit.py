@@ -11,6 +11,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import update
 
+import core.admin as svc
 from core.access.audit import (
     AuditFilters,
     audit_actions,
@@ -20,7 +21,6 @@ from core.access.audit import (
     record_audit,
 )
 from core.access.rbac import USER_ROLE, Actor
-from core.admin import management as svc
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, PermissionDenied
 from core.platform.models import AuditLog, User

@@ -18,8 +18,7 @@ from sqlalchemy import func, select, update
 from core.access.rbac import Actor
 from core.ai import get_provider
 from core.ai.base import TranscriptPiece
-from core.documents.indexing import (
-    ACTOR_NAME,
+from core.documents import (
     UploadOutcome,
     delete_documents,
     document_chunks,
@@ -36,6 +35,7 @@ from core.documents.indexing import (
     upload_documents,
     visible_documents_clause,
 )
+from core.documents.indexing import ACTOR_NAME
 from core.platform.config import get_settings
 from core.platform.db import get_engine, session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProviderError, ProviderRejected

@@ -15,6 +15,7 @@ import pytest
 import srt
 import webvtt
 
+from core.meetings import write_minutes_for_recording
 from core.meetings.exports import (
     export_job,
     export_jobs_csv,
@@ -25,7 +26,6 @@ from core.meetings.exports import (
     srt_time,
     vtt_time,
 )
-from core.meetings.minutes import write_minutes_for_job
 from core.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tests.job_factory import insert_job, make_role
 
@@ -111,7 +111,7 @@ def test_docx_opens_with_python_docx(member: Any, job: int) -> None:
 def test_minutes_export_as_markdown_and_docx(offline_provider: Any, member: Any, job: int) -> None:
     with pytest.raises(Conflict):
         export_minutes(actor=member, job_id=job, fmt="md")
-    write_minutes_for_job(job)
+    write_minutes_for_recording(job)
 
     name, mime, data = export_minutes(actor=member, job_id=job, fmt="md")
     assert name == f"Weekly_sync_final-{job}-minutes.md" and mime.startswith("text/markdown")
@@ -161,7 +161,7 @@ def test_bulk_csv_one_row_per_segment_and_formula_safe(member: Any, make_user: A
 
 def test_bulk_zip_contains_each_jobs_files(offline_provider: Any, member: Any, job: int) -> None:
     second = insert_job(member, segments=SEGMENTS[:1], filename="standup.wav")
-    write_minutes_for_job(job)
+    write_minutes_for_recording(job)
 
     name, mime, data = export_jobs_zip(actor=member, job_ids=[job, second], formats=["srt", "docx", "minutes"])
     assert mime == "application/zip" and name.endswith(".zip")

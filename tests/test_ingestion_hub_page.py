@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.access.rbac import Actor
-from core.documents.indexing import index_document, upload_documents
+from core.documents import index_document, upload_documents
 from core.platform.db import session_scope
 from core.platform.models import Document
 from tests.conftest import unique

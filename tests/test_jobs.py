@@ -1,4 +1,4 @@
-"""Stale-job detection (core.platform.jobs) and the job monitor (core.admin.management), real services."""
+"""Stale-job detection (core.platform.jobs) and the job monitor (core.admin), real services."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+import core.admin as svc
 from core.access.rbac import Actor
-from core.admin import management as svc
 from core.admin.analytics import usage_analytics
 from core.platform import jobs
 from core.platform.config import get_settings

@@ -11,19 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core.ai.base import TranscriptPiece, UsageContext
-from core.meetings.minutes import (
-    MAP_PROMPT,
-    REDUCE_PROMPT,
-    extractive_minutes,
-    format_clock,
-    generate_minutes,
-    get_minutes,
-    minutes_from_json,
-    parse_timestamp,
-    regenerate_minutes,
-    update_minutes,
-    write_minutes_for_job,
-)
+from core.meetings import get_minutes, regenerate_minutes, update_minutes, write_minutes_for_recording
+from core.meetings.minutes_extractive import extractive_minutes
+from core.meetings.minutes_format import format_clock, minutes_from_json, parse_timestamp
+from core.meetings.minutes_writer import MAP_PROMPT, REDUCE_PROMPT, generate_minutes
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -59,7 +50,7 @@ def _minutes_usage() -> UsageContext:
 def test_offline_minutes_find_decision_action_item_and_open_question(offline_provider: Any, member: Any) -> None:
     job_id = insert_job(member, segments=SHORT_MEETING, filename="release_planning.mp3")
 
-    write_minutes_for_job(job_id)
+    write_minutes_for_recording(job_id)
 
     view = get_minutes(actor=member, job_id=job_id)
     minutes = view.minutes
@@ -197,7 +188,7 @@ def test_write_minutes_for_job_records_usage_and_is_idempotent(
     fake_openai.chat_handler = simulated_model
     job_id = insert_job(member, segments=three_hour_meeting()[:200])
 
-    write_minutes_for_job(job_id)
+    write_minutes_for_recording(job_id)
     calls = len(fake_openai.calls("/v1/chat/completions"))
     assert calls >= 2
     job = load_job(job_id)
@@ -210,7 +201,7 @@ def test_write_minutes_for_job_records_usage_and_is_idempotent(
         owner = session.scalar(select(UsageRecord.user_id).where(UsageRecord.transcription_job_id == job_id).limit(1))
     assert recorded == calls and owner == member.id
 
-    write_minutes_for_job(job_id)  # a redelivered message
+    write_minutes_for_recording(job_id)  # a redelivered message
     assert len(fake_openai.calls("/v1/chat/completions")) == calls
 
 
@@ -294,13 +285,13 @@ def test_minutes_round_trip_through_stored_json() -> None:
 
 def test_an_edit_is_kept_by_the_worker_and_replaced_only_by_regenerate(offline_provider: Any, member: Any) -> None:
     job_id = insert_job(member, segments=SHORT_MEETING)
-    write_minutes_for_job(job_id)
+    write_minutes_for_recording(job_id)
 
     edited = update_minutes(actor=member, job_id=job_id, markdown="# Release\n\n- Ship Monday (confirmed by Bob)\r\n")
     assert edited.is_edited and edited.markdown == "# Release\n\n- Ship Monday (confirmed by Bob)\n"
 
-    write_minutes_for_job(job_id)  # redelivery after an edit
-    write_minutes_for_job(job_id)
+    write_minutes_for_recording(job_id)  # redelivery after an edit
+    write_minutes_for_recording(job_id)
     assert load_job(job_id).minutes_markdown == edited.markdown
 
     regenerated = regenerate_minutes(actor=member, job_id=job_id)
@@ -340,15 +331,15 @@ def test_edit_validation_and_missing_transcript(offline_provider: Any, member: A
     with pytest.raises(Conflict):
         regenerate_minutes(actor=member, job_id=pending)
     with pytest.raises(NotFound):
-        write_minutes_for_job(2_000_000_000)
+        write_minutes_for_recording(2_000_000_000)
 
 
 def test_edits_and_regenerated_minutes_are_reindexed(offline_provider: Any, redis_server: str, member: Any) -> None:
-    from core.documents.indexing import index_document, index_text_document
+    from core.documents import index_document, index_text_document
     from core.platform.models import Document, DocumentChunk
 
     job_id = insert_job(member, segments=SHORT_MEETING)
-    write_minutes_for_job(job_id)
+    write_minutes_for_recording(job_id)
     document_id = index_text_document(job_id=job_id, document_type="meeting_minutes", index_now=True)
     assert document_id is not None
 
@@ -381,7 +372,7 @@ def test_a_job_without_a_minutes_document_is_not_given_one_by_an_edit(offline_pr
 
     job_id = insert_job(member, segments=SHORT_MEETING)
     update_minutes(actor=member, job_id=job_id, markdown="Notes before indexing")
-    write_minutes_for_job(job_id)  # the pipeline reaching its minutes stage after a human wrote some
+    write_minutes_for_recording(job_id)  # the pipeline reaching its minutes stage after a human wrote some
     assert load_job(job_id).minutes_markdown == "Notes before indexing\n"
     with session_scope() as session:
         assert session.scalar(select(func.count()).where(Document.transcription_job_id == job_id)) == 0

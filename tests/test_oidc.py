@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
+import core.admin as svc
 from core.access.accounts import check_sign_in, credentials_for_authenticator
 from core.access.oidc import (
     OidcIdentity,
@@ -22,7 +23,6 @@ from core.access.oidc import (
     write_streamlit_secrets,
 )
 from core.access.rbac import ADMIN_ROLE, USER_ROLE, Actor
-from core.admin import management as svc
 from core.platform.config import Settings, get_settings
 from core.platform.db import session_scope
 from core.platform.models import Role, User

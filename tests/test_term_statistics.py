@@ -18,8 +18,8 @@ from sqlalchemy import text
 
 from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
+from core.documents import delete_documents, index_document, reindex_document, retry_document, write_chunks
 from core.documents.chunking import Chunk
-from core.documents.indexing import delete_documents, index_document, reindex_document, retry_document, write_chunks
 from core.documents.term_statistics import (
     counted_term_statistics,
     recount_term_statistics,

@@ -21,19 +21,15 @@ import pytest
 from sqlalchemy import func, select, update
 
 from core.access.rbac import Actor
-from core.meetings.transcription import (
-    StoredSegment,
-    closing_words,
-    delete_job,
-    drop_repeated_words,
-    get_job,
-    list_jobs,
+from core.meetings import (
+    delete_recording,
+    get_recording,
+    list_recordings,
     read_recording,
-    retry_job,
-    split_into_lanes,
-    stitch_segments,
+    retry_recording,
     transcribe_recording,
 )
+from core.meetings.stitching import StoredSegment, closing_words, drop_repeated_words, split_into_lanes, stitch_segments
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound, PermanentError, PermissionDenied, ProviderError
 from core.platform.models import AuditLog, Document, DocumentChunk, TranscriptionJob, TranscriptionSegment, UsageRecord
@@ -199,7 +195,7 @@ def test_pipeline_against_the_fake_server(
     fake = fake_api(transcription_segment_seconds=34, transcription_overlap_seconds=2, transcription_concurrency=2)
     seen = numbered_transcripts(fake)
     job_id = submit(member, long_tones, filename="Weekly standup.mp3")
-    queued = list_jobs(actor=member, mine_only=True)[0]
+    queued = list_recordings(actor=member, mine_only=True)[0]
     assert (queued.id, queued.status, queued.stage) == (job_id, "PENDING", "queued")
     assert queued.duration_seconds == pytest.approx(119, abs=2)
 
@@ -217,7 +213,7 @@ def test_pipeline_against_the_fake_server(
     prompted = sorted(int(m.group(1)) for r in seen if (m := re.search(r"Request (\d+)", r.get("prompt", ""))))
     assert len(prompted) == len(seen) - 2  # two lanes: only each lane's first went without
 
-    detail = get_job(actor=member, job_id=job_id)
+    detail = get_recording(actor=member, job_id=job_id)
     assert detail.transcript_complete and detail.can_manage and detail.can_delete
     starts = [line.start for line in detail.lines]
     assert starts == sorted(starts) and starts[0] == 0.0 and starts[-1] > 90
@@ -382,7 +378,7 @@ def test_transient_failures_retry_then_fail_and_a_ui_retry_resumes(
 
     fake.reset()
     fake.transcription_handler = two_then_outage  # the outage is over; answers continue the count
-    summary = retry_job(actor=member, job_id=job_id)
+    summary = retry_recording(actor=member, job_id=job_id)
     assert (summary.status, summary.error, summary.attempts) == ("PENDING", None, 0)
     transcribe_recording(job_id)
     assert load_job(job_id).status == "COMPLETED"
@@ -403,7 +399,7 @@ def _retry_while_running(actor: Actor, job_id: int) -> None:
             .values(status="PROCESSING", heartbeat_at=func.now())
         )
     try:
-        retry_job(actor=actor, job_id=job_id)
+        retry_recording(actor=actor, job_id=job_id)
     finally:
         with session_scope() as session:
             session.execute(update(TranscriptionJob).where(TranscriptionJob.id == job_id).values(status="FAILED"))
@@ -430,33 +426,33 @@ def test_visibility_retry_rights_and_delete(
     private_id = submit(owner, long_tones, visibility="private")
     team_id = submit(owner, long_tones, visibility="team")
 
-    assert {j.id for j in list_jobs(actor=colleague)} >= {team_id}
-    assert private_id not in {j.id for j in list_jobs(actor=colleague)}
+    assert {j.id for j in list_recordings(actor=colleague)} >= {team_id}
+    assert private_id not in {j.id for j in list_recordings(actor=colleague)}
     with pytest.raises(NotFound):
-        get_job(actor=colleague, job_id=private_id)
+        get_recording(actor=colleague, job_id=private_id)
     with pytest.raises(NotFound):
         read_recording(actor=colleague, job_id=private_id)
-    assert get_job(actor=admin, job_id=private_id).summary.owner_id == owner.id
+    assert get_recording(actor=admin, job_id=private_id).summary.owner_id == owner.id
 
     transcribe_recording(team_id)
-    detail = get_job(actor=colleague, job_id=team_id)
+    detail = get_recording(actor=colleague, job_id=team_id)
     assert not detail.can_manage and not detail.can_delete
     with pytest.raises(PermissionDenied):
-        delete_job(actor=colleague, job_id=team_id)
+        delete_recording(actor=colleague, job_id=team_id)
     with pytest.raises(PermissionDenied):
-        retry_job(actor=colleague, job_id=team_id)
+        retry_recording(actor=colleague, job_id=team_id)
     with pytest.raises(Conflict, match="already transcribed"):
-        retry_job(actor=owner, job_id=team_id)
+        retry_recording(actor=owner, job_id=team_id)
 
     key = load_job(team_id).storage_key
     assert _documents(team_id)
-    delete_job(actor=owner, job_id=team_id)
+    delete_recording(actor=owner, job_id=team_id)
     with session_scope() as session:
         assert session.get(TranscriptionJob, team_id) is None
         assert not session.scalars(select(Document.id).where(Document.transcription_job_id == team_id)).all()
         assert session.scalar(select(AuditLog.id).where(AuditLog.action == "recording.delete",
                                                         AuditLog.target_id == str(team_id)))  # fmt: skip
     assert not get_storage().exists(key)
-    delete_job(actor=admin, job_id=private_id)  # admins may delete anyone's
+    delete_recording(actor=admin, job_id=private_id)  # admins may delete anyone's
     with pytest.raises(NotFound):
-        get_job(actor=owner, job_id=private_id)
+        get_recording(actor=owner, job_id=private_id)

@@ -11,8 +11,7 @@ from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 
 from core.access.rbac import Actor
-from core.meetings.minutes import Minutes, MinutesItem
-from core.meetings.transcription import get_job_summary, list_jobs, transcribe_recording
+from core.meetings import Minutes, MinutesItem, get_recording_summary, list_recordings, transcribe_recording
 from core.platform.db import session_scope
 from core.platform.models import TranscriptionJob
 from core.platform.storage import get_storage
@@ -141,13 +140,13 @@ def test_a_failed_job_shows_its_error_and_can_be_retried_then_deleted(
     next(b for b in at.button if b.label == "Retry").click()
     at.run()
     assert "Broken call.mp3 is queued again" in _texts(at)
-    assert get_job_summary(actor=member, job_id=job_id).status == "PENDING"
+    assert get_recording_summary(actor=member, job_id=job_id).status == "PENDING"
 
     next(b for b in at.button if b.label == "Delete permanently").click()
     at.run()
     assert not at.exception, at.exception
     assert "Broken call.mp3 was deleted." in _texts(at)
-    assert job_id not in {job.id for job in list_jobs(actor=member)}
+    assert job_id not in {job.id for job in list_recordings(actor=member)}
 
 
 def test_bulk_export_offers_all_finished_recordings_or_a_choice(finished_job: int, member: Actor) -> None:

@@ -10,8 +10,8 @@ from datetime import datetime
 
 import streamlit as st
 
+from core.meetings import RecordingSummary, submit_recording
 from core.meetings.audio import ACCEPTED_EXTENSIONS
-from core.meetings.transcription import JobSummary, submit_recording
 from core.platform.config import get_settings
 from ui import session_keys
 from ui.common import current_actor, format_seconds, run_action
@@ -19,7 +19,7 @@ from ui.common import current_actor, format_seconds, run_action
 _VISIBILITY_LABELS = {"team": "My team (everyone who reads transcripts)", "private": "Only me and admins"}
 
 
-def _queued(job: JobSummary | None) -> None:
+def _queued(job: RecordingSummary | None) -> None:
     if job is not None:
         # The Transcripts & Minutes page opens the recording just queued.
         st.session_state[session_keys.SELECTED_JOB_ID] = job.id

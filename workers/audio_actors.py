@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dramatiq
 
-from core.meetings.transcription import ACTOR_NAME
+from core.meetings.recordings import ACTOR_NAME
 from core.meetings.transcription import transcribe_recording as transcribe_recording_job
 from core.platform.config import get_settings
 from core.platform.errors import PermanentError

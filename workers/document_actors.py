@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dramatiq
 
+from core.documents import index_document as index_document_job
 from core.documents.indexing import ACTOR_NAME
-from core.documents.indexing import index_document as index_document_job
 from core.platform.config import get_settings
 from core.platform.errors import PermanentError
 from core.platform.queue import DEFAULT_QUEUE

@@ -269,7 +269,7 @@ def _provision(session: Session, identity: OidcIdentity, settings: Settings, ema
 
 def _sync_role(session: Session, user: User, role: Role, identity: OidcIdentity, settings: Settings) -> None:
     """Give `user` the mapped role unless that would leave nobody able to administer."""
-    from core.admin.management import ensure_administrable  # admin builds on access, not the reverse
+    from core.admin.safeguards import ensure_administrable  # admin builds on access, not the reverse
 
     if user.role_id == role.id:
         return

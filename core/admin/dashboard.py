@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from core.access.rbac import Actor
-from core.documents.indexing import visible_documents_clause
+from core.documents import visible_documents_clause
 from core.meetings.recording_access import job_visible_clause
 from core.platform.db import session_scope
 from core.platform.models import Chat, Document, TranscriptionJob

@@ -64,7 +64,7 @@ from core.access.rbac import Actor
 from core.ai.base import AIProvider, UsageContext
 from core.ai.embedding_space import check_embedding_space
 from core.chat.conversation import question_before
-from core.documents.indexing import searchable_documents_clause
+from core.documents import searchable_documents_clause
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput

@@ -29,7 +29,7 @@ from docx.text.paragraph import Paragraph
 
 from core.access.rbac import Actor, require
 from core.ai.base import TranscriptPiece
-from core.meetings.minutes import format_clock, pieces_from_segments
+from core.meetings.minutes_format import format_clock, pieces_from_segments
 from core.meetings.recording_access import load_readable_job
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput

@@ -38,3 +38,12 @@ class EmbeddingSpaceMismatch(QuorumError):
 class ProviderRejected(ProviderError, PermanentError):
     """The AI provider refused the request in a way retrying cannot fix (bad key, bad
     request, unknown model, file too large); the message says what to change."""
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for the person who will read it: a QuorumError's own message, else the
+    exception's type and the first line of its text (at most 500 characters)."""
+    if isinstance(error, QuorumError):
+        return str(error)
+    text_ = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text_}"[:500] if text_ else type(error).__name__

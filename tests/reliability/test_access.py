@@ -28,17 +28,18 @@ import jwt
 import pytest
 from sqlalchemy import select, update
 
+import core.admin as admin_service
+import core.documents as documents
+import core.meetings as meetings
 from core.access import audit
 from core.access.accounts import actor_from_user, hash_password
 from core.access.rbac import ADMIN_ROLE, DEFAULT_ROLES, PERMISSIONS, USER_ROLE, Actor
 from core.admin import analytics
-from core.admin import management as admin_service
 from core.ai import usage
 from core.chat import answers as chat
 from core.chat import feedback, feedback_review
 from core.chat.retrieval import retrieve
-from core.documents import indexing as documents
-from core.meetings import exports, minutes, transcription
+from core.meetings import exports, minutes
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import NotFound, PermissionDenied, QuorumError
@@ -294,8 +295,8 @@ def _seen(found: bool, what: str) -> None:
 
 
 def _submit_and_remove(actor: Actor, world: World) -> None:
-    job = transcription.submit_recording(actor=actor, file=io.BytesIO(world.recording_bytes), filename="call.mp3")
-    transcription.delete_job(actor=actor, job_id=job.id)  # nothing left for a worker to run
+    job = meetings.submit_recording(actor=actor, file=io.BytesIO(world.recording_bytes), filename="call.mp3")
+    meetings.delete_recording(actor=actor, job_id=job.id)  # nothing left for a worker to run
 
 
 READ_ALL = frozenset({"delete_documents"})  # core.meetings.recording_access.SEE_ALL_PRIVATE
@@ -395,22 +396,22 @@ def _probes() -> list[Probe]:
             lambda a, w: _seen(w.other.id in dict(documents.list_uploaders(actor=a)), "uploader"), shared),
         ("retrieval.retrieve", "read_documents", lambda a, w: _seen(
             w.team_document in {c.document_id for c in retrieve(actor=a, query=w.team_token)}, "search hit"), shared),
-        ("transcription.list_jobs", "read_transcripts", lambda a, w: _seen(
-            w.team_job in {j.id for j in transcription.list_jobs(actor=a)}, "team recording"), shared),
-        ("transcription.get_job", "read_transcripts",
-            lambda a, w: transcription.get_job(actor=a, job_id=w.team_job), shared),
-        ("transcription.get_job_summary", "read_transcripts",
-            lambda a, w: transcription.get_job_summary(actor=a, job_id=w.team_job), shared),
-        ("transcription.read_recording", "read_transcripts",
-            lambda a, w: transcription.read_recording(actor=a, job_id=w.team_job), shared),
+        ("meetings.list_recordings", "read_transcripts", lambda a, w: _seen(
+            w.team_job in {j.id for j in meetings.list_recordings(actor=a)}, "team recording"), shared),
+        ("meetings.get_recording", "read_transcripts",
+            lambda a, w: meetings.get_recording(actor=a, job_id=w.team_job), shared),
+        ("meetings.get_recording_summary", "read_transcripts",
+            lambda a, w: meetings.get_recording_summary(actor=a, job_id=w.team_job), shared),
+        ("meetings.read_recording", "read_transcripts",
+            lambda a, w: meetings.read_recording(actor=a, job_id=w.team_job), shared),
         ("minutes.get_minutes", "read_transcripts",
             lambda a, w: minutes.get_minutes(actor=a, job_id=w.team_job), shared),
         # Recordings: adding, and changing a colleague's; exports.
-        ("transcription.submit_recording", "transcribe_audio", _submit_and_remove, {}),
-        ("transcription.retry_job", ("view_jobs", "delete_documents"), lambda a, w: transcription.retry_job(
+        ("meetings.submit_recording", "transcribe_audio", _submit_and_remove, {}),
+        ("meetings.retry_recording", ("view_jobs", "delete_documents"), lambda a, w: meetings.retry_recording(
             actor=a, job_id=_colleague_job(w, status="FAILED", error="boom")), {}),
-        ("transcription.delete_job", "delete_documents",
-            lambda a, w: transcription.delete_job(actor=a, job_id=_colleague_job(w)), {}),
+        ("meetings.delete_recording", "delete_documents",
+            lambda a, w: meetings.delete_recording(actor=a, job_id=_colleague_job(w)), {}),
         ("minutes.update_minutes", "delete_documents", lambda a, w: minutes.update_minutes(
             actor=a, job_id=_colleague_job(w), markdown="# Edited\n\nShip it."), {}),
         ("minutes.regenerate_minutes", "delete_documents",
@@ -497,9 +498,9 @@ def test_nobody_reads_another_users_chats_or_private_documents_and_recordings(
 
     def recording_reads(actor: Actor) -> dict[str, Callable[[], object]]:
         return {
-            "list": lambda: _seen(job_id in {j.id for j in transcription.list_jobs(actor=actor)}, "listing"),
-            "detail": lambda: transcription.get_job(actor=actor, job_id=job_id),
-            "audio": lambda: transcription.read_recording(actor=actor, job_id=job_id),
+            "list": lambda: _seen(job_id in {j.id for j in meetings.list_recordings(actor=actor)}, "listing"),
+            "detail": lambda: meetings.get_recording(actor=actor, job_id=job_id),
+            "audio": lambda: meetings.read_recording(actor=actor, job_id=job_id),
             "minutes": lambda: minutes.get_minutes(actor=actor, job_id=job_id),
             "export": lambda: exports.export_job(actor=actor, job_id=job_id, fmt="json"),
             "export csv": lambda: exports.export_jobs_csv(actor=actor, job_ids=[job_id]),
@@ -665,7 +666,7 @@ def test_uploads_are_never_served_with_an_active_content_type(
     # Whatever type a row came to carry (an older version, a hand edit), it is not served as such.
     document_id = outcomes[0].document_id
     job_id = _stored_recording(member, recording_bytes, visibility="private")
-    assert transcription.read_recording(actor=member, job_id=job_id).content_type == "audio/mpeg"
+    assert meetings.read_recording(actor=member, job_id=job_id).content_type == "audio/mpeg"
     for active in ACTIVE_TYPES:
         with session_scope() as session:
             session.execute(update(Document).where(Document.id == document_id).values(content_type=active))
@@ -673,7 +674,7 @@ def test_uploads_are_never_served_with_an_active_content_type(
         assert documents.download_document(actor=member, document_id=document_id or 0).content_type == (
             "application/octet-stream"
         ), active
-        assert transcription.read_recording(actor=member, job_id=job_id).content_type == "application/octet-stream"
+        assert meetings.read_recording(actor=member, job_id=job_id).content_type == "application/octet-stream"
 
 
 def test_production_refuses_short_cookie_keys_and_a_process_will_not_start_on_defaults() -> None:

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 
 from core.access.rbac import Actor
 from core.chat.answers import SYSTEM_PROMPT, ask
-from core.documents.indexing import document_chunks, index_document, upload_documents
-from core.meetings.transcription import delete_job, get_job_summary, submit_recording, transcribe_recording
+from core.documents import document_chunks, index_document, upload_documents
+from core.meetings import delete_recording, get_recording_summary, submit_recording, transcribe_recording
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
@@ -334,13 +334,13 @@ def test_hostile_recordings_get_a_clear_message_and_leave_nothing_behind(
     for raw, expected in names.items():
         job_id = _submit(member, Upload("ignored", short_mp3), raw)
         accepted.append(job_id)
-        assert get_job_summary(actor=member, job_id=job_id).filename == expected
+        assert get_recording_summary(actor=member, job_id=job_id).filename == expected
     assert _count(TranscriptionJob, TranscriptionJob.owner_id, member.id) == jobs_before + len(names)
     new_files = _stored_files() - files_before
     assert len(new_files) == len(names) and all(path.suffix == ".mp3" for path in new_files)
 
     for job_id in accepted:
-        delete_job(actor=member, job_id=job_id)
+        delete_recording(actor=member, job_id=job_id)
     assert _stored_files() == files_before
     assert _count(TranscriptionJob, TranscriptionJob.owner_id, member.id) == jobs_before
 
@@ -353,13 +353,13 @@ def test_a_truncated_mp3_is_transcribed_for_what_it_holds(
     fake_api()
     cut = short_mp3[: len(short_mp3) // 2]
     job_id = _submit(member, Upload("cut-short.mp3", cut), "cut-short.mp3")
-    guessed = get_job_summary(actor=member, job_id=job_id).duration_seconds
+    guessed = get_recording_summary(actor=member, job_id=job_id).duration_seconds
     transcribe_recording(job_id)
-    job = get_job_summary(actor=member, job_id=job_id)
+    job = get_recording_summary(actor=member, job_id=job_id)
     assert (job.status, job.error) == ("COMPLETED", None)
     assert guessed is not None and job.duration_seconds is not None
     assert job.duration_seconds < guessed * 0.75  # about half of the whole recording
-    delete_job(actor=member, job_id=job_id)
+    delete_recording(actor=member, job_id=job_id)
 
 
 # --------------------------------------------------------------------------- prompt injection

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from core.access.rbac import Actor
-from core.documents.indexing import retry_document, upload_documents
+from core.documents import retry_document, upload_documents
 from core.platform.config import get_settings
 from core.platform.db import get_engine, reset_engine, session_scope
 from core.platform.models import AuditLog, Document, DocumentChunk, TranscriptionJob, TranscriptionSegment

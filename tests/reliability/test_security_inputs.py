@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from core.access.rbac import Actor
-from core.documents.indexing import index_document, upload_documents
+from core.documents import index_document, upload_documents
 from core.platform.models import Document
 from tests.admin_data import get_row
 from tests.doc_factory import make_pdf, make_pdf_bomb, make_xlsx_shared_string_bomb

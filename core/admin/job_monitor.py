@@ -1,0 +1,168 @@
+"""The job monitor: every transcription and indexing job, queue depths, and retry."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from redis.exceptions import RedisError
+from sqlalchemy import select
+
+from core.access.audit import record_audit
+from core.access.rbac import Actor, require
+from core.admin.users import DELETED_USER_LABEL
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import InvalidInput
+from core.platform.models import Document, TranscriptionJob
+from core.platform.queue import queue_depths
+
+log = logging.getLogger(__name__)
+
+JobKind = Literal["transcription", "indexing"]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One background job: a recording's transcription or a document's indexing."""
+
+    kind: JobKind
+    id: int
+    name: str
+    owner: str
+    status: str
+    stage: str
+    progress: float  # 0..1
+    attempts: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    duration_seconds: float | None
+    stale: bool  # running, but no heartbeat for longer than job_stale_after_seconds
+
+
+def _duration(started: datetime | None, finished: datetime | None, running: bool, now: datetime) -> float | None:
+    if started is None:
+        return None
+    end = finished or (now if running else None)
+    return None if end is None else max(0.0, (end - started).total_seconds())
+
+
+def _is_stale(running: bool, heartbeat: datetime | None, started: datetime | None, now: datetime) -> bool:
+    last_sign = heartbeat or started
+    limit = timedelta(seconds=get_settings().job_stale_after_seconds)
+    return running and last_sign is not None and now - last_sign > limit
+
+
+def list_jobs(
+    *, actor: Actor, kind: JobKind | None = None, status: str | None = None, limit: int = 200
+) -> list[JobRow]:
+    """Transcription and indexing jobs, newest first, at most `limit` of each kind. Read-only.
+
+    `status` uses the job vocabulary (PENDING, PROCESSING, COMPLETED, FAILED); for
+    indexing jobs PROCESSING matches documents in INDEXING. Raises PermissionDenied
+    without view_jobs.
+    """
+    require(actor, "view_jobs")
+    now = datetime.now(UTC)
+    rows: list[JobRow] = []
+    with session_scope() as session:
+        if kind in (None, "transcription"):
+            query = select(TranscriptionJob).order_by(TranscriptionJob.created_at.desc(), TranscriptionJob.id.desc())
+            if status:
+                query = query.where(TranscriptionJob.status == status)
+            for job in session.scalars(query.limit(limit)):
+                running = job.status == "PROCESSING"
+                rows.append(
+                    JobRow(
+                        kind="transcription",
+                        id=job.id,
+                        name=job.filename,
+                        owner=job.owner.username if job.owner else DELETED_USER_LABEL,
+                        status=job.status,
+                        stage=job.stage,
+                        progress=float(job.progress or 0.0),
+                        attempts=job.attempts,
+                        error=job.error,
+                        created_at=job.created_at,
+                        started_at=job.started_at,
+                        finished_at=job.completed_at,
+                        heartbeat_at=job.heartbeat_at,
+                        duration_seconds=_duration(job.started_at, job.completed_at, running, now),
+                        stale=_is_stale(running, job.heartbeat_at, job.started_at, now),
+                    )
+                )
+        if kind in (None, "indexing"):
+            documents = select(Document).order_by(Document.upload_date.desc(), Document.id.desc())
+            if status:
+                documents = documents.where(Document.status == ("INDEXING" if status == "PROCESSING" else status))
+            for document in session.scalars(documents.limit(limit)):
+                running = document.status == "INDEXING"
+                total = document.chunks_total or 0
+                progress = 1.0 if document.status == "COMPLETED" else (document.chunks_done / total if total else 0.0)
+                stage = {
+                    "PENDING": "queued",
+                    "INDEXING": f"indexing {document.chunks_done}/{total} chunks" if total else "extracting text",
+                    "COMPLETED": "done",
+                    "FAILED": "failed",
+                }.get(document.status, document.status.lower())
+                rows.append(
+                    JobRow(
+                        kind="indexing",
+                        id=document.id,
+                        name=document.filename,
+                        owner=document.uploader.username if document.uploader else DELETED_USER_LABEL,
+                        status=document.status,
+                        stage=stage,
+                        progress=min(1.0, progress),
+                        attempts=document.attempts,
+                        error=document.error,
+                        created_at=document.upload_date,
+                        started_at=document.started_at,
+                        finished_at=document.indexed_at,
+                        heartbeat_at=document.heartbeat_at,
+                        duration_seconds=_duration(document.started_at, document.indexed_at, running, now),
+                        stale=_is_stale(running, document.heartbeat_at, document.started_at, now),
+                    )
+                )
+    rows.sort(key=lambda row: (row.created_at, row.id), reverse=True)
+    return rows
+
+
+def job_queue_depths(*, actor: Actor) -> dict[str, int] | None:
+    """Messages waiting per queue (ready plus delayed), read from Redis; None when Redis
+    cannot be reached (logged). Raises PermissionDenied without view_jobs."""
+    require(actor, "view_jobs")
+    try:
+        return queue_depths()
+    except RedisError:
+        log.warning("queue depths unavailable: Redis is not reachable", exc_info=True)
+        return None
+
+
+def retry_job(*, actor: Actor, kind: JobKind, job_id: int) -> None:
+    """Retry a failed or stalled transcription or indexing job through its owner's retry
+    function (core.meetings.transcription.retry_job, core.documents.indexing.retry_document), which commits
+    and enqueues it.
+
+    Requires view_jobs. An audit row (job.retry) is written by core.meetings.transcription for
+    recordings and here for documents (core.documents.indexing does not audit retries). Raises
+    what the owning service raises (NotFound; Conflict when the job is running or done).
+    """
+    require(actor, "view_jobs")
+    if kind == "transcription":
+        from core.meetings import retry_recording
+
+        retry_recording(actor=actor, job_id=job_id)
+    elif kind == "indexing":
+        from core.documents import retry_document
+
+        retry_document(actor=actor, document_id=job_id)
+        with session_scope() as session:
+            record_audit(session, actor=actor, action="job.retry", target_type="indexing", target_id=job_id, details={})
+    else:
+        raise InvalidInput(f"Unknown job kind {kind!r}.")

@@ -1,0 +1,296 @@
+"""The document catalogue: listing, reading, download, and the actions on a row (re-index, retry, delete).
+
+Visibility and who may change a document: core.documents.access.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import delete, select
+
+from core.access.audit import record_audit
+from core.access.rbac import Actor, require
+from core.documents.access import (
+    managed_document_row,
+    may_manage_document,
+    visible_document_row,
+    visible_documents_clause,
+)
+from core.documents.filetypes import safe_download_type
+from core.documents.indexing import ACTOR_NAME
+from core.documents.text_source import TEXT_SOURCE_TYPE, parse_text_source, render_pieces, render_sections
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import Conflict, InvalidInput, NotFound
+from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES, Document, DocumentChunk, User
+from core.platform.queue import enqueue
+from core.platform.storage import delete_stored, get_storage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIST_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One row of the catalogue as the Ingestion Hub shows it."""
+
+    id: int
+    filename: str
+    document_type: str
+    status: str
+    visibility: str
+    uploaded_by: int | None
+    uploader: str
+    upload_date: datetime
+    size_bytes: int
+    content_type: str
+    chunks_done: int
+    chunks_total: int
+    error: str | None
+    indexed_at: datetime | None
+    searchable: bool  # has an active generation of chunks (also during a re-index)
+    stalled: bool  # INDEXING but no heartbeat for settings.job_stale_after_seconds
+    transcription_job_id: int | None
+    can_manage: bool  # may re-index / retry
+    can_delete: bool
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    chunk_index: int
+    content: str
+    token_count: int
+    page_number: int | None
+    heading: str | None
+    start_seconds: float | None
+    end_seconds: float | None
+
+
+@dataclass(frozen=True)
+class DocumentDownload:
+    """A stored original ready to hand to st.download_button. content_type is always inert."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def reindex_document(*, actor: Actor, document_id: int) -> None:
+    """Queue a rebuild of a COMPLETED or FAILED document's chunks (e.g. after a model change).
+
+    The current chunks stay searchable until the new ones are swapped in; a failed rebuild
+    leaves them in place. Commits, then enqueues. Raises NotFound, PermissionDenied, or
+    Conflict while the document is already waiting or indexing.
+    """
+    _requeue(actor, document_id, allowed=("COMPLETED", "FAILED"), verb="re-indexed")
+
+
+def retry_document(*, actor: Actor, document_id: int) -> None:
+    """Queue a FAILED document again, or re-send a PENDING one / a stalled INDEXING one.
+
+    Commits, then enqueues. Raises NotFound, PermissionDenied, or Conflict when the
+    document is COMPLETED (use reindex_document) or being indexed by a live worker.
+    """
+    _requeue(actor, document_id, allowed=("FAILED", "PENDING", "STALLED"), verb="retried")
+
+
+def _is_stalled(document: Document) -> bool:
+    if document.status != "INDEXING":
+        return False
+    beat = document.heartbeat_at or document.started_at or document.upload_date
+    return beat < datetime.now(UTC) - timedelta(seconds=get_settings().job_stale_after_seconds)
+
+
+def _requeue(actor: Actor, document_id: int, *, allowed: tuple[str, ...], verb: str) -> None:
+    with session_scope() as session:
+        document = managed_document_row(session, actor, document_id)
+        state = "STALLED" if _is_stalled(document) else document.status
+        if state not in allowed:
+            raise Conflict(f"“{document.filename}” is {document.status.lower()} and cannot be {verb} now.")
+        document.status = "PENDING"
+        document.error = None
+        document.attempts = 0
+        document.heartbeat_at = None
+        document.chunks_done = 0
+    enqueue(ACTOR_NAME, document_id)
+
+
+def delete_documents(*, actor: Actor, document_ids: Iterable[int]) -> int:
+    """Delete documents, their chunks (cascade) and their stored files. Returns how many.
+
+    Requires delete_documents. Ids the actor cannot see or that no longer exist are
+    skipped (idempotent). Commits the rows with one audit row each, then removes the files
+    (a file that cannot be removed is logged). A run indexing a deleted document stops at
+    its next batch.
+    """
+    require(actor, "delete_documents")
+    ids = sorted(set(document_ids))
+    if not ids:
+        return 0
+    with session_scope() as session:
+        rows = session.execute(
+            select(Document.id, Document.filename, Document.storage_key, Document.document_type)
+            .where(Document.id.in_(ids), visible_documents_clause(actor))
+            .with_for_update()
+        ).all()
+        if not rows:
+            return 0
+        session.execute(delete(Document).where(Document.id.in_([row.id for row in rows])))
+        for row in rows:
+            record_audit(
+                session,
+                actor=actor,
+                action="document.delete",
+                target_type="document",
+                target_id=row.id,
+                details={"filename": row.filename, "document_type": row.document_type},
+            )
+    delete_stored(row.storage_key for row in rows)
+    log.info("%s deleted documents %s", actor.username, [row.id for row in rows])
+    return len(rows)
+
+
+def _info(actor: Actor, document: Document, uploader: str | None, stale_before: datetime) -> DocumentInfo:
+    beat = document.heartbeat_at or document.started_at or document.upload_date
+    return DocumentInfo(
+        id=document.id,
+        filename=document.filename,
+        document_type=document.document_type,
+        status=document.status,
+        visibility=document.visibility,
+        uploaded_by=document.uploaded_by,
+        uploader=uploader or "(deleted user)",
+        upload_date=document.upload_date,
+        size_bytes=int(document.size_bytes or 0),
+        content_type=document.content_type,
+        chunks_done=document.chunks_done,
+        chunks_total=document.chunks_total,
+        error=document.error,
+        indexed_at=document.indexed_at,
+        searchable=document.active_generation > 0,
+        stalled=document.status == "INDEXING" and beat < stale_before,
+        transcription_job_id=document.transcription_job_id,
+        can_manage=may_manage_document(actor, document),
+        can_delete=actor.can("delete_documents"),
+    )
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def list_documents(
+    *,
+    actor: Actor,
+    document_type: str | None = None,
+    status: str | None = None,
+    uploader_id: int | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    filename_contains: str | None = None,
+    limit: int = DEFAULT_LIST_LIMIT,
+) -> list[DocumentInfo]:
+    """The documents `actor` may see, newest first, filtered. Read-only.
+
+    Dates are UTC days, both inclusive, on the upload date. filename_contains is a
+    case-insensitive substring. Raises InvalidInput for an unknown type or status.
+    """
+    if document_type is not None and document_type not in DOCUMENT_TYPES:
+        raise InvalidInput(f"Unknown document type {document_type!r}.")
+    if status is not None and status not in DOCUMENT_STATUSES:
+        raise InvalidInput(f"Unknown status {status!r}.")
+    statement = (
+        select(Document, User.username)
+        .outerjoin(User, User.id == Document.uploaded_by)
+        .where(visible_documents_clause(actor))
+        .order_by(Document.upload_date.desc(), Document.id.desc())
+        .limit(max(1, min(limit, 10_000)))
+    )
+    if document_type:
+        statement = statement.where(Document.document_type == document_type)
+    if status:
+        statement = statement.where(Document.status == status)
+    if uploader_id is not None:
+        statement = statement.where(Document.uploaded_by == uploader_id)
+    if date_from is not None:
+        statement = statement.where(Document.upload_date >= _day_start(date_from))
+    if date_to is not None:
+        statement = statement.where(Document.upload_date < _day_start(date_to + timedelta(days=1)))
+    if filename_contains and filename_contains.strip():
+        pattern = filename_contains.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        statement = statement.where(Document.filename.ilike(f"%{pattern}%", escape="\\"))
+    stale_before = datetime.now(UTC) - timedelta(seconds=get_settings().job_stale_after_seconds)
+    with session_scope() as session:
+        return [_info(actor, document, username, stale_before) for document, username in session.execute(statement)]
+
+
+def list_uploaders(*, actor: Actor) -> list[tuple[int, str]]:
+    """(user id, username) of everyone who uploaded a document `actor` can see. Read-only."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(User.id, User.username)
+            .join(Document, Document.uploaded_by == User.id)
+            .where(visible_documents_clause(actor))
+            .distinct()
+            .order_by(User.username)
+        ).all()
+    return [(row.id, row.username) for row in rows]
+
+
+def get_document(*, actor: Actor, document_id: int) -> DocumentInfo:
+    """One document the actor may see. Read-only. Raises NotFound."""
+    stale_before = datetime.now(UTC) - timedelta(seconds=get_settings().job_stale_after_seconds)
+    with session_scope() as session:
+        document = visible_document_row(session, actor, document_id)
+        uploader = session.scalar(select(User.username).where(User.id == document.uploaded_by))
+        return _info(actor, document, uploader, stale_before)
+
+
+def document_chunks(*, actor: Actor, document_id: int, limit: int | None = None) -> list[ChunkInfo]:
+    """The searchable chunks of a document, in order. Read-only. Raises NotFound."""
+    with session_scope() as session:
+        document = visible_document_row(session, actor, document_id)
+        statement = (
+            select(DocumentChunk)
+            .where(DocumentChunk.document_id == document.id, DocumentChunk.generation == document.active_generation)
+            .order_by(DocumentChunk.chunk_index)
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        return [
+            ChunkInfo(
+                chunk_index=chunk.chunk_index,
+                content=chunk.content,
+                token_count=chunk.token_count,
+                page_number=chunk.page_number,
+                heading=chunk.heading,
+                start_seconds=chunk.start_seconds,
+                end_seconds=chunk.end_seconds,
+            )
+            for chunk in session.scalars(statement)
+        ]
+
+
+def download_document(*, actor: Actor, document_id: int) -> DocumentDownload:
+    """The stored original with its filename and an inert content type. Read-only.
+
+    Anyone who may see the document may download it. HTML and anything unknown is sent as
+    application/octet-stream, never as itself. Transcripts and minutes come as text.
+    Raises NotFound when the document or its file is missing.
+    """
+    with session_scope() as session:
+        document = visible_document_row(session, actor, document_id)
+        filename, content_type, key = document.filename, document.content_type, document.storage_key
+    if not key:
+        raise NotFound(f"“{filename}” has no stored file.")
+    data = get_storage().read(key)
+    if content_type == TEXT_SOURCE_TYPE:
+        sections, pieces = parse_text_source(data)
+        rendered = render_pieces(pieces) if pieces else render_sections(sections)
+        return DocumentDownload(filename, "text/plain; charset=utf-8", rendered.encode("utf-8"))
+    return DocumentDownload(filename, safe_download_type(content_type), data)

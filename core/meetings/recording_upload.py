@@ -1,0 +1,102 @@
+"""Storing an uploaded or recorded meeting and queueing its transcription."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import PurePath
+from typing import IO
+
+from core.access.rbac import Actor, require
+from core.meetings.audio import CONTENT_TYPES, extension_of, probe_audio
+from core.meetings.recordings import RecordingSummary, enqueue_transcription, get_recording_summary
+from core.platform.config import get_settings
+from core.platform.db import session_scope
+from core.platform.errors import InvalidInput
+from core.platform.models import VISIBILITIES, TranscriptionJob
+from core.platform.storage import get_storage
+
+log = logging.getLogger(__name__)
+
+RECORDING_KIND = "recordings"
+
+
+def _declared_size(file: IO[bytes]) -> int | None:
+    size = getattr(file, "size", None)  # Streamlit's UploadedFile knows its size
+    if isinstance(size, int):
+        return size
+    try:
+        position = file.tell()
+        end = file.seek(0, 2)
+        file.seek(position)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return int(end - position)
+
+
+def _clean_filename(filename: str) -> str:
+    name = PurePath(str(filename or "").replace("\\", "/")).name
+    # Control and format characters (NUL, DEL, C1, the bidi overrides that make
+    # "x\u202egpj.mp3" display as "x3pm.jpg") never reach a stored name.
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if not name:
+        return "recording"
+    if len(name) > 255:
+        suffix = PurePath(name).suffix[:16]
+        name = name[: 255 - len(suffix)] + suffix
+    return name
+
+
+def submit_recording(
+    *, actor: Actor, file: IO[bytes], filename: str, visibility: str = "team", language: str | None = None
+) -> RecordingSummary:
+    """Store an uploaded or recorded meeting and queue its transcription.
+
+    Needs transcribe_audio. The size limit (settings.max_audio_mb) is checked against the
+    declared size before anything is read, and again while the stream is stored. The file
+    is probed with ffprobe: corrupt, non-audio, video-only or unsupported files raise
+    InvalidInput with a message for the uploader and leave nothing behind. Commits the
+    PENDING job, then enqueues it. Raises PermissionDenied, InvalidInput, or QuorumError
+    when the queue cannot be reached (the job is then FAILED and can be retried).
+    """
+    require(actor, "transcribe_audio")
+    if visibility not in VISIBILITIES:
+        raise InvalidInput("Visibility must be 'team' or 'private'.")
+    name = _clean_filename(filename)
+    extension = extension_of(name)
+    settings = get_settings()
+    declared = _declared_size(file)
+    if declared is not None and declared > settings.max_audio_bytes:
+        raise InvalidInput(
+            f"{name} is {declared / 1024 / 1024:.0f} MB; recordings are limited to {settings.max_audio_mb} MB."
+        )
+    storage = get_storage()
+    stored = storage.put(file, kind=RECORDING_KIND, suffix=f".{extension}", max_bytes=settings.max_audio_bytes)
+    try:
+        if stored.size_bytes == 0:
+            raise InvalidInput(f"{name} is empty.")
+        with storage.local_path(stored.key) as path:
+            info = probe_audio(path, filename=name)
+        with session_scope() as session:
+            job = TranscriptionJob(
+                owner_id=actor.id,
+                filename=name,
+                content_type=CONTENT_TYPES[extension],
+                size_bytes=stored.size_bytes,
+                storage_key=stored.key,
+                sha256=stored.sha256,
+                duration_seconds=info.duration_seconds,
+                language=language or None,
+                visibility=visibility,
+                status="PENDING",
+                stage="queued",
+                progress=0.0,
+            )
+            session.add(job)
+            session.flush()
+            job_id = job.id
+    except BaseException:
+        storage.delete(stored.key)
+        raise
+    log.info("recording %s stored as job %s (%.0f s, %s)", name, job_id, info.duration_seconds, info.codec)
+    enqueue_transcription(job_id)
+    return get_recording_summary(actor=actor, job_id=job_id)
