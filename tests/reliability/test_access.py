@@ -113,10 +113,11 @@ def _closure(name: str, direct: dict[str, set[frozenset[str]]], calls: dict[str,
 
 
 def _required_permissions() -> dict[str, frozenset[str]]:
-    """ "module.function" -> the permissions (any one suffices) its `require` calls need,
-    following calls to other functions of the same module. Public functions only."""
+    """ "package.function" (core.<package> names it) -> the permissions (any one suffices) its
+    `require` calls need, following calls to other functions of the same module. Public
+    functions only."""
     found: dict[str, frozenset[str]] = {}
-    for path in sorted(CORE.glob("*.py")):
+    for path in sorted(CORE.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
         direct: dict[str, set[frozenset[str]]] = {name: set() for name in functions}
@@ -133,8 +134,10 @@ def _required_permissions() -> dict[str, frozenset[str]]:
                     calls[name].add(callee)
         for name in functions:
             if not name.startswith("_") and (requirement := _closure(name, direct, calls)):
-                assert len(requirement) == 1, f"{path.stem}.{name} checks several permissions: {requirement}"
-                found[f"{path.stem}.{name}"] = next(iter(requirement))
+                key = f"{path.parent.name if path.parent != CORE else path.stem}.{name}"
+                assert len(requirement) == 1, f"{key} checks several permissions: {requirement}"
+                assert key not in found, f"{key} is defined twice in its package"
+                found[key] = next(iter(requirement))
     return found
 
 
@@ -340,21 +343,21 @@ def _probes() -> list[Probe]:
         ("admin.job_queue_depths", "view_jobs", lambda a, w: admin_service.job_queue_depths(actor=a), {}),
         ("admin.retry_job", "view_jobs", lambda a, w: admin_service.retry_job(
             actor=a, kind="indexing", job_id=_colleague_document(w, status="FAILED", error="boom")), {}),
-        ("analytics.usage_analytics", "view_jobs", lambda a, w: analytics.usage_analytics(actor=a), {}),
-        ("usage.summarize_usage", "view_jobs", lambda a, w: usage.summarize_usage(actor=a), {}),
-        ("audit.list_audit", "view_audit_log", lambda a, w: audit.list_audit(actor=a, filters=quiet), {}),
-        ("audit.audit_actions", "view_audit_log", lambda a, w: audit.audit_actions(actor=a), {}),
-        ("audit.export_audit_csv", "view_audit_log", lambda a, w: audit.export_audit_csv(actor=a, filters=quiet), {}),
-        ("audit.export_audit_xlsx", "view_audit_log", lambda a, w: audit.export_audit_xlsx(actor=a, filters=quiet), {}),
-        ("feedback_review.list_feedback", "review_feedback",
+        ("admin.usage_analytics", "view_jobs", lambda a, w: analytics.usage_analytics(actor=a), {}),
+        ("ai.summarize_usage", "view_jobs", lambda a, w: usage.summarize_usage(actor=a), {}),
+        ("access.list_audit", "view_audit_log", lambda a, w: audit.list_audit(actor=a, filters=quiet), {}),
+        ("access.audit_actions", "view_audit_log", lambda a, w: audit.audit_actions(actor=a), {}),
+        ("access.export_audit_csv", "view_audit_log", lambda a, w: audit.export_audit_csv(actor=a, filters=quiet), {}),
+        ("access.export_audit_xlsx", "view_audit_log", lambda a, w: audit.export_audit_xlsx(actor=a, filters=quiet), {}),
+        ("chat.list_feedback", "review_feedback",
             lambda a, w: feedback_review.list_feedback(actor=a, filters=few), {}),
-        ("feedback_review.feedback_raters", "review_feedback",
+        ("chat.feedback_raters", "review_feedback",
             lambda a, w: feedback_review.feedback_raters(actor=a), {}),
-        ("feedback_review.review_feedback", "review_feedback", lambda a, w: feedback_review.review_feedback(
+        ("chat.review_feedback", "review_feedback", lambda a, w: feedback_review.review_feedback(
             actor=a, feedback_id=make_feedback(_own_answer(w.other)[1], w.other.id), status="rejected"), {}),
-        ("feedback_review.export_feedback_csv", "review_feedback",
+        ("chat.export_feedback_csv", "review_feedback",
             lambda a, w: feedback_review.export_feedback_csv(actor=a, filters=few), {}),
-        ("feedback_review.export_feedback_xlsx", "review_feedback",
+        ("chat.export_feedback_xlsx", "review_feedback",
             lambda a, w: feedback_review.export_feedback_xlsx(actor=a, filters=few), {}),
         # Chats and ratings of one's own answers.
         ("chat.create_chat", "use_chat", lambda a, w: chat.create_chat(actor=a), {}),
@@ -368,9 +371,9 @@ def _probes() -> list[Probe]:
         ("chat.regenerate_last_answer", "use_chat",
             lambda a, w: chat.regenerate_last_answer(actor=a, chat_id=_own_answer(a)[0]), {}),
         ("chat.ask", "use_chat", lambda a, w: chat.ask(actor=a, question=f"What does the {w.team_token} say?"), {}),
-        ("feedback.rate_message", "use_chat",
+        ("chat.rate_message", "use_chat",
             lambda a, w: feedback.rate_message(actor=a, message_id=_own_answer(a)[1], rating="good"), {}),
-        ("feedback.clear_rating", "use_chat",
+        ("chat.clear_rating", "use_chat",
             lambda a, w: feedback.clear_rating(actor=a, message_id=_own_answer(a)[1]), {}),
         # Documents: adding, and changing a colleague's.
         ("documents.upload_documents", "ingest_documents", lambda a, w: documents.upload_documents(
@@ -394,7 +397,7 @@ def _probes() -> list[Probe]:
             lambda a, w: documents.download_document(actor=a, document_id=w.team_document), shared),
         ("documents.list_uploaders", "read_documents",
             lambda a, w: _seen(w.other.id in dict(documents.list_uploaders(actor=a)), "uploader"), shared),
-        ("retrieval.retrieve", "read_documents", lambda a, w: _seen(
+        ("chat.retrieve", "read_documents", lambda a, w: _seen(
             w.team_document in {c.document_id for c in retrieve(actor=a, query=w.team_token)}, "search hit"), shared),
         ("meetings.list_recordings", "read_transcripts", lambda a, w: _seen(
             w.team_job in {j.id for j in meetings.list_recordings(actor=a)}, "team recording"), shared),
@@ -404,7 +407,7 @@ def _probes() -> list[Probe]:
             lambda a, w: meetings.get_recording_summary(actor=a, job_id=w.team_job), shared),
         ("meetings.read_recording", "read_transcripts",
             lambda a, w: meetings.read_recording(actor=a, job_id=w.team_job), shared),
-        ("minutes.get_minutes", "read_transcripts",
+        ("meetings.get_minutes", "read_transcripts",
             lambda a, w: minutes.get_minutes(actor=a, job_id=w.team_job), shared),
         # Recordings: adding, and changing a colleague's; exports.
         ("meetings.submit_recording", "transcribe_audio", _submit_and_remove, {}),
@@ -412,19 +415,19 @@ def _probes() -> list[Probe]:
             actor=a, job_id=_colleague_job(w, status="FAILED", error="boom")), {}),
         ("meetings.delete_recording", "delete_documents",
             lambda a, w: meetings.delete_recording(actor=a, job_id=_colleague_job(w)), {}),
-        ("minutes.update_minutes", "delete_documents", lambda a, w: minutes.update_minutes(
+        ("meetings.update_minutes", "delete_documents", lambda a, w: minutes.update_minutes(
             actor=a, job_id=_colleague_job(w), markdown="# Edited\n\nShip it."), {}),
-        ("minutes.regenerate_minutes", "delete_documents",
+        ("meetings.regenerate_minutes", "delete_documents",
             lambda a, w: minutes.regenerate_minutes(actor=a, job_id=_colleague_job(w)), {}),
-        ("exports.export_job", "export_transcripts",
+        ("meetings.export_job", "export_transcripts",
             lambda a, w: exports.export_job(actor=a, job_id=w.team_job, fmt="txt"), {}),
-        ("exports.export_transcript", "export_transcripts",
+        ("meetings.export_transcript", "export_transcripts",
             lambda a, w: exports.export_transcript(actor=a, job_id=w.team_job, fmt="srt"), {}),
-        ("exports.export_minutes", "export_transcripts",
+        ("meetings.export_minutes", "export_transcripts",
             lambda a, w: exports.export_minutes(actor=a, job_id=w.team_job, fmt="md"), {}),
-        ("exports.export_jobs_csv", "export_transcripts",
+        ("meetings.export_jobs_csv", "export_transcripts",
             lambda a, w: exports.export_jobs_csv(actor=a, job_ids=[w.team_job]), {}),
-        ("exports.export_jobs_zip", "export_transcripts",
+        ("meetings.export_jobs_zip", "export_transcripts",
             lambda a, w: exports.export_jobs_zip(actor=a, job_ids=[w.team_job]), {}),
     ]
     # fmt: on
