@@ -27,4 +27,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"
 
 # The app by default; compose overrides the command for workers and migrations.
-CMD ["python", "-m", "streamlit", "run", "streamlit_app.py", "--server.port=8501", "--server.address=0.0.0.0"]
+# `serve` hands the single sign-on settings (QUORUM_OIDC_*) to Streamlit, then runs it.
+CMD ["python", "-m", "core.cli", "serve", "--port", "8501", "--address", "0.0.0.0"]

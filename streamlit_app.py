@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.ai import is_offline, provider_status
+from core.platform.config import get_settings
 from core.platform.health import database_problem
 from ui import session_keys
 from ui.auth_ui import build_authenticator, render_login_form, request_sign_out, restore_session
@@ -26,9 +27,10 @@ if problem:
 authentication = restore_session()  # None: a session signed in earlier, re-checked
 
 if not st.session_state.get(session_keys.ACTOR):
-    authenticator, credentials = authentication or build_authenticator()
+    if authentication is None and get_settings().password_sign_in:
+        authentication = build_authenticator()
     login = st.Page(
-        lambda: render_login_form(authenticator, credentials),
+        lambda: render_login_form(authentication),
         title="Sign in",
         icon=":material/login:",
         url_path="login",

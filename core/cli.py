@@ -41,7 +41,13 @@ def prepare() -> tuple[str, str]:
     db_url = database_url(settings)
     upgrade_database()
     generated = ensure_first_admin()
-    if generated:
+    if generated and not settings.password_sign_in:
+        print(
+            "\n  First admin created for single sign-on only: sign in with "
+            f"{settings.oidc_provider_label} as {settings.admin_email} to be that admin.\n",
+            flush=True,
+        )
+    elif generated:
         print(
             "\n  First admin created.\n"
             f"    username: {settings.admin_username}\n"
@@ -193,6 +199,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return subprocess.call(_worker_command(args.processes, args.threads), cwd=ROOT, env=env)
 
 
+def _streamlit_command(port: int, address: str) -> list[str]:
+    """`streamlit run` for the app, with Quorum's single sign-on settings handed to Streamlit."""
+    from core.access.oidc import streamlit_secrets_flags
+
+    return [
+        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+        "--server.port", str(port), "--server.address", address,
+        *streamlit_secrets_flags(get_settings(), ROOT),
+    ]  # fmt: skip
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Only the app (production: services, migrations and workers run elsewhere)."""
+    command = _streamlit_command(args.port, args.address)
+    os.chdir(ROOT)
+    os.execv(command[0], command)  # the app becomes this process: signals reach Streamlit directly
+    return 0  # not reached
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Everything `make run` starts: services, migrations, first admin, worker, Streamlit."""
     from core.platform.embedded import stop_embedded_redis
@@ -205,15 +230,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis, "PYTHONUNBUFFERED": "1"}
     children = [
         subprocess.Popen(_worker_command(1, args.threads), cwd=ROOT, env=env),
-        subprocess.Popen(
-            [
-                sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-                "--server.port", str(args.port), "--server.address", args.address,
-            ],
-            cwd=ROOT,
-            env=env,
-        ),
-    ]  # fmt: skip
+        subprocess.Popen(_streamlit_command(args.port, args.address), cwd=ROOT, env=env),
+    ]
     print(f"\n  Quorum is starting on http://{args.address}:{args.port}  (Ctrl-C stops everything)\n", flush=True)
 
     stopping = False
@@ -259,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--address", default="127.0.0.1")
     up.add_argument("--threads", type=int, default=4, help="worker threads")
     up.set_defaults(handler=cmd_up)
+
+    serve = sub.add_parser("serve", help="run only the app (the production image's command)")
+    serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument("--address", default="127.0.0.1")
+    serve.set_defaults(handler=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="bring the database to the latest schema and seed roles")
     migrate.set_defaults(handler=cmd_migrate)

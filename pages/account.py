@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import streamlit as st
-from core.access.accounts import change_own_password
+from core.access.accounts import change_own_password, has_password
 from core.access.rbac import PERMISSIONS
+from core.platform.config import get_settings
+from ui import session_keys
 from ui.common import current_actor, run_action
 
 actor = current_actor()
@@ -19,7 +21,22 @@ with left:
         if actor.can(name):
             st.markdown(f":material/check: {description}")
 
+settings = get_settings()
+single_sign_on = st.session_state.get(session_keys.SIGN_IN_METHOD) == "oidc"
+
 with right:
+    if single_sign_on:
+        st.subheader("Sign-in")
+        st.info(
+            f"You signed in with {settings.oidc_provider_label}. Your password and sign-in security are "
+            f"managed there. Signing out here also ends your {settings.oidc_provider_label} session when it "
+            "allows that.",
+            icon=":material/key:",
+        )
+    if not settings.password_sign_in or not has_password(actor):
+        if not single_sign_on:
+            st.info(f"You sign in with {settings.oidc_provider_label}; Quorum keeps no password for you.")
+        st.stop()
     st.subheader("Change password")
     with st.form("change_password", clear_on_submit=True):
         current = st.text_input("Current password", type="password")

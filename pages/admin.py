@@ -26,6 +26,7 @@ from core.chat.feedback_review import (
     list_feedback,
     review_feedback,
 )
+from core.platform.config import get_settings
 from core.platform.models import REVIEW_STATUSES
 from ui import session_keys
 from ui.common import current_actor, format_seconds, run_action
@@ -35,6 +36,7 @@ XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ALL = "All"
 
 actor = current_actor()
+settings = get_settings()
 
 
 def _apply(action: Callable[[], object], success: str) -> None:
@@ -85,11 +87,56 @@ def _show_new_password() -> None:
         st.code(password, language=None)
 
 
+def _signs_in_with(user: admin_service.UserSummary) -> str:
+    return user.sign_in_methods.replace("single sign-on", settings.oidc_provider_label)
+
+
+def _signs_in_with_method(method: str) -> str:
+    return settings.oidc_provider_label if method == "oidc" else method
+
+
+def _status(user: admin_service.UserSummary) -> str:
+    if user.approval_pending:
+        return "waits for approval"
+    return "active" if user.is_active else "disabled"
+
+
+def _pending_approvals(users: list[admin_service.UserSummary]) -> None:
+    """People single sign-on let in who wait for an admin (QUORUM_OIDC_NEW_USERS=approval)."""
+    pending = [u for u in users if u.approval_pending]
+    if not pending:
+        return
+    with st.container(border=True):
+        st.markdown(f"**{len(pending)} waiting for approval** · signed in with {settings.oidc_provider_label}")
+        for user in pending:
+            who, role, approve, reject = st.columns([3, 1, 1, 1], vertical_alignment="center")
+            who.markdown(f"{user.display_name} · {user.email} · since {_when(user.created_at)}")
+            role.caption(f"role {user.role_name}")
+            if approve.button("Approve", key=f"admin_approve_{user.id}", type="primary"):
+                _apply(
+                    partial(admin_service.set_user_active, actor=actor, user_id=user.id, active=True),
+                    f"{user.username} is approved.",
+                )
+            if reject.button(
+                "Reject", key=f"admin_reject_{user.id}", help="Keeps them out; delete them below if you like"
+            ):
+                _apply(
+                    partial(admin_service.set_user_active, actor=actor, user_id=user.id, active=False),
+                    f"{user.username} is rejected.",
+                )
+
+
 def users_tab() -> None:
     _show_new_password()
     users = run_action(lambda: admin_service.list_users(actor=actor)) or []
     roles = run_action(lambda: admin_service.list_roles(actor=actor)) or []
     role_names = {role.id: role.name for role in roles}
+    _pending_approvals(users)
+    if settings.oidc_enabled and settings.oidc_roles_claim and settings.oidc_role_map:
+        st.caption(
+            f"Roles of people who sign in with {settings.oidc_provider_label} follow its "
+            f"`{settings.oidc_roles_claim}` claim at every sign-in."
+        )
     st.dataframe(
         pd.DataFrame(
             [
@@ -98,10 +145,12 @@ def users_tab() -> None:
                     "Name": u.display_name,
                     "Email": u.email,
                     "Role": u.role_name,
-                    "Active": u.is_active,
+                    "Status": _status(u),
+                    "Signs in with": _signs_in_with(u),
                     "Locked": u.locked,
                     "Failed sign-ins": u.failed_login_count,
-                    "Last sign-in": _when(u.last_login_at),
+                    "Last sign-in": _when(u.last_login_at)
+                    + (f" ({_signs_in_with_method(u.last_login_method)})" if u.last_login_method else ""),
                     "Created": _when(u.created_at),
                 }
                 for u in users
@@ -117,12 +166,28 @@ def users_tab() -> None:
             email = right.text_input("Email")
             display_name = left.text_input("Display name (optional)")
             role_id = right.selectbox("Role", list(role_names), format_func=lambda rid: role_names[rid])
-            password = st.text_input(
-                "Password (leave empty to generate one)", type="password", help="At least 8 characters."
+            methods = [f"{settings.oidc_provider_label} only"] if settings.oidc_enabled else []
+            methods += ["Password"] if settings.password_sign_in else []
+            # A choice only when both ways of signing in are on.
+            method = (
+                st.radio(
+                    "Signs in with",
+                    methods,
+                    horizontal=True,
+                    help=f"{settings.oidc_provider_label} links the account by its email at the first sign-in.",
+                )
+                if len(methods) > 1
+                else methods[0]
+            )
+            password = (
+                st.text_input("Password (leave empty to generate one)", type="password", help="At least 8 characters.")
+                if settings.password_sign_in
+                else ""
             )
             submitted = st.form_submit_button("Create user", type="primary")
         if submitted and role_id is not None:
-            chosen = password or admin_service.generate_password()
+            with_password = method == "Password"
+            chosen = (password or admin_service.generate_password()) if with_password else None
             created = run_action(
                 lambda: admin_service.create_user(
                     actor=actor,
@@ -134,7 +199,7 @@ def users_tab() -> None:
                 )
             )
             if created:
-                if not password:
+                if with_password and not password:
                     st.session_state[session_keys.ADMIN_NEW_PASSWORD] = (created.username, chosen)
                 st.session_state[session_keys.ADMIN_FLASH] = f"User {created.username} created."
                 st.rerun()
@@ -155,7 +220,8 @@ def users_tab() -> None:
         return
     user = users_by_id[picked]
     st.caption(
-        f"Role {user.role_name}" + ("" if user.is_active else " · disabled") + (" · locked" if user.locked else "")
+        f"Role {user.role_name} · {_status(user)} · signs in with {_signs_in_with(user)}"
+        + (" · locked" if user.locked else "")
     )
     is_self = user.id == actor.id
     role_col, state_col = st.columns(2, gap="large")
@@ -175,7 +241,7 @@ def users_tab() -> None:
             )
     with state_col:
         st.markdown(
-            f"**{user.username}** is {'active' if user.is_active else 'disabled'}"
+            f"**{user.username}** is {_status(user)}"
             + (f", locked until {_when(user.locked_until)}" if user.locked else "")
             + "."
         )
@@ -186,16 +252,18 @@ def users_tab() -> None:
                     lambda: admin_service.set_user_active(actor=actor, user_id=user.id, active=False),
                     f"{user.username} is disabled.",
                 )
-        elif buttons[0].button("Enable", key=f"admin_enable_{user.id}"):
+        elif buttons[0].button("Approve" if user.approval_pending else "Enable", key=f"admin_enable_{user.id}"):
             _apply(
                 lambda: admin_service.set_user_active(actor=actor, user_id=user.id, active=True),
-                f"{user.username} is enabled.",
+                f"{user.username} is {'approved' if user.approval_pending else 'enabled'}.",
             )
         if buttons[1].button(
             "Unlock", disabled=not user.locked and not user.failed_login_count, key=f"admin_unlock_{user.id}"
         ):
             _apply(lambda: admin_service.unlock_user(actor=actor, user_id=user.id), f"{user.username} is unlocked.")
-        if buttons[2].button("Reset password", key=f"admin_reset_{user.id}"):
+        if settings.password_sign_in and buttons[2].button(
+            "Set password" if not user.has_password else "Reset password", key=f"admin_reset_{user.id}"
+        ):
             new_password = run_action(lambda: admin_service.reset_password(actor=actor, user_id=user.id))
             if new_password:
                 st.session_state[session_keys.ADMIN_NEW_PASSWORD] = (user.username, new_password)

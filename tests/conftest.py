@@ -6,18 +6,21 @@ embedded-server code path of the product is the one that starts both servers.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import DATA_DIR as _DATA_DIR
 from core.access.rbac import ADMIN_ROLE, USER_ROLE, Actor
-from core.platform.config import get_settings
+from core.platform.config import Settings, get_settings
 from core.platform.db import get_engine
 from core.platform.embedded import redis_url, stop_embedded_redis
 from core.platform.schema import upgrade_database
+from tests.oidc_support import ISSUER
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +41,29 @@ def redis_server() -> Iterator[str]:
     url = redis_url()
     yield url
     stop_embedded_redis(get_settings())
+
+
+@pytest.fixture
+def oidc(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Settings]]:
+    """configure(**settings) -> Settings: single sign-on on (a made-up issuer, new users
+    active) with these overrides, each set as its QUORUM_* variable. Undone after the test."""
+
+    def configure(**overrides: Any) -> Settings:
+        values = {
+            "oidc_issuer": ISSUER,
+            "oidc_client_id": "quorum",
+            "oidc_client_secret": "s3cret",
+            "oidc_provider_label": "Acme ID",
+            "oidc_new_users": "active",
+            **overrides,
+        }
+        for name, value in values.items():
+            monkeypatch.setenv(f"QUORUM_{name.upper()}", value if isinstance(value, str) else json.dumps(value))
+        get_settings.cache_clear()
+        return get_settings()
+
+    yield configure
+    get_settings.cache_clear()
 
 
 def unique(prefix: str = "t") -> str:

@@ -4,7 +4,6 @@ mapping, linking, refusal, lock-out protection, audit, and the Streamlit [auth] 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,8 +14,6 @@ from sqlalchemy import select
 import core.admin as svc
 from core.access.accounts import check_sign_in, credentials_for_authenticator
 from core.access.oidc import (
-    OidcIdentity,
-    identity_from_claims,
     sign_in_with_oidc,
     streamlit_auth_secrets,
     streamlit_secrets_flags,
@@ -28,54 +25,7 @@ from core.platform.db import session_scope
 from core.platform.models import Role, User
 from tests.admin_data import audit_actions_for, get_row, only_manager
 from tests.conftest import unique
-
-ISSUER = "https://idp.example.test"
-
-
-@pytest.fixture
-def oidc(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Settings]]:
-    """configure(**settings): single sign-on on, with these QUORUM_OIDC_* / QUORUM_* overrides."""
-
-    def configure(**overrides: Any) -> Settings:
-        values = {
-            "oidc_issuer": ISSUER,
-            "oidc_client_id": "quorum",
-            "oidc_client_secret": "s3cret",
-            "oidc_provider_label": "Acme ID",
-            "oidc_new_users": "active",
-            **overrides,
-        }
-        for name, value in values.items():
-            monkeypatch.setenv(f"QUORUM_{name.upper()}", value if isinstance(value, str) else _json(value))
-        get_settings.cache_clear()
-        return get_settings()
-
-    yield configure
-    get_settings.cache_clear()
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
-
-
-def identity(
-    email: str | None = None, *, verified: bool = True, subject: str | None = None, **claims: Any
-) -> OidcIdentity:
-    email = email if email is not None else f"{unique('sso')}@corp.example"
-    parsed = identity_from_claims(
-        {
-            "iss": ISSUER,
-            "sub": subject or unique("sub"),
-            "email": email,
-            "email_verified": verified,
-            "name": "Ada Lovelace",
-            **claims,
-        }
-    )
-    assert parsed is not None
-    return parsed
+from tests.oidc_support import ISSUER, identity
 
 
 def _user(**where: Any) -> User:

@@ -1,9 +1,14 @@
-"""Sign-in plumbing around streamlit-authenticator, backed by the users table.
+"""Sign-in plumbing: passwords (streamlit-authenticator) and single sign-on (st.login).
 
-streamlit-authenticator renders the form, checks the bcrypt hash and keeps the signed
-re-authentication cookie. Quorum adds what it lacks: disabled accounts, lock-out after
-repeated failures (counted in the database, so it holds across sessions and restarts), and
-a fresh permission check on every run.
+streamlit-authenticator renders the password form, checks the bcrypt hash and keeps the
+signed re-authentication cookie. Quorum adds what it lacks: disabled accounts, lock-out
+after repeated failures (counted in the database, so it holds across sessions and
+restarts), and a fresh permission check on every run.
+
+Single sign-on runs on Streamlit's own OpenID Connect support: st.login sends the browser
+to the identity provider, Streamlit checks the answer and keeps the verified claims in its
+identity cookie (st.user). core.access.oidc turns those claims into a Quorum user, and the
+same per-run check as for passwords keeps permissions, disabling and deletion in force.
 """
 
 from __future__ import annotations
@@ -12,18 +17,35 @@ import extra_streamlit_components as stx
 import streamlit as st
 import streamlit_authenticator as stauth
 from extra_streamlit_components.CookieManager import _component_func as _cookie_component
+from streamlit.errors import StreamlitAuthError
 from streamlit_authenticator.models import cookie_model
 
 from core.access.accounts import (
     check_sign_in,
     credentials_for_authenticator,
     record_failed_sign_in,
+    record_refused_sign_in,
+    record_sign_out,
     record_successful_sign_in,
+)
+from core.access.oidc import (
+    EXPIRED_MESSAGE,
+    STREAMLIT_PROVIDER,
+    OidcIdentity,
+    identity_from_claims,
+    sign_in_expired,
+    sign_in_with_oidc,
 )
 from core.platform.config import get_settings
 from ui import session_keys
 
-_USER_KEYS = (session_keys.ACTOR, session_keys.ACTIVE_CHAT_ID, session_keys.SELECTED_JOB_ID)
+_USER_KEYS = (
+    session_keys.ACTOR,
+    session_keys.ACTIVE_CHAT_ID,
+    session_keys.SELECTED_JOB_ID,
+    session_keys.SIGN_IN_METHOD,
+    session_keys.OIDC_USERNAME,
+)
 
 
 class _CookieWriter(stx.CookieManager):  # type: ignore[misc]
@@ -70,13 +92,26 @@ def restore_session() -> Authenticator | None:
     it was given) when this run needed one: signed out, or just signed out. A session
     signed in earlier is re-checked without it, because its cookie component reports back
     after every page change and each report would cost a second run of the page.
+    Single sign-on sessions (st.user) get the same per-run check and never need it.
     """
+    password_sign_in = get_settings().password_sign_in
     if st.session_state.pop(session_keys.SIGN_OUT_REQUESTED, False):
+        if st.session_state.get(session_keys.SIGN_IN_METHOD) == "oidc":
+            _end_single_sign_on()
+            return None
+        username = st.session_state.get(session_keys.AUTH_USERNAME)
+        if username and st.session_state.get(session_keys.ACTOR):
+            record_sign_out(str(username), method="password")
         built = build_authenticator()
         sign_out(built[0])
         return built
-    if st.session_state.get(session_keys.AUTH_STATUS):
+    if st.session_state.get(session_keys.SIGN_IN_METHOD) == "oidc":
+        _admit_single_sign_on()
+        return None
+    if password_sign_in and st.session_state.get(session_keys.AUTH_STATUS):
         return _admit(None)
+    if _sign_in_with_provider() or not password_sign_in:
+        return None
     built = build_authenticator()
     try:
         built[0].login(location="unrendered")
@@ -99,6 +134,100 @@ def _admit(built: Authenticator | None) -> Authenticator | None:
     return built
 
 
+# ---------------------------------------------------------------------------- single sign-on
+
+
+def provider_identity() -> OidcIdentity | None:
+    """The identity the provider vouched for in this browser (st.user), if any."""
+    if not get_settings().oidc_enabled:
+        return None
+    try:
+        if not st.user.is_logged_in:
+            return None
+        claims = st.user.to_dict()
+    except (AttributeError, KeyError, StreamlitAuthError):
+        return None  # the server was started without Quorum's [auth] settings
+    return identity_from_claims(claims)
+
+
+def _sign_in_with_provider() -> bool:
+    """Sign in the provider's identity of this browser, if there is one. True when admitted;
+    a refusal is remembered for the sign-in page (and audited once, by the service)."""
+    identity = provider_identity()
+    if identity is None:
+        return False
+    refused = st.session_state.get(session_keys.OIDC_REFUSED)
+    if refused and refused[0] == identity.subject:
+        return False
+    verdict = sign_in_with_oidc(identity)
+    if verdict.actor is None:
+        st.session_state[session_keys.OIDC_REFUSED] = (identity.subject, verdict.refusal or "You cannot sign in now.")
+        return False
+    st.session_state.pop(session_keys.OIDC_REFUSED, None)
+    st.session_state[session_keys.SIGN_IN_METHOD] = "oidc"
+    st.session_state[session_keys.OIDC_USERNAME] = verdict.actor.username
+    st.session_state[session_keys.ACTOR] = verdict.actor
+    return True
+
+
+def _admit_single_sign_on() -> None:
+    """The per-run check of a single sign-on session: the same account rules as passwords,
+    and the provider's sign-in must still be there and not older than a sign-in lasts."""
+    identity = provider_identity()
+    username = str(st.session_state.get(session_keys.OIDC_USERNAME))
+    if identity is None:
+        verdict_message = "You were signed out."
+    elif sign_in_expired(identity, get_settings()):
+        verdict_message = EXPIRED_MESSAGE
+    else:
+        verdict = check_sign_in(username, method="oidc")
+        if verdict.actor is not None:
+            st.session_state[session_keys.ACTOR] = verdict.actor
+            return
+        verdict_message = verdict.refusal or "You cannot sign in now."
+    _forget_signed_in_user()
+    if identity is not None:
+        st.session_state[session_keys.OIDC_REFUSED] = (identity.subject, verdict_message)
+    else:
+        st.session_state[session_keys.SIGN_IN_MESSAGE] = verdict_message
+
+
+def _end_single_sign_on() -> None:
+    """Sign out of Quorum and of Streamlit's identity cookie; Streamlit then asks the provider
+    to end its session too when it offers that (OpenID Connect RP-initiated logout)."""
+    username = st.session_state.get(session_keys.OIDC_USERNAME)
+    if username:
+        record_sign_out(str(username), method="oidc")
+    _forget_signed_in_user()
+    st.session_state.pop(session_keys.OIDC_REFUSED, None)
+    st.logout()
+
+
+def _forget_signed_in_user() -> None:
+    for key in _USER_KEYS:
+        st.session_state.pop(key, None)
+
+
+def _single_sign_on_button() -> None:
+    settings = get_settings()
+    refused = st.session_state.get(session_keys.OIDC_REFUSED)
+    if refused and provider_identity() is not None:
+        st.error(refused[1], icon=":material/block:")
+        label = "Sign in with another account"
+    else:
+        label = f"Sign in with {settings.oidc_provider_label}"
+    if st.button(label, type="primary", icon=":material/key:", width="stretch", key="sign_in_single_sign_on"):
+        st.session_state.pop(session_keys.OIDC_REFUSED, None)
+        try:
+            st.login(STREAMLIT_PROVIDER)
+        except StreamlitAuthError:
+            st.error(
+                "Single sign-on is configured, but this server was started without its settings. "
+                "Start Quorum with `python -m core.cli up` (or `serve`), not `streamlit run`.",
+                icon=":material/error:",
+            )
+
+
 def request_sign_out() -> None:
     """The Sign out button's callback: the run it starts signs out and shows the sign-in form.
 
@@ -111,19 +240,31 @@ def request_sign_out() -> None:
 
 def sign_out(authenticator: stauth.Authenticate, *, message: str | None = None) -> None:
     authenticator.logout(location="unrendered")
-    for key in _USER_KEYS:
-        st.session_state.pop(key, None)
+    _forget_signed_in_user()
     if message:
         st.session_state[session_keys.SIGN_IN_MESSAGE] = message
 
 
-def render_login_form(authenticator: stauth.Authenticate, credentials: dict[str, dict[str, dict[str, object]]]) -> None:
-    """The sign-in form; records failures and refuses disabled or locked accounts."""
+def render_login_form(authentication: Authenticator | None) -> None:
+    """The sign-in page: the single sign-on button and/or the password form (which records
+    failures and refuses disabled or locked accounts)."""
+    settings = get_settings()
     _, middle, _ = st.columns([1, 1.3, 1])
     with middle:
         st.title(":material/forum: Quorum")
-        st.caption("Meetings and documents, searchable and chat-able. Sign in with the account your admin gave you.")
-        _login_form(authenticator, credentials)
+        label = settings.oidc_provider_label
+        who = f"your {label} account" if settings.oidc_enabled else "the account your admin gave you"
+        st.caption(f"Meetings and documents, searchable and chat-able. Sign in with {who}.")
+        if settings.oidc_enabled:
+            _single_sign_on_button()
+        if authentication is None:
+            message = st.session_state.pop(session_keys.SIGN_IN_MESSAGE, None)
+            if message:
+                st.warning(message, icon=":material/info:")
+            return
+        if settings.oidc_enabled:
+            st.caption("Or with a Quorum password:")
+        _login_form(*authentication)
 
 
 def _login_form(authenticator: stauth.Authenticate, credentials: dict[str, dict[str, dict[str, object]]]) -> None:
@@ -143,6 +284,7 @@ def _login_form(authenticator: stauth.Authenticate, credentials: dict[str, dict[
         username = str(st.session_state.get(session_keys.AUTH_USERNAME))
         verdict = check_sign_in(username)
         if verdict.actor is None:
+            record_refused_sign_in(username, reason=verdict.reason or "refused")
             sign_out(authenticator)
             st.error(verdict.refusal or "You cannot sign in now.", icon=":material/block:")
             return

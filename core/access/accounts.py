@@ -63,6 +63,7 @@ class SignInCheck:
 
     actor: Actor | None
     refusal: str | None = None
+    reason: str | None = None  # short code of the refusal, for the audit log
 
 
 def _lock_message(locked_until: datetime) -> str:
@@ -103,10 +104,10 @@ def check_sign_in(username: str, *, method: str = "password") -> SignInCheck:
     with session_scope() as session:
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
-            return SignInCheck(None, "This account no longer exists.")
+            return SignInCheck(None, "This account no longer exists.", "deleted")
         refusal = sign_in_refusal(user, method=method)
         if refusal is not None:
-            return SignInCheck(None, refusal.message)
+            return SignInCheck(None, refusal.message, refusal.reason)
         return SignInCheck(actor_from_user(session, user))
 
 
@@ -128,6 +129,27 @@ def record_successful_sign_in(username: str) -> None:
             target_id=user_id,
             details={"method": "password"},
         )
+
+
+def record_sign_out(username: str, *, method: str) -> None:
+    """Audit a sign-out (auth.sign_out). Commits."""
+    with session_scope() as session:
+        user_id = session.scalar(select(User.id).where(User.username == username))
+        record_audit(
+            session,
+            actor=None,
+            actor_username=username,
+            action="auth.sign_out",
+            target_type="user",
+            target_id=user_id,
+            details={"method": method},
+        )
+
+
+def has_password(actor: Actor) -> bool:
+    """Whether the signed-in user has a password (users made by single sign-on have none)."""
+    with session_scope() as session:
+        return bool(session.scalar(select(User.password_hash).where(User.id == actor.id)))
 
 
 def record_refused_sign_in(username: str, *, reason: str) -> None:
@@ -217,16 +239,18 @@ def change_own_password(*, actor: Actor, current_password: str, new_password: st
 
 
 def insert_user(
-    session: Session, *, username: str, email: str, password: str, role_name: str, display_name: str = ""
+    session: Session, *, username: str, email: str, password: str | None, role_name: str, display_name: str = ""
 ) -> User:
-    """Insert a user row after validating it. Does not commit; no permission check (callers do)."""
+    """Insert a user row after validating it. `password` None makes a user who signs in only
+    with single sign-on. Does not commit; no permission check (callers do)."""
     username = username.strip()
     email = email.strip().lower()
     if not username or len(username) > 64 or not username.replace("_", "").replace(".", "").replace("-", "").isalnum():
         raise InvalidInput("Usernames use 1-64 letters, digits, '.', '_' or '-'.")
     if "@" not in email or len(email) > 255:
         raise InvalidInput("Give a valid email address.")
-    check_password_strength(password)
+    if password is not None:
+        check_password_strength(password)
     role = session.scalar(select(Role).where(Role.name == role_name))
     if role is None:
         raise NotFound(f"There is no role named {role_name!r}.")
@@ -238,7 +262,7 @@ def insert_user(
         username=username,
         email=email,
         display_name=display_name.strip() or username,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password) if password is not None else "",
         role_id=role.id,
     )
     session.add(user)

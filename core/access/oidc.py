@@ -28,6 +28,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,7 @@ class OidcIdentity:
     name: str
     preferred_username: str
     claims: Mapping[str, Any]
+    issued_at: datetime | None = None  # when the provider signed them in (the ID token's iat)
 
 
 def identity_from_claims(claims: Mapping[str, Any]) -> OidcIdentity | None:
@@ -140,6 +142,8 @@ def identity_from_claims(claims: Mapping[str, Any]) -> OidcIdentity | None:
     if not issuer or not subject:
         return None
     verified = claims.get("email_verified")
+    iat = claims.get("iat")
+    issued_at = datetime.fromtimestamp(iat, UTC) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
     name = str(claims.get("name") or " ".join(str(claims.get(k) or "") for k in ("given_name", "family_name")))
     return OidcIdentity(
         issuer=issuer,
@@ -149,6 +153,7 @@ def identity_from_claims(claims: Mapping[str, Any]) -> OidcIdentity | None:
         name=name.strip(),
         preferred_username=str(claims.get("preferred_username") or "").strip(),
         claims=dict(claims),
+        issued_at=issued_at,
     )
 
 
@@ -305,12 +310,37 @@ def _sync_role(session: Session, user: User, role: Role, identity: OidcIdentity,
     )  # fmt: skip
 
 
+def _same_sign_in(user: User, identity: OidcIdentity) -> bool:
+    return (
+        identity.issued_at is not None
+        and user.last_login_method == "oidc"
+        and user.last_login_at is not None
+        and user.last_login_at >= identity.issued_at
+    )
+
+
+def sign_in_expired(identity: OidcIdentity, settings: Settings) -> bool:
+    """True when the provider signed them in longer ago than a Quorum sign-in lasts."""
+    if identity.issued_at is None or settings.cookie_expiry_days <= 0:
+        return False
+    return datetime.now(UTC) - identity.issued_at > timedelta(days=settings.cookie_expiry_days)
+
+
+EXPIRED_MESSAGE = "Your sign-in has expired. Sign in again."
+
+
 def sign_in_with_oidc(identity: OidcIdentity) -> SignInCheck:
-    """Sign in someone the identity provider has just verified: find, link or provision
-    their user, apply the role mapping, and decide. Commits (with audit rows) whether it
-    admits or refuses; never raises for a refusal, which comes back as its message."""
+    """Sign in someone the identity provider has verified: find, link or provision their
+    user, apply the role mapping, and decide. Commits (with audit rows) whether it admits
+    or refuses; never raises for a refusal, which comes back as its message.
+
+    A browser session that comes back with the same provider sign-in (a reload: its ID
+    token is not newer than the user's last sign-in) is only checked, not signed in again.
+    """
     settings = get_settings()
     label = settings.oidc_provider_label
+    if sign_in_expired(identity, settings):
+        return SignInCheck(None, EXPIRED_MESSAGE)
     with session_scope() as session:
         email = _trusted_email(identity, settings)
         user = session.scalar(
@@ -318,6 +348,9 @@ def sign_in_with_oidc(identity: OidcIdentity) -> SignInCheck:
             .where(User.oidc_issuer == identity.issuer, User.oidc_subject == identity.subject)
             .with_for_update(of=User)
         )
+        if user is not None and _same_sign_in(user, identity):
+            refusal = sign_in_refusal(user, method="oidc")
+            return SignInCheck(None, refusal.message) if refusal else SignInCheck(actor_from_user(session, user))
         if user is None and _deleted(session, identity, email):
             return _refuse(
                 session, identity, settings, reason="deleted",

@@ -34,6 +34,7 @@ from core.access.accounts import (
 from core.access.audit import record_audit
 from core.access.rbac import Actor, permissions_of_role, require
 from core.admin.safeguards import ensure_administrable, guard_grant, guard_target, load_role, load_user
+from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput
 from core.platform.models import Chat, Document, TranscriptionJob, User
@@ -106,15 +107,18 @@ def list_users(*, actor: Actor) -> list[UserSummary]:
 
 
 def create_user(
-    *, actor: Actor, username: str, email: str, password: str, role_id: int, display_name: str = ""
+    *, actor: Actor, username: str, email: str, password: str | None, role_id: int, display_name: str = ""
 ) -> UserSummary:
-    """Create an active user with `role_id`. Commits, with an audit row (user.create).
+    """Create an active user with `role_id`; `password` None for one who signs in only with
+    single sign-on (linked by email at the first sign-in). Commits, with an audit row (user.create).
 
     Raises PermissionDenied without manage_users or when the role grants permissions the
     actor lacks; InvalidInput for a bad username, email or weak password; Conflict when the
     username or email is taken; NotFound for an unknown role.
     """
     require(actor, "manage_users")
+    if password is None and not get_settings().oidc_enabled:
+        raise InvalidInput("Without single sign-on configured, every user needs a password.")
     with session_scope() as session:
         role = load_role(session, role_id, lock=False)
         guard_grant(actor, permissions_of_role(session, role.id), f"give the role {role.name!r}")
@@ -128,7 +132,12 @@ def create_user(
             action="user.create",
             target_type="user",
             target_id=user.id,
-            details={"username": user.username, "email": user.email, "role": role.name},
+            details={
+                "username": user.username,
+                "email": user.email,
+                "role": role.name,
+                "password": password is not None,
+            },
         )
         session.refresh(user)
         return _user_summary(user)
