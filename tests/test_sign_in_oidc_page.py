@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+import core.admin as svc
 from core.access.oidc import OidcIdentity, identity_from_claims, sign_in_with_oidc
 from core.access.rbac import Actor
-from core.admin import management as svc
 from core.platform.db import session_scope
 from core.platform.models import AuditLog, User
 from tests.conftest import unique
