@@ -139,7 +139,7 @@ async def simulate(browser: Any, url: str, username: str, deadline: float, timin
         await _settle(page)  # the cookie component's first rerun would swallow an early submit
         await page.get_by_role("textbox", name="Username").fill(username)
         await page.get_by_role("textbox", name="Password").fill(PASSWORD)
-        await page.get_by_role("button", name="Login").click()
+        await page.get_by_role("button", name="Sign in", exact=True).click()
         await page.get_by_text("Signed in as").wait_for()
 
     await timed("sign in", sign_in)

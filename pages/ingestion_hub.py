@@ -23,7 +23,7 @@ from core.documents import (
     retry_document,
     upload_documents,
 )
-from core.documents.filetypes import EXTENSIONS, SUPPORTED_DESCRIPTION
+from core.documents.filetypes import SUPPORTED_DESCRIPTION, UPLOAD_PICKER_EXTENSIONS
 from core.platform.config import get_settings
 from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES
 from ui import session_keys
@@ -64,37 +64,88 @@ def _is_active(document: DocumentInfo) -> bool:
 
 
 def render_document_upload(actor: Actor) -> None:
-    """Many files at once; one message per file (accepted, duplicate or why it was refused)."""
+    """Choosing files is the whole action: they are checked, stored and queued for indexing at
+    once, and one live message per file follows it until it is searchable (or says why not)."""
     if not actor.can("ingest_documents"):
         st.info("Your role cannot add documents (ingest_documents).", icon=":material/lock:")
         return
     settings = get_settings()
-    with st.form("hub_document_upload", clear_on_submit=True, border=False):
-        files = st.file_uploader(
-            "Documents",
-            type=sorted(extension.lstrip(".") for extension in EXTENSIONS),
-            accept_multiple_files=True,
-            max_upload_size=settings.max_document_mb,
-            help=f"{SUPPORTED_DESCRIPTION}; up to {settings.max_document_mb} MB each.",
-        )
-        visibility = st.radio(
-            "Who can find them",
-            options=list(VISIBILITY_LABELS),
-            format_func=VISIBILITY_LABELS.__getitem__,
-            horizontal=True,
-        )
-        submitted = st.form_submit_button("Upload and index", type="primary", icon=":material/upload:")
-    if submitted:
-        if not files:
-            st.warning("Choose at least one file first.")
-        else:
-            with st.spinner(f"Checking and storing {len(files)} file{'s' if len(files) != 1 else ''}…"):
-                outcomes = run_action(lambda: upload_documents(actor=actor, files=files, visibility=visibility))
-            if outcomes is not None:
-                st.session_state[session_keys.HUB_UPLOAD_RESULTS] = [(o.status, o.message) for o in outcomes]
-    for status, message in st.session_state.get(session_keys.HUB_UPLOAD_RESULTS, []):
-        show, icon = _OUTCOME_STYLE.get(status, (st.info, None))
-        show(message, icon=icon)
+    visibility = st.radio(
+        "Who can find them",
+        options=list(VISIBILITY_LABELS),
+        format_func=VISIBILITY_LABELS.__getitem__,
+        horizontal=True,
+        key="hub_document_visibility",
+    )
+    # A new key after each batch empties the uploader: the files are in the knowledge base
+    # now, and leaving them in the box would suggest that something is still to be done.
+    generation = st.session_state.get(session_keys.HUB_UPLOADER_GENERATION, 0)
+    files = st.file_uploader(
+        "Add documents: they are indexed as soon as they are uploaded",
+        type=list(UPLOAD_PICKER_EXTENSIONS),
+        accept_multiple_files=True,
+        max_upload_size=settings.max_document_mb,
+        help=f"{SUPPORTED_DESCRIPTION}; up to {settings.max_document_mb} MB each. Drop many at once.",
+        key=f"hub_documents_{generation}",
+    )
+    if files:
+        with st.spinner(f"Checking and storing {len(files)} file{'s' if len(files) != 1 else ''}…"):
+            outcomes = run_action(lambda: upload_documents(actor=actor, files=files, visibility=visibility))
+        if outcomes is not None:
+            st.session_state[session_keys.HUB_UPLOAD_RESULTS] = [(o.status, o.message, o.document_id) for o in outcomes]
+            st.session_state[session_keys.HUB_UPLOADER_GENERATION] = generation + 1
+            st.rerun()
+    render_upload_notes(actor)
+
+
+def _live_note(document: DocumentInfo) -> None:
+    """One uploaded file's message, as its indexing stands now."""
+    name = document.filename
+    if document.status == "COMPLETED":
+        chunks = f"{document.chunks_total} chunk{'s' if document.chunks_total != 1 else ''}"
+        st.success(f"{name}: indexed ({chunks}); Chat can answer from it now.", icon=":material/check_circle:")
+    elif document.status == "FAILED":
+        st.error(f"{name}: indexing failed. {document.error or ''} Pick it below to retry.", icon=":material/error:")
+    elif document.stalled:
+        st.warning(f"{name}: indexing stopped answering. Pick it below to retry.", icon=":material/warning:")
+    elif document.status == "INDEXING":
+        done = f" ({document.chunks_done} of {document.chunks_total} chunks)" if document.chunks_total else ""
+        st.info(f"{name}: indexing{done}…", icon=":material/hourglass_top:")
+    else:
+        st.info(f"{name}: uploaded, waiting for a worker to index it…", icon=":material/hourglass_top:")
+
+
+def render_upload_notes(actor: Actor) -> None:
+    """The last batch's messages: refused and duplicate files as they were, accepted ones live."""
+    notes: list[tuple[str, str, int | None]] = st.session_state.get(session_keys.HUB_UPLOAD_RESULTS, [])
+    if not notes:
+        return
+    ids = [document_id for status, _, document_id in notes if status == "accepted" and document_id is not None]
+
+    def current() -> dict[int, DocumentInfo]:
+        if not ids:
+            return {}
+        return {d.id: d for d in run_action(lambda: list_documents(actor=actor, document_ids=ids)) or []}
+
+    active = any(_is_active(d) for d in current().values())
+
+    @st.fragment(run_every=ACTIVE_REFRESH_SECONDS if active else None)
+    def upload_notes() -> None:
+        latest = current()
+        for status, message, document_id in notes:
+            if status == "accepted" and document_id is not None:
+                if document_id in latest:  # gone when deleted meanwhile
+                    _live_note(latest[document_id])
+                continue
+            show, icon = _OUTCOME_STYLE.get(status, (st.info, None))
+            show(message, icon=icon)
+        if st.button("Clear these messages", icon=":material/close:", type="tertiary", key="hub_clear_notes"):
+            st.session_state.pop(session_keys.HUB_UPLOAD_RESULTS, None)
+            st.rerun(scope="app")
+        if any(_is_active(d) for d in latest.values()) != active:
+            st.rerun(scope="app")  # stop (or start) refreshing
+
+    upload_notes()
 
 
 def render_audio_area() -> None:

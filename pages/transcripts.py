@@ -452,7 +452,7 @@ def main() -> None:
         st.success(flash, icon=":material/check_circle:")
     if actor.can("transcribe_audio"):
         with st.expander("Add a recording", icon=":material/add:"):
-            render_audio_upload(key="transcripts_audio")
+            render_audio_upload(key="transcripts_audio", link=False)
 
     mine_only = st.toggle("Only my recordings", key="transcripts_mine_only")
     jobs = list_recordings(actor=actor, mine_only=mine_only)

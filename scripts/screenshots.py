@@ -45,7 +45,7 @@ def main(url: str, username: str, password: str) -> None:
         page.screenshot(path=str(OUT / "login.png"))
         page.get_by_role("textbox", name="Username").fill(username)
         page.get_by_role("textbox", name="Password").fill(password)
-        page.get_by_role("button", name="Login").click()
+        page.get_by_role("button", name="Sign in", exact=True).click()
         page.get_by_text("Signed in as").wait_for()
         for slug, title in PAGES:
             page.get_by_role("link", name=title).first.click()

@@ -270,7 +270,7 @@ def render_login_form(authentication: Authenticator | None) -> None:
 def _login_form(authenticator: stauth.Authenticate, credentials: dict[str, dict[str, dict[str, object]]]) -> None:
     authenticator.login(
         location="main",
-        fields={"Form name": "Sign in", "Username": "Username", "Password": "Password", "Login": "Login"},
+        fields={"Form name": "Sign in", "Username": "Username", "Password": "Password", "Login": "Sign in"},
     )
     status = st.session_state.get(session_keys.AUTH_STATUS)
     if status is False:

@@ -1,41 +1,107 @@
 """Meeting audio in: upload recordings or record in the browser. UI only.
 
 `render_audio_upload()` is a piece of the Ingestion Hub page (and of Transcripts &
-Minutes); it is not a page of its own.
+Minutes); it is not a page of its own. Choosing files is the whole action: each is checked
+and queued at once, and a live message per recording follows it until it is transcribed.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
+from typing import Any
 
 import streamlit as st
 
-from core.meetings import RecordingSummary, submit_recording
+from core.meetings import RecordingSummary, get_recording_summary, submit_recording
 from core.meetings.audio import ACCEPTED_EXTENSIONS
 from core.platform.config import get_settings
+from core.platform.errors import NotFound, QuorumError
 from ui import session_keys
-from ui.common import current_actor, format_seconds, run_action
+from ui.common import current_actor, format_seconds
 
+TRANSCRIPTS_PAGE = "pages/transcripts.py"
+REFRESH_SECONDS = 2
 _VISIBILITY_LABELS = {"team": "My team (everyone who reads transcripts)", "private": "Only me and admins"}
 
+Note = tuple[str, str, int | None]  # (accepted | rejected, message, job id)
 
-def _queued(job: RecordingSummary | None) -> None:
-    if job is not None:
-        # The Transcripts & Minutes page opens the recording just queued.
-        st.session_state[session_keys.SELECTED_JOB_ID] = job.id
-        st.session_state[session_keys.SEEK_SECONDS] = 0.0
-        st.success(
-            f"**{job.filename}** ({format_seconds(job.duration_seconds)}) is queued for transcription. "
-            "Follow it on the Transcripts & Minutes page.",
-            icon=":material/graphic_eq:",
+
+def _send(file: Any, filename: str, visibility: str) -> Note:
+    """Queue one recording; the outcome as a note that survives the rerun that follows."""
+    try:
+        job = submit_recording(actor=current_actor(), file=file, filename=filename, visibility=visibility)
+    except QuorumError as error:
+        return ("rejected", f"{filename}: {error}", None)
+    # The Transcripts & Minutes page opens the recording just queued.
+    st.session_state[session_keys.SELECTED_JOB_ID] = job.id
+    st.session_state[session_keys.SEEK_SECONDS] = 0.0
+    return ("accepted", job.filename, job.id)
+
+
+def _remember(key: str, notes: list[Note]) -> None:
+    queued: dict[str, list[Note]] = st.session_state.setdefault(session_keys.AUDIO_QUEUED, {})
+    queued[key] = notes
+
+
+def _live_note(job: RecordingSummary, *, link: bool) -> None:
+    """One queued recording's message, as its transcription stands now."""
+    name = f"**{job.filename}** ({format_seconds(job.duration_seconds)})"
+    if job.status == "COMPLETED":
+        st.success(f"{name} is transcribed; its transcript and minutes are ready.", icon=":material/check_circle:")
+    elif job.status == "FAILED":
+        st.error(f"{name} could not be transcribed. {job.error or ''}", icon=":material/error:")
+    elif job.status == "PENDING":
+        st.info(f"{name} is queued, waiting for a worker to transcribe it…", icon=":material/hourglass_top:")
+    else:
+        st.info(f"{name} is being transcribed: {job.progress:.0%}…", icon=":material/graphic_eq:")
+    if link:
+        st.page_link(
+            TRANSCRIPTS_PAGE,
+            label=f"Open {job.filename} on Transcripts & Minutes",
+            icon=":material/arrow_forward:",
         )
 
 
-def render_audio_upload(*, key: str = "audio") -> None:
+def _render_notes(key: str, *, link: bool) -> None:
+    notes = st.session_state.get(session_keys.AUDIO_QUEUED, {}).get(key, [])
+    if not notes:
+        return
+    actor = current_actor()
+
+    def current() -> dict[int, RecordingSummary]:
+        jobs: dict[int, RecordingSummary] = {}
+        for status, _, job_id in notes:
+            if status == "accepted" and job_id is not None:
+                with contextlib.suppress(NotFound):  # deleted meanwhile: its message goes
+                    jobs[job_id] = get_recording_summary(actor=actor, job_id=job_id)
+        return jobs
+
+    active = any(job.is_active for job in current().values())
+
+    @st.fragment(run_every=REFRESH_SECONDS if active else None)
+    def queued_recordings() -> None:
+        latest = current()
+        for status, message, job_id in notes:
+            if status != "accepted":
+                st.error(message, icon=":material/block:")
+            elif job_id in latest:
+                _live_note(latest[job_id], link=link)
+        if st.button("Clear these messages", icon=":material/close:", type="tertiary", key=f"{key}_clear"):
+            st.session_state.get(session_keys.AUDIO_QUEUED, {}).pop(key, None)
+            st.rerun(scope="app")
+        if any(job.is_active for job in latest.values()) != active:
+            st.rerun(scope="app")  # stop (or start) refreshing
+
+    queued_recordings()
+
+
+def render_audio_upload(*, key: str = "audio", link: bool = True) -> None:
     """Upload recordings or record one in the browser, and queue them for transcription.
 
     Shows nothing but a note to actors without transcribe_audio. `key` keeps the widgets
-    apart when the block appears on more than one page.
+    apart when the block appears on more than one page; `link` adds a link to each
+    recording on Transcripts & Minutes (not wanted on that page itself).
     """
     actor = current_actor()
     if not actor.can("transcribe_audio"):
@@ -51,41 +117,38 @@ def render_audio_upload(*, key: str = "audio") -> None:
     )
     upload_tab, record_tab = st.tabs([":material/upload_file: Upload recordings", ":material/mic: Record now"])
 
-    with upload_tab, st.form(f"{key}_upload_form", clear_on_submit=True, border=False):
+    # A new widget key after each send empties the uploader and the recorder: what they held
+    # is queued now, and sending it again would only find the duplicate.
+    generation_key = f"{key}_uploader_generation"
+    generation = st.session_state.get(generation_key, 0)
+    with upload_tab:
         files = st.file_uploader(
-            "Meeting recordings",
-            type=list(ACCEPTED_EXTENSIONS),
+            "Add recordings: transcription starts as soon as they are uploaded",
+            type=[f".{extension}" for extension in ACCEPTED_EXTENSIONS],
             accept_multiple_files=True,
             max_upload_size=settings.max_audio_mb,
             help=f"Audio ({', '.join(ACCEPTED_EXTENSIONS)}) or the sound of an mp4/mov video; "
             f"up to {settings.max_audio_mb} MB each. Long meetings are fine.",
+            key=f"{key}_files_{generation}",
         )
-        submitted = st.form_submit_button("Transcribe", type="primary", icon=":material/graphic_eq:")
-    if submitted and not files:
-        upload_tab.warning("Choose at least one recording first.")
-    for file in files if submitted and files else []:
-        with upload_tab, st.spinner(f"Checking {file.name}…"):
-            _queued(
-                run_action(
-                    lambda file=file: submit_recording(  # type: ignore[misc]
-                        actor=actor, file=file, filename=file.name, visibility=visibility
-                    )
-                )
-            )
+        if files:
+            notes: list[Note] = []
+            for file in files:
+                with st.spinner(f"Checking {file.name}…"):
+                    notes.append(_send(file, file.name, visibility))
+            _remember(key, notes)
+            st.session_state[generation_key] = generation + 1
+            st.rerun()
 
     with record_tab:
-        recording = st.audio_input("Record a meeting or a voice note", key=f"{key}_recorder")
+        recording = st.audio_input("Record a meeting or a voice note", key=f"{key}_recorder_{generation}")
         name = st.text_input(
             "Name of the recording", value=f"Recording {datetime.now():%Y-%m-%d %H-%M}", key=f"{key}_recording_name"
         )
         if st.button("Transcribe this recording", disabled=recording is None, key=f"{key}_record_submit"):
             assert recording is not None
             with st.spinner("Saving the recording…"):
-                _queued(
-                    run_action(
-                        lambda: submit_recording(
-                            actor=actor, file=recording, filename=f"{name.strip() or 'Recording'}.wav",
-                            visibility=visibility,
-                        )
-                    )
-                )  # fmt: skip
+                _remember(key, [_send(recording, f"{name.strip() or 'Recording'}.wav", visibility)])
+            st.session_state[generation_key] = generation + 1
+            st.rerun()
+    _render_notes(key, link=link)

@@ -6,7 +6,7 @@ Visibility and who may change a document: core.documents.access.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -193,12 +193,14 @@ def list_documents(
     date_from: date | None = None,
     date_to: date | None = None,
     filename_contains: str | None = None,
+    document_ids: Sequence[int] | None = None,
     limit: int = DEFAULT_LIST_LIMIT,
 ) -> list[DocumentInfo]:
     """The documents `actor` may see, newest first, filtered. Read-only.
 
     Dates are UTC days, both inclusive, on the upload date. filename_contains is a
-    case-insensitive substring. Raises InvalidInput for an unknown type or status.
+    case-insensitive substring; document_ids keeps only those documents (deleted or
+    invisible ones are simply missing). Raises InvalidInput for an unknown type or status.
     """
     if document_type is not None and document_type not in DOCUMENT_TYPES:
         raise InvalidInput(f"Unknown document type {document_type!r}.")
@@ -217,6 +219,8 @@ def list_documents(
         statement = statement.where(Document.status == status)
     if uploader_id is not None:
         statement = statement.where(Document.uploaded_by == uploader_id)
+    if document_ids is not None:
+        statement = statement.where(Document.id.in_(list(document_ids)))
     if date_from is not None:
         statement = statement.where(Document.upload_date >= _day_start(date_from))
     if date_to is not None:

@@ -70,6 +70,11 @@ EXTENSIONS: dict[str, str] = {
     ".csv": "csv",
 }
 
+# What the browser's file picker offers, one extension per kind in the order people know them:
+# the picker lists them as its hint, so aliases (.markdown, .text) would read as clutter.
+# ".htm" is paired with ".html" by the uploader itself; the aliases still index from the CLI.
+UPLOAD_PICKER_EXTENSIONS = (".pdf", ".docx", ".xlsx", ".txt", ".md", ".html", ".csv")
+
 SUPPORTED_DESCRIPTION = "PDF, Word (.docx), Excel (.xlsx), plain text (.txt), Markdown (.md), HTML and CSV"
 
 _KIND_BY_CONTENT_TYPE = {kind.content_type: kind for kind in KINDS.values()}

@@ -114,7 +114,7 @@ def sign_in(page: Any, app: LiveApp, actor: Actor, password: str = "correct-hors
     settle(page)
     page.get_by_role("textbox", name="Username").fill(actor.username)
     page.get_by_role("textbox", name="Password").fill(password)
-    page.get_by_role("button", name="Login").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_text(f"Signed in as {actor.display_name}").wait_for()
     settle(page)
 

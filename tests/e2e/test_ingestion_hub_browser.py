@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,18 @@ def test_upload_index_view_and_delete_in_browser(live_app: LiveApp, page: Any, m
     page.get_by_role("heading", name="Ingestion Hub").wait_for()
     uploader = page.get_by_test_id("stFileUploader").first
     uploader.wait_for()
+    # One button picks files; there is no second "submit" to find.
+    assert uploader.get_by_test_id("stBaseButton-secondary").all_inner_texts() == ["upload\n\nUpload"]
+    assert page.get_by_role("button", name=re.compile("and index|^Transcribe$")).count() == 0
+    hint = uploader.get_by_test_id("stFileUploaderDropzoneInstructions").inner_text()
+    assert "PDF, DOCX, XLSX, TXT, MD, HTML, CSV" in hint and "MARKDOWN" not in hint and "text" not in hint
     page.wait_for_timeout(1000)  # let the page settle before handing it files
     uploader.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(good), str(fake)])
-    uploader.get_by_text("-plan.pdf").wait_for()  # both files are attached (names shown shortened)
-    uploader.get_by_text("-photo.pdf").wait_for()
-    page.get_by_role("button", name="Upload and index").click()
-    page.get_by_text(f"{good.name}: uploaded; indexing has been queued.").wait_for()
+    # Choosing the files was the whole action: each gets a message, the uploader is empty again.
     page.get_by_text(f"{fake.name}: named .pdf but the content is a PNG file").wait_for()
+    page.get_by_text(re.compile(re.escape(good.name) + ": (uploaded|indexing|indexed)")).wait_for()
+    assert page.get_by_test_id("stFileUploaderFile").count() == 0
+    screenshot(page, "ingestion-hub-uploaded")
     _no_exception(page)
 
     deadline = time.monotonic() + 60  # the live worker indexes it
@@ -58,6 +64,9 @@ def test_upload_index_view_and_delete_in_browser(live_app: LiveApp, page: Any, m
     [document] = _documents_named(good.name)
     assert document.status == "COMPLETED" and document.chunks_total == 2
     assert _documents_named(fake.name) == []
+    # The message follows the document to its final state by itself (no reload, no click).
+    page.get_by_text(f"{good.name}: indexed (2 chunks); Chat can answer from it now.").wait_for()
+    assert page.get_by_text("waiting for a worker").count() == 0
     page.wait_for_timeout(2500)  # one live refresh of the table fragment
     screenshot(page, "ingestion-hub-table")
 
