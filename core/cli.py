@@ -104,7 +104,9 @@ def _actor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_ingest(args: argparse.Namespace) -> int:
     from core.documents import ingest_paths
 
-    results = ingest_paths(actor=_actor(args), paths=args.paths, visibility=args.visibility, wait=not args.no_wait)
+    results = ingest_paths(
+        actor=_actor(args), paths=args.paths, visibility=args.visibility, wait=not args.no_wait, processes=args.jobs
+    )
     failed = 0
     for result in results:
         outcome = result.outcome
@@ -307,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="+")
     ingest.add_argument("--visibility", choices=("team", "private"), default="team")
     ingest.add_argument("--no-wait", action="store_true", help="only queue them for the workers")
+    ingest.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="files indexed at once, in processes (default: CPUs)"
+    )
     ingest.set_defaults(handler=cmd_ingest)
 
     transcribe = with_user(sub.add_parser("transcribe", help="transcribe a recording and write its minutes"))

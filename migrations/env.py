@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from core.documents.vector_segments import include_in_autogenerate
 from core.platform.db import get_engine
 from core.platform.models import Base
 
@@ -12,7 +13,12 @@ target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        include_object=include_in_autogenerate,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -19,6 +19,9 @@ real. It implements:
 - GET  /v1/models
 
 Fault injection: `fail_next(n, status, retry_after=...)`, `delay_next(n, seconds)`.
+Realism for throughput tests: `embedding_latency` (seconds every embeddings request takes),
+`limit_embeddings(requests=..., tokens=..., window_seconds=...)` (budgets reported in the
+API's x-ratelimit-* headers, 429 with Retry-After beyond them) and `embeddings_in_flight_peak`.
 Every request is logged in `requests` (path, JSON body or form fields, number of inputs).
 
 Loaded as a pytest plugin from the root conftest before the test environment is final:
@@ -109,6 +112,39 @@ class _Fault:
     path: str | None = None
 
 
+@dataclass
+class _RateWindow:
+    """Fixed-window budgets, like the API's per-minute request and token limits."""
+
+    requests: int
+    tokens: int
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+    used_requests: int = 0
+    used_tokens: int = 0
+
+    def spend(self, tokens: int) -> tuple[bool, dict[str, str]]:
+        now = time.monotonic()
+        if now - self.started >= self.seconds:
+            self.started, self.used_requests, self.used_tokens = now, 0, 0
+        allowed = self.used_requests < self.requests and self.used_tokens + tokens <= self.tokens
+        if allowed:
+            self.used_requests += 1
+            self.used_tokens += tokens
+        reset = max(self.seconds - (now - self.started), 0.001)
+        headers = {
+            "x-ratelimit-limit-requests": str(self.requests),
+            "x-ratelimit-remaining-requests": str(self.requests - self.used_requests),
+            "x-ratelimit-reset-requests": f"{reset:.3f}s",
+            "x-ratelimit-limit-tokens": str(self.tokens),
+            "x-ratelimit-remaining-tokens": str(self.tokens - self.used_tokens),
+            "x-ratelimit-reset-tokens": f"{reset:.3f}s",
+        }
+        if not allowed:
+            headers["retry-after-ms"] = str(int(reset * 1000) + 1)
+        return allowed, headers
+
+
 class FakeOpenAI:
     """The server's state: handlers, queued faults and the request log. Thread-safe."""
 
@@ -120,6 +156,10 @@ class FakeOpenAI:
         self.chat_handler: ChatHandler | None = None
         self.transcription_handler: TranscriptionHandler | None = None
         self.required_api_key: str | None = None
+        self.embedding_latency = 0.0
+        self._rate: _RateWindow | None = None
+        self._in_flight = 0
+        self.embeddings_in_flight_peak = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -160,6 +200,29 @@ class FakeOpenAI:
         self.chat_handler = None
         self.transcription_handler = None
         self.required_api_key = None
+        self.embedding_latency = 0.0
+        self._rate = None
+        self._in_flight = 0
+        self.embeddings_in_flight_peak = 0
+
+    def limit_embeddings(self, *, requests: int, tokens: int, window_seconds: float = 60.0) -> None:
+        """Budgets of embeddings requests and tokens per window, reported as the API reports them."""
+        with self._lock:
+            self._rate = _RateWindow(requests, tokens, window_seconds)
+
+    def _embedding_started(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.embeddings_in_flight_peak = max(self.embeddings_in_flight_peak, self._in_flight)
+
+    def _embedding_finished(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _spend(self, tokens: int) -> tuple[bool, dict[str, str]]:
+        """Charge one request of `tokens` to the rate window: (allowed, x-ratelimit headers)."""
+        with self._lock:
+            return (True, {}) if self._rate is None else self._rate.spend(tokens)
 
     # Fault injection ---------------------------------------------------------------------
 
@@ -568,6 +631,16 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if sum(counts) > MAX_EMBEDDING_REQUEST_TOKENS:
             return refuse(f"Requested {sum(counts)} tokens, max {MAX_EMBEDDING_REQUEST_TOKENS} tokens per request")
+        allowed, rate_headers = self.state._spend(sum(counts))
+        if not allowed:
+            self._send_error(429, "Rate limit reached for requests", rate_headers)
+            self._log_request("POST", path, body, 429, inputs=len(texts))
+            return None
+        self.state._embedding_started()
+        try:
+            time.sleep(self.state.embedding_latency)
+        finally:
+            self.state._embedding_finished()
         dimensions = int(body.get("dimensions") or DEFAULT_EMBEDDING_DIM)
         vectors = hashing_embed(texts, dimensions)
         as_base64 = body.get("encoding_format") == "base64"
@@ -587,6 +660,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(
             200,
             {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": total, "total_tokens": total}},
+            rate_headers,
         )
         self._log_request("POST", path, body, 200, inputs=len(texts))
 

@@ -184,7 +184,7 @@ def test_embed_batches_within_the_input_limit(configure: Any, fake_openai: FakeO
     texts = [f"note number {i}" for i in range(2500)]
     vectors = provider.embed(texts, usage=UsageContext(purpose="embedding"))
     assert len(vectors) == 2500
-    assert [r.inputs for r in fake_openai.calls(EMBEDDINGS)] == [2048, 452]
+    assert sorted(r.inputs or 0 for r in fake_openai.calls(EMBEDDINGS)) == [452, 2048]  # sent concurrently
     # Order is kept across batches: the same text embeds the same wherever it sits.
     again = provider.embed([texts[2100]], usage=UsageContext(purpose="embedding"))
     assert np.allclose(again[0], vectors[2100])
@@ -205,7 +205,41 @@ def test_embed_batches_within_the_token_limit(configure: Any, fake_openai: FakeO
 def test_embed_respects_the_configured_batch_size(configure: Any, fake_openai: FakeOpenAI) -> None:
     provider = configure(embedding_batch_size="3")
     provider.embed([f"text {i}" for i in range(7)], usage=UsageContext(purpose="embedding"))
-    assert [r.inputs for r in fake_openai.calls(EMBEDDINGS)] == [3, 3, 1]
+    assert sorted(r.inputs or 0 for r in fake_openai.calls(EMBEDDINGS)) == [1, 3, 3]
+
+
+def test_embed_keeps_several_requests_in_flight_and_the_order_of_texts(configure: Any, fake_openai: FakeOpenAI) -> None:
+    provider = configure(embedding_batch_size="10", embedding_concurrency="4")
+    fake_openai.embedding_latency = 0.3  # a realistic round trip: requests overlap or wait
+    texts = [f"minutes of meeting {i} about topic {i % 7}" for i in range(80)]
+    vectors = provider.embed(texts, usage=UsageContext(purpose="embedding"))
+    calls = fake_openai.calls(EMBEDDINGS)
+    assert len(calls) == 8 and all(call.status == 200 for call in calls)
+    assert 2 <= fake_openai.embeddings_in_flight_peak <= 4
+    from core.ai.hashing import hashing_embed
+
+    assert np.allclose(np.asarray(vectors), hashing_embed(texts, get_settings().embedding_dim), atol=1e-6)
+
+
+def test_embed_stays_within_the_rate_limits_the_server_reports(configure: Any, fake_openai: FakeOpenAI) -> None:
+    provider = configure(embedding_batch_size="5", embedding_concurrency="4")
+    fake_openai.limit_embeddings(requests=3, tokens=1_000_000, window_seconds=0.5)
+    fake_openai.embedding_latency = 0.05
+    texts = [f"action item {i}" for i in range(40)]  # 8 requests, 3 allowed per window
+    vectors = provider.embed(texts, usage=UsageContext(purpose="embedding"))
+    assert len(vectors) == 40
+    statuses = [call.status for call in fake_openai.calls(EMBEDDINGS)]
+    assert statuses == [200] * 8  # never refused: it waited for the window instead
+
+
+def test_reset_durations_read_as_the_api_writes_them() -> None:
+    from core.ai.rate_budget import parse_reset
+
+    assert parse_reset("1s") == 1.0
+    assert parse_reset("6m0s") == 360.0
+    assert parse_reset("20ms") == pytest.approx(0.02)
+    assert parse_reset("1h2m3.5s") == pytest.approx(3723.5)
+    assert parse_reset("soon") is None and parse_reset(None) is None
 
 
 def test_embed_refuses_an_input_over_8192_tokens_before_any_request(

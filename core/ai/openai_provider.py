@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import subprocess
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,6 +30,7 @@ from core.ai.base import (
     TranscriptPiece,
     UsageContext,
 )
+from core.ai.rate_budget import RateBudget
 from core.ai.usage import record_usage
 from core.platform.config import Settings, get_settings
 from core.platform.errors import InvalidInput, ProviderError, ProviderRejected
@@ -116,6 +118,10 @@ class OpenAIProvider:
             timeout=self.settings.openai_timeout_seconds,
             max_retries=self.settings.openai_max_retries,
         )
+        # One provider per process (core.ai.get_provider): these are shared by all its threads.
+        concurrency = max(1, self.settings.embedding_concurrency)
+        self._embedding_budget = RateBudget(concurrency)
+        self._embedding_pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="embedding")
 
     @property
     def embedding_space(self) -> EmbeddingSpaceKey:
@@ -359,6 +365,9 @@ class OpenAIProvider:
         """One vector of settings.embedding_dim per text, in order, in as few requests as the
         limits allow (<= 2,048 inputs, <= 300,000 tokens, <= settings.embedding_batch_size).
 
+        Requests run settings.embedding_concurrency at a time per process (shared by every
+        thread), each sent only within the request and token budgets the server reported in
+        its x-ratelimit-* headers (one at a time until a first reply reports them).
         Raises InvalidInput, before any request, for an empty text or one over 8,192 tokens
         (texts are never cut silently: chunk them smaller). Raises ProviderError when the
         service returns vectors of another length than EMBEDDING_DIM.
@@ -376,28 +385,48 @@ class OpenAIProvider:
                 )
             counts.append(tokens)
         max_inputs = max(1, min(MAX_EMBEDDING_INPUTS, self.settings.embedding_batch_size))
+        batches = plan_embedding_batches(counts, max_inputs=max_inputs)
+        if len(batches) <= 1:
+            return [vector for batch in batches for vector in self._embed_batch(texts, counts, batch, usage)]
+        futures = [self._embedding_pool.submit(self._embed_batch, texts, counts, batch, usage) for batch in batches]
+        try:
+            return [vector for future in futures for vector in future.result()]
+        finally:
+            for future in futures:
+                future.cancel()  # after a failure, requests not yet sent are not sent
+
+    def _embed_batch(
+        self, texts: Sequence[str], counts: Sequence[int], batch: range, usage: UsageContext
+    ) -> list[list[float]]:
+        model = self.settings.embedding_model
         options: dict[str, Any] = {"model": model}
         if model.startswith("text-embedding-3"):
             options["dimensions"] = self.settings.embedding_dim
-        vectors: list[list[float]] = []
-        for batch in plan_embedding_batches(counts, max_inputs=max_inputs):
+        tokens = sum(counts[i] for i in batch)
+        with self._embedding_budget.spend(tokens):
             try:
-                response = self.client.embeddings.create(input=[texts[i] for i in batch], **options)
+                raw = self.client.embeddings.with_raw_response.create(input=[texts[i] for i in batch], **options)
+            except openai.APIStatusError as error:
+                self._embedding_budget.observe(error.response.headers)
+                self._fail(error, what="embedding", model=model)
             except openai.OpenAIError as error:
                 self._fail(error, what="embedding", model=model)
-            ordered = sorted(response.data, key=lambda item: item.index)
-            if len(ordered) != len(batch):
-                raise ProviderError(f"The embedding service returned {len(ordered)} vectors for {len(batch)} texts.")
-            for item in ordered:
-                if len(item.embedding) != self.settings.embedding_dim:
-                    raise ProviderError(
-                        f"{model} returned {len(item.embedding)}-dimensional vectors but EMBEDDING_DIM is "
-                        f"{self.settings.embedding_dim}: set QUORUM_EMBEDDING_DIM to match the model (and re-index) "
-                        "or pick a model that supports `dimensions`."
-                    )
-                vectors.append(list(item.embedding))
-            prompt_tokens = response.usage.prompt_tokens if response.usage else sum(counts[i] for i in batch)
-            record_usage(usage=usage, provider=PROVIDER_NAME, model=model, input_tokens=prompt_tokens)
+            self._embedding_budget.observe(raw.headers)
+        response = raw.parse()
+        ordered = sorted(response.data, key=lambda item: item.index)
+        if len(ordered) != len(batch):
+            raise ProviderError(f"The embedding service returned {len(ordered)} vectors for {len(batch)} texts.")
+        vectors: list[list[float]] = []
+        for item in ordered:
+            if len(item.embedding) != self.settings.embedding_dim:
+                raise ProviderError(
+                    f"{model} returned {len(item.embedding)}-dimensional vectors but EMBEDDING_DIM is "
+                    f"{self.settings.embedding_dim}: set QUORUM_EMBEDDING_DIM to match the model (and re-index) "
+                    "or pick a model that supports `dimensions`."
+                )
+            vectors.append(list(item.embedding))
+        prompt_tokens = response.usage.prompt_tokens if response.usage else tokens
+        record_usage(usage=usage, provider=PROVIDER_NAME, model=model, input_tokens=prompt_tokens)
         return vectors
 
     def count_tokens(self, text: str) -> int:

@@ -3,8 +3,9 @@
 The statement ranks the chunks of searchable documents two ways, keeps the top candidates
 of each, and fuses the two lists by reciprocal rank (RRF, k=60):
 
-- vector: cosine distance to the question's embedding, through the HNSW index
-  (``hnsw.ef_search`` set for the transaction from Settings);
+- vector: cosine distance to the question's embedding, through the partial HNSW indexes
+  over ranges of segments plus an exact scan of the newest chunks no index covers yet
+  (core.documents.vector_segments; ``hnsw.ef_search`` set for the transaction from Settings);
 - full text: ``websearch_to_tsquery('english', question)`` against the generated
   ``search_vector`` column through its GIN index, ranked with ``ts_rank_cd``; when every
   word finds fewer than k chunks, chunks sharing at least two words, then any word.
@@ -65,6 +66,7 @@ from core.ai.base import AIProvider, UsageContext
 from core.ai.embedding_space import check_embedding_space
 from core.chat.conversation import question_before
 from core.documents import searchable_documents_clause
+from core.documents.vector_segments import UNINDEXED, SearchLayout, search_layout
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
@@ -156,9 +158,14 @@ class _Shape:
     document_ids: bool
     date_from: bool
     date_to: bool
+    # Segment ranges of the partial HNSW indexes and of the exact tail (HNSW strategy only):
+    # written into the SQL as constants so the planner can match each partial index.
+    layout: SearchLayout = UNINDEXED
 
 
-def _shape(filters: RetrievalFilters, *, strategy: Strategy = "hnsw", query: str = "") -> _Shape:
+def _shape(
+    filters: RetrievalFilters, *, strategy: Strategy = "hnsw", query: str = "", layout: SearchLayout | None = None
+) -> _Shape:
     return _Shape(
         strategy=strategy,
         strict_syntax=bool(_SEARCH_SYNTAX.search(query)),
@@ -166,6 +173,7 @@ def _shape(filters: RetrievalFilters, *, strategy: Strategy = "hnsw", query: str
         document_ids=bool(filters.document_ids),
         date_from=filters.date_from is not None,
         date_to=filters.date_to is not None,
+        layout=layout if layout is not None and strategy == "hnsw" else UNINDEXED,
     )
 
 
@@ -261,6 +269,49 @@ def _two_term_query() -> ColumnElement[Any]:
     return cast(pairs, TSQUERY)
 
 
+def _vector_top(
+    shape: _Shape, chunk_of_document: ColumnElement[bool], eligible: ColumnElement[bool], candidates: Any
+) -> Select[*tuple[Any, ...]]:
+    """The `candidates` nearest eligible chunks: (chunk_id, distance).
+
+    Exact strategy: one exact scan. HNSW: one index scan per partial index (its segment
+    range as constants, so the planner uses that index), plus an exact scan of the segments
+    no index covers yet (core.documents.vector_segments), merged by distance.
+    """
+    distance = DocumentChunk.embedding.cosine_distance(bindparam("query_embedding"))
+
+    def nearest(*where: ColumnElement[bool], exact: bool) -> Select[*tuple[Any, ...]]:
+        statement = (
+            select(DocumentChunk.id.label("chunk_id"), distance.label("distance"))
+            .join(Document, chunk_of_document)
+            .where(eligible, *where)
+            .limit(candidates)
+        )
+        # "+ 0" hides the distance from the planner's index matching: no HNSW index can
+        # serve this ORDER BY, so every eligible chunk is compared (exact top-N sort).
+        return statement.order_by(distance + 0.0, DocumentChunk.id) if exact else statement.order_by(distance)
+
+    if shape.strategy == "exact":
+        return nearest(exact=True)
+    segment = DocumentChunk.segment
+
+    def constant(value: int) -> ColumnElement[int]:
+        return literal_column(str(int(value)), Integer)
+
+    parts = [
+        nearest(segment.between(constant(first), constant(last)), exact=False) for first, last in shape.layout.indexed
+    ]
+    uncovered = [
+        segment >= constant(first) if last is None else segment.between(constant(first), constant(last))
+        for first, last in shape.layout.exact
+    ]
+    parts.append(nearest(or_(*uncovered), exact=True))
+    if len(parts) == 1:
+        return parts[0]
+    merged = union_all(*parts).subquery("vector_parts")
+    return select(merged.c.chunk_id, merged.c.distance).order_by(merged.c.distance, merged.c.chunk_id).limit(candidates)
+
+
 @lru_cache(maxsize=256)
 def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, ...]]:
     """The one SELECT that retrieves, filters and fuses, for `actor` and a shape of search.
@@ -274,20 +325,7 @@ def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, .
     eligible = _document_conditions(actor, shape)
     candidates = bindparam("candidates", type_=Integer)
 
-    distance = DocumentChunk.embedding.cosine_distance(bindparam("query_embedding"))
-    vector_top = (
-        select(DocumentChunk.id.label("chunk_id"), distance.label("distance"))
-        .join(Document, chunk_of_document)
-        .where(eligible)
-        .limit(candidates)
-    )
-    if shape.strategy == "exact":
-        # "+ 0" hides the distance from the planner's index matching: the HNSW index cannot
-        # serve this ORDER BY, so every eligible chunk is compared (exact top-N sort).
-        vector_top = vector_top.order_by(distance + 0.0, DocumentChunk.id)
-    else:
-        vector_top = vector_top.order_by(distance)
-    vector_sub = vector_top.subquery("vector_top")
+    vector_sub = _vector_top(shape, chunk_of_document, eligible, candidates).subquery("vector_top")
     vector_hits = select(
         vector_sub.c.chunk_id,
         vector_sub.c.distance,
@@ -432,9 +470,11 @@ def search_chunks(
         plan = SearchPlan(strategy=strategy, ef_search=plan.ef_search, estimated_chunks=plan.estimated_chunks)
     if ef_search is not None:
         plan = SearchPlan(strategy=plan.strategy, ef_search=ef_search, estimated_chunks=plan.estimated_chunks)
+    layout: SearchLayout | None = None
     if plan.strategy == "hnsw":
         session.execute(select(func.set_config("hnsw.ef_search", str(plan.ef_search), True)))
-    statement = hybrid_search_statement(actor, _shape(filters, strategy=plan.strategy, query=query))
+        layout = search_layout(session)
+    statement = hybrid_search_statement(actor, _shape(filters, strategy=plan.strategy, query=query, layout=layout))
     values = _filter_values(filters) | {
         "query": query,
         "query_embedding": list(query_embedding),

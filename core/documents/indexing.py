@@ -36,6 +36,8 @@ from core.documents.extraction import check_chunk_count
 from core.documents.filetypes import kind_for_content_type
 from core.documents.sandbox import read_document
 from core.documents.text_source import TEXT_SOURCE_TYPE, parse_text_source
+from core.documents.vector_segments import ACTOR_NAME as VECTOR_INDEX_ACTOR
+from core.documents.vector_segments import maintenance_due
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import (
@@ -47,6 +49,7 @@ from core.platform.errors import (
     describe_error,
 )
 from core.platform.models import Document, DocumentChunk
+from core.platform.queue import enqueue
 from core.platform.storage import get_storage
 
 log = logging.getLogger(__name__)
@@ -288,3 +291,17 @@ def index_document(document_id: int, *, after_batch: Callable[[int], None] | Non
         _release(claim, error)
         raise
     log.info("document %s indexed: %s chunks (generation %s)", document_id, total, claim.generation)
+    _request_vector_maintenance()
+
+
+def _request_vector_maintenance() -> None:
+    """Ask a worker to index the exactly-searched newest chunks once there are enough of them.
+
+    The document is already COMPLETED and searchable; a lost request only delays indexing
+    until the periodic watch asks again, so failures are logged, not raised.
+    """
+    try:
+        if maintenance_due():
+            enqueue(VECTOR_INDEX_ACTOR)
+    except Exception:
+        log.warning("could not request vector index maintenance", exc_info=True)

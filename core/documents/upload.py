@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
@@ -16,6 +19,7 @@ from core.access.rbac import Actor, require
 from core.documents.access import visible_documents_clause
 from core.documents.filetypes import detect_kind, stream_size
 from core.documents.indexing import ACTOR_NAME, index_document
+from core.documents.vector_segments import maintain_vector_index, maintenance_due
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, QuorumError, describe_error
@@ -244,18 +248,55 @@ def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 
 def ingest_paths(
-    *, actor: Actor, paths: Iterable[str | Path], visibility: str = "team", wait: bool = True
+    *,
+    actor: Actor,
+    paths: Iterable[str | Path],
+    visibility: str = "team",
+    wait: bool = True,
+    processes: int = 1,
 ) -> list[IngestedPath]:
     """The CLI's ingest: upload files (folders recursively, hidden files skipped) as `actor`.
 
-    wait=True indexes each accepted file in this process and reports its final status
-    (no worker needed); wait=False queues them for the workers like the Hub does. Commits per
-    file. Raises PermissionDenied without ingest_documents, InvalidInput for a bad visibility.
+    wait=True indexes each accepted file here and reports its final status (no worker
+    needed), in `processes` processes at once; meanwhile this process builds the vector
+    indexes of the chunks written (core.documents.vector_segments), as a worker would.
+    wait=False queues them for the workers like the Hub does. Results are in the order of
+    the paths. Commits per file. Raises PermissionDenied without ingest_documents,
+    InvalidInput for a bad visibility.
     """
     require(actor, "ingest_documents")
     check_visibility(visibility)
+    files = list(_expand(paths))
+    if not wait or processes <= 1 or len(files) <= 1:
+        return _ingest_files(actor, files, visibility, wait=wait)
+    # Spawned, not forked: each process opens its own database connections.
+    batches = [files[start : start + _INGEST_BATCH_FILES] for start in range(0, len(files), _INGEST_BATCH_FILES)]
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_ingest_files, actor, batch, visibility, wait=True) for batch in batches]
+        pending = set(futures)
+        while pending:
+            _, pending = wait_for(pending, timeout=_MAINTENANCE_POLL_SECONDS)
+            _maintain_if_due()
+        results = [item for future in futures for item in future.result()]
+    _maintain_if_due()
+    return results
+
+
+_INGEST_BATCH_FILES = 8  # files per task handed to an ingest process
+_MAINTENANCE_POLL_SECONDS = 2.0
+
+
+def _maintain_if_due() -> None:
+    try:
+        if maintenance_due():
+            maintain_vector_index()
+    except Exception:
+        log.warning("vector index maintenance failed; a worker or the next run will redo it", exc_info=True)
+
+
+def _ingest_files(actor: Actor, files: Sequence[Path], visibility: str, *, wait: bool) -> list[IngestedPath]:
     results: list[IngestedPath] = []
-    for path in _expand(paths):
+    for path in files:
         if not path.is_file():
             outcome = UploadOutcome(path.name, "rejected", f"{path.name}: no such file.")
             results.append(IngestedPath(str(path), outcome))

@@ -103,13 +103,24 @@ class Settings(BaseSettings):
     # Chunking and retrieval.
     chunk_size_tokens: int = 500
     chunk_overlap_tokens: int = 60
-    embedding_batch_size: int = 256
+    # Texts per embedding request (the API takes 2,048 and 300,000 tokens; both caps apply).
+    embedding_batch_size: int = 2048
+    # Embedding requests in flight per process, within the rate limits the API reports.
+    embedding_concurrency: int = Field(default=4, ge=1)
     retrieval_k: int = 8
     retrieval_candidates: int = 40
     hnsw_ef_search: int = 100
     # Filters that leave at most this many chunks are scanned exactly instead of via HNSW
     # (benchmarks/results/retrieval.md: ~20 µs per 1536-d chunk; filtered HNSW recall is poor).
     retrieval_exact_scan_chunks: int = 10_000
+    # Vector index segments (core.documents.vector_segments): new chunks are scanned exactly
+    # until this many are waiting, then indexed in bulk; indexes of similar size are merged
+    # this many at a time; a tail untouched this long is indexed whatever its size.
+    vector_tail_rows: int = Field(default=2000, ge=1)
+    vector_merge_factor: int = Field(default=4, ge=2)
+    vector_idle_seconds: float = 30.0
+    # maintenance_work_mem of an index build; unset = the server's (embedded: sized for the machine).
+    vector_index_build_memory_mb: int | None = Field(default=None, ge=64)
     # A chunk found only by vector similarity counts as relevant below this cosine distance.
     retrieval_max_distance: float = 0.8
     # An accepted correction is offered for a new question this close (cosine distance).

@@ -32,6 +32,7 @@ from core.platform.queue import AUDIO_QUEUE, enqueue, get_broker
 log = logging.getLogger(__name__)
 
 WATCH_ACTOR = "requeue_stale_jobs"
+VECTOR_INDEX_ACTOR = "maintain_vector_index"  # core.documents.vector_segments.ACTOR_NAME
 _WATCH_TOKEN_KEY = "quorum:maintenance:stale-job-watch"
 
 
@@ -157,4 +158,6 @@ def continue_stale_job_watch(token: str) -> bool:
         requeue_stale_jobs()
     finally:
         enqueue(WATCH_ACTOR, token, delay_ms=get_settings().job_stale_check_seconds * 1000)
+        # Indexes the chunks of a tail that went quiet (core.documents.vector_segments).
+        enqueue(VECTOR_INDEX_ACTOR)
     return True

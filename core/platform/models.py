@@ -215,13 +215,8 @@ class DocumentChunk(Base):
     __tablename__ = "document_chunks"
     __table_args__ = (
         UniqueConstraint("document_id", "generation", "chunk_index", name="uq_document_chunks_position"),
-        Index(
-            "ix_document_chunks_embedding_hnsw",
-            "embedding",
-            postgresql_using="hnsw",
-            postgresql_with={"m": 16, "ef_construction": 64},
-            postgresql_ops={"embedding": "vector_cosine_ops"},
-        ),
+        # The HNSW indexes are partial, one per range of segments, built and dropped by
+        # core.documents.vector_segments (listed in vector_index_segments), not declared here.
         Index("ix_document_chunks_search_vector", "search_vector", postgresql_using="gin"),
     )
 
@@ -236,6 +231,8 @@ class DocumentChunk(Base):
     start_seconds: Mapped[float | None] = mapped_column(Float)
     end_seconds: Mapped[float | None] = mapped_column(Float)
     embedding: Mapped[list[float]] = mapped_column(Vector(EMBEDDING_DIM))
+    # The vector index segment written into (the open one at insert time; see vector_segments).
+    segment: Mapped[int] = mapped_column(Integer, server_default=text("quorum_open_segment()"), index=True)
     search_vector: Mapped[str] = mapped_column(
         TSVECTOR, Computed("to_tsvector('english'::regconfig, content)", persisted=True)
     )
@@ -363,6 +360,29 @@ class DeletedIdentity(Base):
     username: Mapped[str] = mapped_column(String(64))
     deleted_by: Mapped[str] = mapped_column(String(64))
     deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class VectorIndexState(Base):
+    """The segment new chunks are written into (a single row, id 1)."""
+
+    __tablename__ = "vector_index_state"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_vector_index_state_single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    open_segment: Mapped[int] = mapped_column(Integer)
+
+
+class VectorIndexSegment(Base):
+    """One valid partial HNSW index over the chunks of segments first_segment..last_segment."""
+
+    __tablename__ = "vector_index_segments"
+    __table_args__ = (CheckConstraint("first_segment <= last_segment", name="ck_vector_index_segments_range"),)
+
+    index_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    first_segment: Mapped[int] = mapped_column(Integer)
+    last_segment: Mapped[int] = mapped_column(Integer)
+    row_count: Mapped[int] = mapped_column(BigInteger)
+    built_at: Mapped[datetime] = _now_column()
 
 
 class AuditLog(Base):

@@ -1,0 +1,213 @@
+"""Vector index segments: chunks are searchable from their commit, indexed in bulk, merged, never lost."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select, text
+
+from core.access.rbac import Actor
+from core.ai.hashing import hashing_embed
+from core.chat.retrieval import _shape, hybrid_search_statement, search_chunks
+from core.documents.indexing import _driver_connection, index_document, upload_documents
+from core.documents.vector_segments import (
+    INDEX_PREFIX,
+    SearchLayout,
+    maintain_vector_index,
+    plan_merge,
+    search_layout,
+    tail_rows,
+)
+from core.platform.config import get_settings
+from core.platform.db import get_engine, session_scope
+from core.platform.models import DocumentChunk, VectorIndexSegment
+from tests.conftest import unique
+
+
+@pytest.fixture
+def small_segments(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Seal after 3 chunks, merge 2 at a time, never idle by the clock (tests say when)."""
+    monkeypatch.setenv("QUORUM_VECTOR_TAIL_ROWS", "3")
+    monkeypatch.setenv("QUORUM_VECTOR_MERGE_FACTOR", "2")
+    monkeypatch.setenv("QUORUM_VECTOR_IDLE_SECONDS", "86400")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def _index(actor: Actor, body: str) -> int:
+    [outcome] = upload_documents(actor=actor, files=[_named(io.BytesIO(body.encode()), f"{unique('doc')}.txt")])
+    assert outcome.document_id is not None, outcome.message
+    index_document(outcome.document_id)
+    return outcome.document_id
+
+
+def _named(stream: io.BytesIO, name: str) -> io.BytesIO:
+    stream.name = name  # type: ignore[attr-defined]
+    return stream
+
+
+def _hits(actor: Actor, question: str) -> list[int]:
+    embedding = hashing_embed([question], get_settings().embedding_dim)[0].tolist()
+    with session_scope() as session:
+        return [
+            hit.document_id
+            for hit in search_chunks(session, actor=actor, query=question, query_embedding=embedding, k=50)
+        ]
+
+
+def _registered() -> list[tuple[str, int, int]]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(
+                VectorIndexSegment.index_name, VectorIndexSegment.first_segment, VectorIndexSegment.last_segment
+            ).order_by(VectorIndexSegment.first_segment)
+        ).all()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def _present_vector_indexes() -> set[str]:
+    with get_engine().connect() as connection:
+        return set(
+            connection.scalars(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = 'document_chunks' AND indexname LIKE :p"),
+                {"p": INDEX_PREFIX + "%"},
+            )
+        )
+
+
+def _covered_once() -> None:
+    """Every chunk lies in exactly one place a search reads: one registered range or the exact tail."""
+    layout = search_layout_now()
+    with session_scope() as session:
+        segments = session.scalars(select(DocumentChunk.segment)).all()
+    for segment in segments:
+        places = sum(first <= segment <= last for first, last in layout.indexed) + sum(
+            first <= segment and (last is None or segment <= last) for first, last in layout.exact
+        )
+        assert places == 1, (segment, layout)
+    assert _present_vector_indexes() == {name for name, _, _ in _registered()}
+
+
+def search_layout_now() -> SearchLayout:
+    with session_scope() as session:
+        return search_layout(session)
+
+
+def test_layout_tiles_every_segment_with_the_gaps_scanned_exactly() -> None:
+    assert SearchLayout.from_ranges([]).exact == ((0, None),)
+    layout = SearchLayout.from_ranges([(5, 9), (0, 2)])
+    assert layout.indexed == ((0, 2), (5, 9))
+    assert layout.exact == ((3, 4), (10, None))
+
+
+def test_merge_plan_takes_the_newest_run_of_similar_sizes() -> None:
+    assert plan_merge([100, 100, 100], factor=4, base=100) is None
+    assert plan_merge([100, 100, 100, 100], factor=4, base=100) == (0, 4)
+    # A big old index is left alone; the four small new ones are merged.
+    assert plan_merge([6400, 100, 90, 120, 100], factor=4, base=100) == (1, 5)
+    assert plan_merge([6400, 400, 100, 100], factor=2, base=100) == (2, 4)
+    assert plan_merge([5], factor=2, base=100) is None
+
+
+def test_chunks_are_searchable_at_commit_then_indexed_merged_and_still_found(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
+    maintain_vector_index(idle=True)  # start from an empty tail whatever earlier tests wrote
+    actor: Actor = make_user()
+    word = unique("zebraword")
+    first = _index(actor, f"The {word} migration starts on Monday. " * 3)
+    # Searchable the moment it is COMPLETED, before any index covers it.
+    assert tail_rows() >= 1
+    assert first in _hits(actor, f"When does the {word} migration start?")
+
+    documents = [first] + [_index(actor, f"Paragraph {n} about the {word} rollout plan.") for n in range(6)]
+    assert tail_rows() >= get_settings().vector_tail_rows
+    report = maintain_vector_index()
+    assert report.ran and report.built and report.sealed_rows >= 3
+    assert tail_rows() == 0
+    _covered_once()
+    assert set(documents) <= set(_hits(actor, f"{word} rollout plan migration"))
+
+    # More writes, more seals: similar-sized indexes are merged two at a time.
+    documents += [_index(actor, f"Note {n}: the {word} review is on Friday.") for n in range(4)]
+    maintain_vector_index(idle=False)
+    _covered_once()
+    maintain_vector_index(idle=True)  # quiet: everything ends in one index
+    _covered_once()
+    assert tail_rows() == 0
+    assert len(_registered()) == 1
+    assert set(documents) <= set(_hits(actor, f"{word} review rollout migration"))
+
+
+def test_each_index_range_is_searched_through_its_partial_index(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
+    actor: Actor = make_user()
+    for n in range(4):
+        _index(actor, f"Segment planning note {n} {unique('w')}.")
+    maintain_vector_index(idle=True)
+    layout = search_layout_now()
+    statement = hybrid_search_statement(actor, _shape(_no_filters(), strategy="hnsw", layout=layout))
+    values = {
+        "query": "planning note",
+        "query_embedding": hashing_embed(["planning note"], get_settings().embedding_dim)[0],  # numpy, adapted
+        "candidates": 40,
+        "k": 8,
+        "max_distance": 0.8,
+    }
+    with session_scope() as session:
+        # On a few rows the planner rightly prefers sorting them; costing sorts out shows that
+        # each range's partial HNSW index can serve its part (the tail still sorts: it must).
+        session.execute(text("SET LOCAL enable_sort = off"))
+        compiled = statement.compile(session.get_bind())
+        connection = _driver_connection(session)
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {compiled}", compiled.construct_params(values))
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    for name, _, _ in _registered():
+        assert f"Index Scan using {name}" in plan, [line for line in plan.splitlines() if "Index" in line]
+
+
+def _no_filters():  # type: ignore[no-untyped-def]
+    from core.chat.retrieval import RetrievalFilters
+
+    return RetrievalFilters()
+
+
+def test_a_run_killed_before_registering_leaves_nothing_behind(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
+    actor: Actor = make_user()
+    document = _index(actor, f"Killed maintenance leaves {unique('w')} searchable.")
+    # What a run killed after its build and before registering leaves: a valid, unknown index.
+    with get_engine().connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+            text(
+                f"CREATE INDEX {INDEX_PREFIX}900000_900001 ON document_chunks USING hnsw "
+                "(embedding vector_cosine_ops) WHERE segment BETWEEN 900000 AND 900001"
+            )
+        )
+    report = maintain_vector_index(idle=True)
+    assert f"{INDEX_PREFIX}900000_900001" in report.dropped
+    _covered_once()
+    assert document in _hits(actor, "killed maintenance searchable")
+
+
+def test_only_one_maintenance_runs_at_a_time(small_segments: None) -> None:
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(7316001)"))
+        try:
+            assert maintain_vector_index(idle=True).ran is False
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(7316001)"))
+    assert maintain_vector_index(idle=True).ran is True
+
+
+def test_new_chunks_take_the_open_segment(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
+    actor: Actor = make_user()
+    before = _index(actor, f"Before sealing {unique('w')}.")
+    maintain_vector_index(idle=True)
+    after = _index(actor, f"After sealing {unique('w')}.")
+    with session_scope() as session:
+        old = session.scalar(select(func.max(DocumentChunk.segment)).where(DocumentChunk.document_id == before))
+        new = session.scalar(select(func.min(DocumentChunk.segment)).where(DocumentChunk.document_id == after))
+    assert old is not None and new is not None and new > old
+    assert new > max(last for _, _, last in _registered())
