@@ -1,24 +1,23 @@
-"""Ingestion benchmark: 1,000 documents to ~100k chunks through Quorum's real pipeline.
+"""Ingestion benchmark: ~100k chunks through Quorum's real pipeline, beside raw pgvector on the same rows.
 
-On a fresh database of a scratch PostgreSQL+pgvector (pgserver in benchmarks/.work/pg), with
-the offline hashing embedder (1536 dimensions) and the schema's HNSW and GIN indexes in place:
+For each kind of vectors (hashing: the offline embedder; dense: the OpenAI path against the
+test suite's fake server with a per-request delay), on a fresh database of a scratch
+PostgreSQL+pgvector (pgserver in benchmarks/.work/pg, sized by core.platform.embedded):
 
-- writes N synthetic documents (topical prose in paragraphs; every fifth one Markdown with
-  headings) to benchmarks/.work/ingest-docs;
-- runs core.documents.indexing.ingest_paths(wait=True), the CLI's path: per file, type detection,
-  storage (local folder) with sha256, a PENDING row, then index_document in this process:
-  extraction, chunking (500/60 tokens, cl100k_base), embedding in batches of 256, binary
-  COPY + upsert of the chunks, progress and the generation swap;
-- times each stage by wrapping Chunker.chunk_sections, the provider's embed and
-  core.documents.indexing.write_chunks, and reports chunking tokens/s, insert rows/s and wall time;
-- chunks the same texts with langchain-text-splitters' TokenTextSplitter (same encoding,
-  size and overlap) side by side, and counts chunks that begin or end inside a word.
+- ingests N synthetic documents (topical prose; every fifth one Markdown with headings)
+  through core.documents.ingest_paths(wait=True, processes=W), what `core.cli ingest FOLDER
+  --jobs W` runs, while another process searches (hybrid, k=10) every 50 ms: chunks/s until
+  every document is COMPLETED (searchable), and the search latency during the load;
+- lets the index catch up as a worker does when writing stops (maintain_vector_index), then
+  measures hybrid latency on the settled index;
+- on the same rows, raw pgvector: binary COPY into a table without an index, the HNSW build
+  (m 16, ef_construction 64), COPY into the live index (a sample), and HNSW query latency.
 
-Results go to benchmarks/results/ingest.md and ingest.json.
+Results go to benchmarks/results/ingest.md and ingest.json, with the load average.
 
-    .venv/bin/pip install -r benchmarks/requirements.txt    # the peer, benchmark only
-    .venv/bin/python benchmarks/ingest.py                   # full run (1,000 documents)
-    .venv/bin/python benchmarks/ingest.py --documents 20    # smoke run
+    .venv/bin/python benchmarks/ingest.py                              # full run (1,000 documents)
+    .venv/bin/python benchmarks/ingest.py --documents 20 --kinds hashing   # smoke run
+    .venv/bin/python benchmarks/ingest.py --compare-chunkers           # also LangChain's splitter
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # core and tests, when run as a script
 WORK = ROOT / "benchmarks" / ".work"
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = WORK / "ingest-docs"
@@ -134,58 +134,6 @@ def write_documents(count: int) -> list[Path]:
     return paths
 
 
-# Timing hooks -------------------------------------------------------------------------------
-
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, name: str, seconds: float, count: int) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.counts[name] = self.counts.get(name, 0) + count
-
-
-def install_hooks(watch: Stopwatch) -> None:
-    """Time chunking, embedding and chunk writes inside the real pipeline."""
-    from core.ai import get_provider
-    from core.documents import indexing as documents
-    from core.documents.chunking import Chunker
-
-    class TimedChunker(Chunker):
-        def chunk_sections(self, sections: Any) -> Any:
-            sections = list(sections)
-            began = time.perf_counter()
-            chunks = super().chunk_sections(sections)
-            elapsed = time.perf_counter() - began
-            watch.add("chunk", elapsed, sum(self.count(s.text) for s in sections))
-            watch.add("chunks", 0.0, len(chunks))
-            return chunks
-
-    documents.Chunker = TimedChunker  # type: ignore[misc]
-
-    original_write = documents.write_chunks
-
-    def timed_write(session: Any, document_id: int, generation: int, chunks: Any, vectors: Any) -> None:
-        began = time.perf_counter()
-        original_write(session, document_id, generation, chunks, vectors)
-        watch.add("insert", time.perf_counter() - began, len(chunks))
-
-    documents.write_chunks = timed_write  # type: ignore[assignment]
-
-    provider = get_provider()
-    original_embed = provider.embed
-
-    def timed_embed(texts: Any, *, usage: Any) -> Any:
-        began = time.perf_counter()
-        vectors = original_embed(texts, usage=usage)
-        watch.add("embed", time.perf_counter() - began, len(texts))
-        return vectors
-
-    provider.embed = timed_embed  # type: ignore[method-assign]
-
-
 # Peer: LangChain's token splitter -------------------------------------------------------------
 
 
@@ -259,7 +207,7 @@ def _section(text: str) -> Any:
     return Section(text=text)
 
 
-# Phases (each a subprocess with DATABASE_URL pointing at the fresh database) -----------------
+# Phases (each a subprocess with DATABASE_URL pointing at the run's fresh database) ------------
 
 
 def _bench_actor() -> Any:
@@ -280,161 +228,311 @@ def _bench_actor() -> Any:
         return actor_from_user(session, user)
 
 
+def _query_vectors(texts: list[str], dense: bool) -> np.ndarray:
+    from core.ai.hashing import hashing_embed
+    from core.platform.config import get_settings
+
+    vectors = hashing_embed(texts, get_settings().embedding_dim)
+    if dense:
+        from tests.fake_openai import dense_projection
+
+        vectors = dense_projection(vectors)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def _questions(count: int) -> list[str]:
+    """Questions made of topical words, as a user who knows the corpus would ask."""
+    corpus = Corpus()
+    rng = random.Random(SEED + 7)
+    questions = []
+    for _ in range(count):
+        topic = corpus.topics[rng.randrange(TOPICS)]
+        questions.append(" ".join(rng.sample(list(topic), 4)))
+    return questions
+
+
 def phase_setup(args: argparse.Namespace) -> dict[str, Any]:
-    """Migrate, create the benchmark user, write the documents."""
     from core.platform.schema import upgrade_database
 
     upgrade_database()
     _bench_actor()
-    began = time.perf_counter()
-    paths = write_documents(args.documents)
-    seconds = time.perf_counter() - began
-    size = sum(p.stat().st_size for p in paths)
-    log.info("wrote %s documents (%.0f MB) in %.1fs", len(paths), size / 1e6, seconds)
-    return {"documents": len(paths), "bytes": size, "generate_seconds": seconds}
+    return {}
 
 
 def phase_ingest(args: argparse.Namespace) -> dict[str, Any]:
-    """Ingest this process's share of the documents (every workers-th file) and time the stages."""
+    """Quorum end to end through the CLI's path: ingest_paths(wait=True, processes=N)."""
     from core.documents import ingest_paths
 
-    paths = sorted(DOCS.iterdir())[args.slice :: args.workers]
     actor = _bench_actor()
-    watch = Stopwatch()
-    install_hooks(watch)
     began = time.perf_counter()
-    results = []
-    for start in range(0, len(paths), 25):
-        results += ingest_paths(actor=actor, paths=paths[start : start + 25], visibility="team", wait=True)
-        log.info("worker %s: %s/%s documents, %.0fs", args.slice, len(results), len(paths), time.perf_counter() - began)
+    results = ingest_paths(actor=actor, paths=[DOCS], visibility="team", wait=True, processes=args.workers)
+    wall = time.perf_counter() - began
     return {
-        "wall_seconds": time.perf_counter() - began,
-        "stage_seconds": watch.seconds,
-        "stage_counts": watch.counts,
-        "failed": [r.path for r in results if r.status != "COMPLETED"],
+        "wall_seconds": wall,
+        "completed": sum(r.status == "COMPLETED" for r in results),
+        "chunks": sum(r.chunks for r in results if r.status == "COMPLETED"),
+        "failed": [r.path for r in results if r.status != "COMPLETED"][:10],
     }
 
 
-def phase_finish(args: argparse.Namespace) -> dict[str, Any]:
-    """Count what was stored and compare the chunkers on the same texts."""
-    from sqlalchemy import func, select, text
+def phase_settle(args: argparse.Namespace) -> dict[str, Any]:
+    """What a worker does once writing stops: index the tail and merge into one index."""
+    from core.documents.vector_segments import maintain_vector_index, tail_rows
+
+    before = tail_rows()
+    report = maintain_vector_index(idle=True)
+    return {"tail_rows": before, "seconds": report.seconds, "built": report.built}
+
+
+def phase_query(args: argparse.Namespace) -> dict[str, Any]:
+    """Hybrid searches one after another (until STOP exists, or args.queries of them)."""
+    from core.chat.retrieval import search_chunks
+    from core.documents.vector_segments import tail_rows
+    from core.platform.db import session_scope
+
+    actor = _bench_actor()
+    questions = _questions(max(args.queries, 50))
+    vectors = _query_vectors(questions, args.dense)
+    stop = WORK / "query-stop"
+    samples: list[tuple[float, float]] = []  # (seconds since start, latency)
+    tails: list[int] = []
+    began = time.perf_counter()
+    number = 0
+    while True:
+        if args.until_stopped and stop.exists():
+            break
+        if not args.until_stopped and number >= args.queries + 20:
+            break
+        question, vector = questions[number % len(questions)], vectors[number % len(vectors)]
+        start = time.perf_counter()
+        with session_scope() as session:
+            search_chunks(session, actor=actor, query=question, query_embedding=vector.tolist(), k=10)
+        latency = time.perf_counter() - start
+        if number >= 20 or args.until_stopped:  # warm-up when measuring a settled index
+            samples.append((start - began, latency))
+        if number % 25 == 0:
+            tails.append(tail_rows())
+        number += 1
+        if args.until_stopped:
+            time.sleep(0.05)  # a user every 50 ms, not a benchmark hammering the CPUs
+    return {"latencies": [latency for _, latency in samples], "tail_rows": tails}
+
+
+def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
+    """Raw pgvector on the same rows: binary COPY without an index, HNSW build, COPY into the live
+    index, and HNSW query latency (the baseline the hybrid p95 is held to)."""
+    import psycopg
+    from pgvector.psycopg import register_vector
 
     from core.platform.config import get_settings
-    from core.platform.db import session_scope
-    from core.platform.models import Document, DocumentChunk
 
-    settings = get_settings()
-    with session_scope() as session:
-        chunks = session.scalar(select(func.count()).select_from(DocumentChunk))
-        completed = session.scalar(select(func.count()).where(Document.status == "COMPLETED"))
-        postgres = session.scalar(text("SHOW server_version"))
-        pgvector = session.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
-    log.info("comparing chunkers on the same texts")
-    comparison = compare_chunkers(
-        sorted(DOCS.iterdir()), settings.chunk_size_tokens, settings.chunk_overlap_tokens, sample=args.quality_sample
-    )
+    dim = get_settings().embedding_dim
+    url = os.environ["DATABASE_URL"].replace("+psycopg", "")
+    with psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        with conn.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS raw_vectors")
+            cursor.execute(f"CREATE TABLE raw_vectors (id bigserial PRIMARY KEY, embedding vector({dim}))")
+            rows = [row[0] for row in cursor.execute("SELECT embedding FROM document_chunks ORDER BY id")]
+        began = time.perf_counter()
+        with conn.cursor() as cursor, cursor.copy("COPY raw_vectors (embedding) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["vector"])
+            for vector in rows:
+                copy.write_row((vector,))
+        copy_seconds = time.perf_counter() - began
+        conn.execute("VACUUM ANALYZE raw_vectors")
+        began = time.perf_counter()
+        conn.execute(
+            "CREATE INDEX raw_vectors_hnsw ON raw_vectors USING hnsw (embedding vector_cosine_ops) "
+            "WITH (m = 16, ef_construction = 64)"
+        )
+        build_seconds = time.perf_counter() - began
+        sample = rows[: args.live_sample]
+        began = time.perf_counter()
+        with conn.cursor() as cursor, cursor.copy("COPY raw_vectors (embedding) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["vector"])
+            for vector in sample:
+                copy.write_row((vector,))
+        live_seconds = time.perf_counter() - began
+        conn.execute("SET hnsw.ef_search = 100")
+        vectors = _query_vectors(_questions(max(args.queries, 50)), args.dense)
+        latencies = []
+        for number in range(args.queries + 20):
+            start = time.perf_counter()
+            conn.execute(
+                "SELECT id FROM raw_vectors ORDER BY embedding <=> %s LIMIT 10", (vectors[number % len(vectors)],)
+            ).fetchall()
+            if number >= 20:
+                latencies.append(time.perf_counter() - start)
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN SELECT id FROM raw_vectors ORDER BY embedding <=> %s LIMIT 10", (vectors[0],)
+            ).fetchall()
+        )
+        conn.execute("DROP TABLE raw_vectors")
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("shared_buffers", "maintenance_work_mem", "max_parallel_maintenance_workers")
+        }
+        versions = {
+            "postgres": conn.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]
+            "pgvector": conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0],  # type: ignore[index]
+        }
     return {
-        "completed": completed,
-        "chunks": chunks,
-        "chunk_size": settings.chunk_size_tokens,
-        "chunk_overlap": settings.chunk_overlap_tokens,
-        "embedding_batch": settings.embedding_batch_size,
-        "embedding_dim": settings.embedding_dim,
-        "postgres": postgres,
-        "pgvector": pgvector,
-        "comparison": comparison,
+        "rows": len(rows),
+        "copy_rows_per_second": len(rows) / copy_seconds,
+        "build_rows_per_second": len(rows) / build_seconds,
+        "build_seconds": build_seconds,
+        "live_rows": len(sample),
+        "live_rows_per_second": len(sample) / live_seconds,
+        "latencies": latencies,
+        "uses_index": "raw_vectors_hnsw" in plan,
+        "server": settings,
+        **versions,
     }
 
 
 # Orchestrator -------------------------------------------------------------------------------
 
 
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q) * 1000) if values else float("nan")
+
+
+def run_kind(args: argparse.Namespace, dense: bool, base_env: dict[str, str]) -> dict[str, Any]:
+    """One full run (fresh database): ingest with searches running, settle, search, raw baselines."""
+    from retrieval import _database_urls, _fresh_database  # the scratch server of benchmarks/retrieval.py
+
+    from core.platform.embedded import start_postgres
+
+    start_postgres(WORK / "pg")  # sized like Quorum's embedded server, before retrieval.py attaches to it
+    kind = "dense" if dense else "hashing"
+    name = f"{DATABASE}_{kind}"
+    admin, target = _database_urls(name)
+    _fresh_database(admin, name)
+    data_dir = WORK / f"ingest-data-{kind}"
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    env = base_env | {"DATABASE_URL": target, "QUORUM_DATA_DIR": str(data_dir)}
+    fake = None
+    if dense:
+        from tests.fake_openai import FakeOpenAI
+
+        fake = FakeOpenAI().start()
+        fake.dense_embeddings = True
+        fake.embedding_latency = args.api_latency
+        if args.api_tpm:
+            fake.limit_embeddings(requests=args.api_rpm, tokens=args.api_tpm, window_seconds=60.0)
+        env |= {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.base_url}
+    command = [sys.executable, __file__, *sys.argv[1:], "--kind", kind]
+
+    def phase(name: str, *extra: str) -> dict[str, Any]:
+        subprocess.run([*command, "--phase", name, *extra], env=env, check=True)
+        return dict(json.loads((WORK / f"ingest-{kind}-{name}.json").read_text()))
+
+    try:
+        phase("setup")
+        stop = WORK / "query-stop"
+        stop.unlink(missing_ok=True)
+        during_out = WORK / f"ingest-{kind}-query.json"
+        searcher = subprocess.Popen([*command, "--phase", "query", "--until-stopped"], env=env)
+        load_before = os.getloadavg()[0]
+        ingest = phase("ingest")
+        stop.touch()
+        if searcher.wait() != 0:
+            raise SystemExit("the search process failed")
+        during = json.loads(during_out.read_text())
+        settle = phase("settle")
+        after = phase("query")
+        raw = phase("raw")
+    finally:
+        if fake is not None:
+            fake.stop()
+    return {
+        "kind": kind,
+        "ingest": ingest,
+        "settle": settle,
+        "during": during,
+        "after": after,
+        "raw": raw,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        "api_requests": len(fake.calls("/v1/embeddings")) if fake else 0,
+        "api_peak_in_flight": fake.embeddings_in_flight_peak if fake else 0,
+    }
+
+
 def render(result: dict[str, Any], args: argparse.Namespace, total_s: float) -> str:
-    seconds: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for worker in result["workers"]:
-        for key, value in worker["stage_seconds"].items():
-            seconds[key] = seconds.get(key, 0.0) + value
-        for key, value in worker["stage_counts"].items():
-            counts[key] = counts.get(key, 0) + value
-    wall = result["ingest_wall_seconds"]
-    busy = sum(w["wall_seconds"] for w in result["workers"])
-    other = busy - sum(seconds.get(k, 0.0) for k in ("chunk", "embed", "insert"))
-    tokens, rows = counts.get("chunk", 0), counts.get("insert", 0)
-    workers = len(result["workers"])
-    failed = [path for w in result["workers"] for path in w["failed"]]
-    c = result["comparison"]
-
-    def rate(count: float, spent: float) -> str:
-        return f"{count / spent:,.0f}" if spent else "—"
-
+    runs = result["runs"]
+    first_raw = runs[0]["raw"]
     lines = [
         "# Ingestion benchmark",
         "",
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benchmarks/ingest.py --documents "
-        f"{args.documents} --workers {workers}` in {total_s / 60:.1f} min on {os.cpu_count()} CPUs "
-        f"({platform.processor() or platform.machine()}, {_memory_gb()} GB RAM), PostgreSQL {result['postgres']} "
-        f"with pgvector {result['pgvector']} (pgserver defaults, same machine), Python {platform.python_version()}. "
-        f"Load average before / after: {result.get('load_before', '?')} / {result.get('load_after', '?')} "
-        "(the machine is shared; other work running at the same time slows every figure).",
+        f"{args.documents} --workers {args.workers}` in {total_s / 60:.1f} min on {os.cpu_count()} CPUs "
+        f"({platform.processor() or platform.machine()}, {_memory_gb()} GB RAM), PostgreSQL {first_raw['postgres']} "
+        f"with pgvector {first_raw['pgvector']} (pgserver on the same machine, sized by Quorum: "
+        f"shared_buffers {first_raw['server']['shared_buffers']}, maintenance_work_mem "
+        f"{first_raw['server']['maintenance_work_mem']}, {first_raw['server']['max_parallel_maintenance_workers']} "
+        f"parallel maintenance worker), Python {platform.python_version()}. The machine is shared with other "
+        "engineers' work: load average (1 min) at the start / end of each run is in the table; every figure is "
+        "slower under that load than on an idle machine.",
         "",
-        f"{result['documents']:,} synthetic documents ({result['bytes'] / 1e6:.0f} MB of text; every fifth "
-        f"Markdown with headings) ingested by {workers} worker process{'es' if workers != 1 else ''} in parallel, "
-        "each through `core.documents.indexing.ingest_paths(wait=True)`, the CLI path: detect the type, store with "
-        "sha256, commit a PENDING row, then index_document (extract, chunk, embed, write, swap). Chunks of "
-        f"{result['chunk_size']} tokens with {result['chunk_overlap']} overlap (cl100k_base), offline hashing "
-        f"embeddings ({result['embedding_dim']} dimensions) in batches of {result['embedding_batch']}, binary COPY "
-        "into a staging table then one upsert per batch, with the migrations' HNSW (m=16, ef_construction=64) "
-        "and GIN indexes maintained on every insert.",
+        f"{result['documents']:,} synthetic documents ({result['bytes'] / 1e6:.0f} MB of text; every fifth Markdown "
+        "with headings), ingested through `core.documents.ingest_paths(wait=True, processes=N)` — what "
+        f"`python -m core.cli ingest FOLDER --jobs {args.workers}` runs: per file detect the type, store it with "
+        "its sha256, commit a PENDING row, index it (extract, chunk 500/60 tokens, embed, binary COPY, swap to "
+        "COMPLETED) in one of the N processes, while the parent process builds the vector indexes "
+        "(`core.documents.vector_segments`: chunks are searched exactly until "
+        f"{result['tail_rows']:,} wait, then sealed into a partial HNSW index built in bulk; indexes of similar "
+        "size are merged). Meanwhile one process searches (hybrid, k=10) every 50 ms. "
+        "**hashing**: the offline embedder. **dense**: the OpenAI path (`OPENAI_BASE_URL`) against the test "
+        f"suite's fake server answering after {args.api_latency:g} s per request with dense vectors "
+        "(a fixed random projection of the hashing vectors: every coordinate non-zero, like a model's).",
         "",
-        "## Pipeline",
+        "## End to end, beside raw pgvector on the same rows",
         "",
-        "| measure | value |",
-        "|---|---:|",
-        f"| documents completed | {result['completed']:,} of {result['documents']:,} |",
-        f"| chunks stored | {result['chunks']:,} |",
-        f"| total wall time of the ingestion | {wall:.0f} s ({wall / 60:.1f} min) |",
-        f"| documents/s, chunks/s end to end | {result['documents'] / wall:.2f}, {result['chunks'] / wall:.0f} |",
-        f"| chunking, per process | {rate(tokens, seconds.get('chunk', 0))} tokens/s ({tokens:,} tokens, "
-        f"{seconds.get('chunk', 0):.0f} s) |",
-        f"| embedding (offline hashing), per process | {rate(counts.get('embed', 0), seconds.get('embed', 0))} "
-        f"chunks/s ({seconds.get('embed', 0):.0f} s) |",
-        f"| insert (COPY + upsert, HNSW + GIN maintained), per process | {rate(rows, seconds.get('insert', 0))} "
-        f"rows/s ({seconds.get('insert', 0):.0f} s) |",
-        f"| insert, all processes together | {rate(rows, wall)} rows/s |",
-        f"| everything else (read, detect, store, extract, commits, swap) | {other:.0f} s |",
-        "",
-        "Stage seconds are summed over the worker processes. Inserting into the HNSW index dominates: "
-        "each 1536-dimension row costs the PostgreSQL backend milliseconds of graph search and neighbour "
-        "updates, while the Python side (chunking, embedding, COPY) waits. More worker processes (and a "
-        "PostgreSQL with more cores and shared_buffers than pgserver's 128 MB default) raise the total.",
-        "",
-        "## Chunking side by side (same extracted texts, same tokenizer, size and overlap)",
-        "",
-        "| chunker | seconds | tokens/s | chunks | chunks starting or ending inside a word (sample) "
-        "| largest chunk (tokens) |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| Quorum `core.documents.chunking.Chunker` | {c['quorum_seconds']:.1f} | "
-        f"{rate(c['tokens'], c['quorum_seconds'])} | "
-        f"{c['quorum_chunks']:,} | {c['quorum_cut_words']:,} of {c.get('quorum_sample_chunks', '?'):,} | "
-        f"{c['quorum_max_tokens']} |",
+        "| vectors | load | chunks | Quorum end to end (all COMPLETED, searchable) | then index catch-up | "
+        "raw binary COPY, no index | raw HNSW build | raw COPY into the live HNSW index |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    if "peer_seconds" in c:
+    for run in runs:
+        ingest, raw, settle = run["ingest"], run["raw"], run["settle"]
         lines.append(
-            f"| {c['peer']} `TokenTextSplitter` | {c['peer_seconds']:.1f} | {rate(c['tokens'], c['peer_seconds'])} | "
-            f"{c['peer_chunks']:,} | {c['peer_cut_words']:,} of {c['peer_sample_chunks']:,} | "
-            f"{c['peer_max_tokens']} |"
+            f"| {run['kind']} | {run['load_before']:.1f} / {run['load_after']:.1f} | {ingest['chunks']:,} | "
+            f"**{ingest['chunks'] / ingest['wall_seconds']:,.0f} chunks/s** ({ingest['wall_seconds']:.0f} s) | "
+            f"{settle['seconds']:.0f} s ({settle['tail_rows']:,} rows) | {raw['copy_rows_per_second']:,.0f} rows/s | "
+            f"{raw['build_rows_per_second']:,.0f} rows/s ({raw['build_seconds']:.0f} s) | "
+            f"{raw['live_rows_per_second']:,.0f} rows/s ({raw['live_rows']:,} rows) |"
         )
-    else:
-        lines.append(f"| peer | not run: {c['peer']} | | | | |")
     lines += [
         "",
-        f"{c['tokens']:,} tokens in {c['documents']:,} documents, one process. Quorum's chunker ends chunks at "
-        "sentence or paragraph ends, never inside a word, and counts each chunk's tokens exactly; the token "
-        "splitter slices the token stream every 440 tokens wherever that falls, so a chunk starts or ends "
-        "inside a word whenever the cut lands inside a word of several tokens, and chunks are fuller (fewer "
-        f"chunks). The sample is the chunks of the first {c.get('sample_texts', '?')} texts.",
+        "## Query latency while ingesting and after (hybrid: vector + full text, k=10)",
+        "",
+        "| vectors | Quorum hybrid during the ingest p50 / p95 ms | exact-scanned tail during (max rows) | "
+        "Quorum hybrid after p50 / p95 ms | raw pgvector HNSW p50 / p95 ms | hybrid p95 / raw p95 during, after |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
+    for run in runs:
+        during, after, raw = run["during"]["latencies"], run["after"]["latencies"], run["raw"]["latencies"]
+        raw95, during95, after95 = _percentile(raw, 95), _percentile(during, 95), _percentile(after, 95)
+        tail = max(run["during"]["tail_rows"] or [0])
+        lines.append(
+            f"| {run['kind']} | {_percentile(during, 50):.1f} / {during95:.1f} ({len(during)} queries) | {tail:,} | "
+            f"{_percentile(after, 50):.1f} / {after95:.1f} | {_percentile(raw, 50):.1f} / {raw95:.1f} | "
+            f"{during95 / raw95:.1f}x, {after95 / raw95:.1f}x |"
+        )
+    dense = [run for run in runs if run["kind"] == "dense"]
+    if dense:
+        run = dense[0]
+        lines += [
+            "",
+            f"Dense run through the API path: {run['api_requests']:,} embedding requests, at most "
+            f"{run['api_peak_in_flight']} in flight at once at the fake server ({args.workers} processes x "
+            "QUORUM_EMBEDDING_CONCURRENCY requests each, within the rate budgets it reports).",
+        ]
+    failed = [path for run in runs for path in run["ingest"]["failed"]]
     if failed:
         lines += ["", f"Not completed: {', '.join(failed[:10])}"]
     return "\n".join(lines) + "\n"
@@ -452,60 +550,53 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="ingesting processes")
+    parser.add_argument("--kinds", default="hashing,dense", help="vector kinds to run: hashing, dense")
+    parser.add_argument("--queries", type=int, default=200, help="searches measured after the ingest")
+    parser.add_argument("--live-sample", type=int, default=1000, help="rows COPYed into the live raw index")
+    parser.add_argument("--api-latency", type=float, default=0.5, help="seconds the fake API takes per request")
+    parser.add_argument("--api-rpm", type=int, default=10_000, help="fake API requests per minute (with --api-tpm)")
+    parser.add_argument("--api-tpm", type=int, default=0, help="fake API tokens per minute; 0 = unlimited")
+    parser.add_argument("--compare-chunkers", action="store_true", help="also compare with LangChain's splitter")
     parser.add_argument("--quality-sample", type=int, default=200, help="texts checked for cut words")
-    parser.add_argument("--phase", choices=["setup", "ingest", "finish"], help=argparse.SUPPRESS)
-    parser.add_argument("--slice", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=["setup", "ingest", "settle", "query", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--kind", default="hashing", help=argparse.SUPPRESS)
+    parser.add_argument("--until-stopped", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--notes", default="", help="a file appended to the results")
     args = parser.parse_args()
+    args.dense = args.kind == "dense"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("core.documents.indexing").setLevel(logging.WARNING)
+    logging.getLogger("core.documents").setLevel(logging.WARNING)
     WORK.mkdir(parents=True, exist_ok=True)
 
     if args.phase:
-        phases = {"setup": phase_setup, "ingest": phase_ingest, "finish": phase_finish}
-        out = WORK / f"ingest-{args.phase}-{args.slice}.json"
+        phases = {
+            "setup": phase_setup,
+            "ingest": phase_ingest,
+            "settle": phase_settle,
+            "query": phase_query,
+            "raw": phase_raw,
+        }
+        out = WORK / f"ingest-{args.kind}-{args.phase}.json"
         out.write_text(json.dumps(phases[args.phase](args), indent=2))
         return
 
     began = time.perf_counter()
-    load_before = f"{os.getloadavg()[0]:.1f}"
-    from retrieval import _database_urls, _fresh_database  # the scratch server of benchmarks/retrieval.py
+    paths = write_documents(args.documents)
+    base_env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "STORAGE_URL")}
+    base_env |= {"QUORUM_ENVIRONMENT": "development", "PYTHONPATH": str(ROOT)}
+    from core.platform.config import get_settings
 
-    admin, target = _database_urls(DATABASE)
-    _fresh_database(admin, DATABASE)
-    data_dir = WORK / "ingest-data"
-    if data_dir.exists():
-        shutil.rmtree(data_dir)
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "STORAGE_URL")}
-    env |= {
-        "DATABASE_URL": target,
-        "QUORUM_DATA_DIR": str(data_dir),
-        "QUORUM_ENVIRONMENT": "development",
-        "PYTHONPATH": str(ROOT),
+    result: dict[str, Any] = {
+        "documents": len(paths),
+        "bytes": sum(p.stat().st_size for p in paths),
+        "tail_rows": get_settings().vector_tail_rows,
+        "runs": [run_kind(args, kind == "dense", base_env) for kind in args.kinds.split(",")],
     }
-    command = [sys.executable, __file__, *sys.argv[1:]]
-
-    def read(phase: str, part: int = 0) -> dict[str, Any]:
-        return dict(json.loads((WORK / f"ingest-{phase}-{part}.json").read_text()))
-
-    subprocess.run([*command, "--phase", "setup"], env=env, check=True)
-    ingest_began = time.perf_counter()
-    workers = [
-        subprocess.Popen([*command, "--phase", "ingest", "--slice", str(part)], env=env) for part in range(args.workers)
-    ]
-    if any(worker.wait() != 0 for worker in workers):
-        raise SystemExit("an ingest worker failed")
-    ingest_wall = time.perf_counter() - ingest_began
-    subprocess.run([*command, "--phase", "finish"], env=env, check=True)
-
-    result = {
-        **read("setup"),
-        **read("finish"),
-        "ingest_wall_seconds": ingest_wall,
-        "load_before": load_before,
-        "load_after": f"{os.getloadavg()[0]:.1f}",
-        "workers": [read("ingest", part) for part in range(args.workers)],
-    }
+    if args.compare_chunkers:
+        settings = get_settings()
+        result["comparison"] = compare_chunkers(
+            paths, settings.chunk_size_tokens, settings.chunk_overlap_tokens, sample=args.quality_sample
+        )
     total = time.perf_counter() - began
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2))

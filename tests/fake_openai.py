@@ -157,6 +157,7 @@ class FakeOpenAI:
         self.transcription_handler: TranscriptionHandler | None = None
         self.required_api_key: str | None = None
         self.embedding_latency = 0.0
+        self.dense_embeddings = False  # True: dense_projection of the hashing vectors (like a model's)
         self._rate: _RateWindow | None = None
         self._in_flight = 0
         self.embeddings_in_flight_peak = 0
@@ -643,6 +644,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.state._embedding_finished()
         dimensions = int(body.get("dimensions") or DEFAULT_EMBEDDING_DIM)
         vectors = hashing_embed(texts, dimensions)
+        if self.state.dense_embeddings:
+            vectors = dense_projection(vectors)
         as_base64 = body.get("encoding_format") == "base64"
         data = [
             {
@@ -666,6 +669,27 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # Helpers -------------------------------------------------------------------------------
+
+_PROJECTIONS: dict[int, Any] = {}
+
+
+def dense_projection(vectors: Any) -> Any:
+    """Dense unit vectors with nearly the same cosine similarities as `vectors` (n, dim).
+
+    A fixed random rotation-like projection (seeded Gaussian, Johnson-Lindenstrauss): every
+    coordinate of every vector is non-zero, as in a model's embeddings, while texts that the
+    hashing embedder finds similar stay similar, so retrieval quality is kept. Benchmarks
+    project their query vectors the same way.
+    """
+    import numpy as np
+
+    dim = int(vectors.shape[1])
+    if dim not in _PROJECTIONS:
+        rng = np.random.default_rng(20261203)
+        _PROJECTIONS[dim] = (rng.standard_normal((dim, dim)) / np.sqrt(dim)).astype(np.float32)
+    dense = np.asarray(vectors, dtype=np.float32) @ _PROJECTIONS[dim]
+    norms = np.linalg.norm(dense, axis=1, keepdims=True)
+    return dense / np.where(norms == 0, 1.0, norms)
 
 
 def _parse_multipart(content_type: str, raw: bytes) -> tuple[dict[str, Any], str, bytes]:

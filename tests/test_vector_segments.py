@@ -11,7 +11,8 @@ from sqlalchemy import func, select, text
 from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
 from core.chat.retrieval import _shape, hybrid_search_statement, search_chunks
-from core.documents.indexing import _driver_connection, index_document, upload_documents
+from core.documents import index_document, upload_documents
+from core.documents.chunk_store import _driver_connection
 from core.documents.vector_segments import (
     INDEX_PREFIX,
     SearchLayout,

@@ -114,20 +114,26 @@ def database_url(settings: Settings | None = None) -> str:
         return settings.database_url
     global _pg_server
     if _pg_server is None:
-        import pgserver  # heavy import, only when embedded
-
-        folder = _pg_dir(settings)
-        folder.mkdir(parents=True, exist_ok=True)
-        created = not (folder / "PG_VERSION").exists()
-        if not created:
-            _write_config(folder, embedded_postgres_settings(settings))  # in force if this call starts it
-        # cleanup_mode="stop": processes sharing the folder share the server; it stops
-        # when the last of them exits, and the data stays on disk.
-        server = pgserver.get_server(str(folder), cleanup_mode="stop")
-        _apply_config(server, folder, created=created)
-        _pg_server = server
+        _pg_server = start_postgres(_pg_dir(settings), settings)
     uri: str = _pg_server.get_uri()
     return "postgresql+psycopg://" + uri.split("://", 1)[1]
+
+
+def start_postgres(folder: Path, settings: Settings | None = None) -> Any:
+    """The pgserver server of `folder` (created and started if needed) with embedded_postgres_settings.
+
+    cleanup_mode="stop": processes sharing the folder share the server; it stops when the
+    last of them exits, and the data stays on disk.
+    """
+    import pgserver  # heavy import, only when embedded
+
+    folder.mkdir(parents=True, exist_ok=True)
+    created = not (folder / "PG_VERSION").exists()
+    if not created:
+        _write_config(folder, embedded_postgres_settings(settings))  # in force if this call starts it
+    server = pgserver.get_server(str(folder), cleanup_mode="stop")
+    _apply_config(server, folder, created=created)
+    return server
 
 
 def _redis_dir(settings: Settings) -> Path:
