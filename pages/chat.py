@@ -38,7 +38,12 @@ TYPE_LABELS = {
     "meeting_minutes": "Meeting minutes",
 }
 RATINGS = ("bad", "good")  # st.feedback("thumbs"): 0 is thumbs down, 1 is thumbs up
+RATED = {
+    "bad": "Marked not helpful. Thank you: reviewers read every such answer.",
+    "good": "Marked helpful. Thank you.",
+}
 TRANSCRIPTS_PAGE = "pages/transcripts.py"
+RECENT_CHATS = 12  # listed in the sidebar; the chat bar searches all of them
 
 
 def _flash(message: str) -> None:
@@ -47,6 +52,11 @@ def _flash(message: str) -> None:
 
 
 def _active_chat(chats: list[ChatSummary]) -> ChatSummary | None:
+    """The chat open in this session; a new session opens the most recent one (chats come
+    most recently active first). After "New chat" or a delete, no chat is open until the
+    first question creates one."""
+    if session_keys.ACTIVE_CHAT_ID not in st.session_state and chats:
+        _select(chats[0].id)
     wanted = st.session_state.get(session_keys.ACTIVE_CHAT_ID)
     return next((chat for chat in chats if chat.id == wanted), None)
 
@@ -55,38 +65,65 @@ def _select(chat_id: int | None) -> None:
     st.session_state[session_keys.ACTIVE_CHAT_ID] = chat_id
 
 
-def _sidebar(actor: Actor, chats: list[ChatSummary], active: ChatSummary | None) -> None:
+def _when(chat: ChatSummary) -> str:
+    return chat.updated_at.astimezone().strftime("%b %d, %H:%M")
+
+
+def _open_if_changed(chosen: int | None, active: ChatSummary | None) -> None:
+    if chosen is not None and (active is None or chosen != active.id):
+        _select(chosen)
+        st.rerun()
+
+
+def _chat_bar(actor: Actor, chats: list[ChatSummary], active: ChatSummary | None) -> None:
+    """Find and open any chat by typing part of its title, start a new one, or manage this one.
+
+    In the page itself, not only in the sidebar, which narrow screens fold away.
+    """
+    by_id = {chat.id: chat for chat in chats}
+    pick_col, new_col, manage_col = st.columns([4, 1, 1], vertical_alignment="bottom")
+    chosen = pick_col.selectbox(
+        f"Your chats ({len(chats)})",
+        options=list(by_id),
+        index=list(by_id).index(active.id) if active is not None else None,
+        format_func=lambda chat_id: f"{by_id[chat_id].title} · {_when(by_id[chat_id])}",
+        placeholder="Type to search your chats by title" if chats else "No chats yet",
+        disabled=not chats,
+    )
+    _open_if_changed(chosen, active)
+    if new_col.button("New chat", icon=":material/add_comment:", width="stretch", key="chat_new"):
+        _select(None)  # the first question creates it: no empty chats piling up
+        st.rerun()
+    if active is None:
+        return
+    with manage_col.popover("Manage", icon=":material/edit:", width="stretch"):
+        title = st.text_input("Title", value=active.title, key=f"chat_title_{active.id}", max_chars=80)
+        if st.button("Rename", key="chat_rename"):
+            renamed = run_action(lambda: rename_chat(actor=actor, chat_id=active.id, title=title))
+            if renamed is not None:
+                _flash("Chat renamed.")
+        st.divider()
+        if st.button("Delete this chat", type="primary", icon=":material/delete:", key="chat_delete"):
+            if run_action(lambda: delete_chat(actor=actor, chat_id=active.id)) is None:
+                return
+            _select(None)
+            _flash("Chat deleted.")
+
+
+def _sidebar(chats: list[ChatSummary], active: ChatSummary | None) -> None:
+    """The most recent chats as a list in the sidebar; the chat bar finds the older ones."""
+    recent = [chat.id for chat in chats[:RECENT_CHATS]]
+    if not recent:
+        return
+    titles = {chat.id: chat.title for chat in chats}
     with st.sidebar:
-        st.subheader("Your chats")
-        if st.button("New chat", icon=":material/add_comment:", width="stretch"):
-            chat = run_action(lambda: create_chat(actor=actor))
-            if chat:
-                _select(chat.id)
-                st.rerun()
-        for chat in chats:
-            current = active is not None and chat.id == active.id
-            st.button(
-                chat.title,
-                key=f"chat_open_{chat.id}",
-                type="primary" if current else "tertiary",
-                width="stretch",
-                on_click=_select,
-                args=(chat.id,),
-            )
-        if active is None:
-            return
-        with st.popover("Rename or delete", icon=":material/edit:", width="stretch"):
-            title = st.text_input("Title", value=active.title, key=f"chat_title_{active.id}", max_chars=80)
-            if st.button("Rename", key="chat_rename"):
-                renamed = run_action(lambda: rename_chat(actor=actor, chat_id=active.id, title=title))
-                if renamed is not None:
-                    _flash("Chat renamed.")
-            st.divider()
-            if st.button("Delete this chat", type="primary", icon=":material/delete:", key="chat_delete"):
-                if run_action(lambda: delete_chat(actor=actor, chat_id=active.id)) is None:
-                    return
-                _select(None)
-                _flash("Chat deleted.")
+        chosen = st.radio(
+            "Recent chats",
+            options=recent,
+            index=recent.index(active.id) if active is not None and active.id in recent else None,
+            format_func=titles.__getitem__,
+        )
+    _open_if_changed(chosen, active)
 
 
 def _filters(actor: Actor) -> RetrievalFilters | None:
@@ -149,16 +186,22 @@ def _source_line(source: Source, message_id: int) -> None:
 
 def _feedback(actor: Actor, message: ChatMessageView) -> None:
     default = RATINGS.index(message.my_rating) if message.my_rating in RATINGS else None
-    left, right = st.columns([1, 4], vertical_alignment="center")
-    with left:
+    thumbs, said, right = st.columns([1, 4, 2], vertical_alignment="center")
+    with thumbs:
         choice = st.feedback("thumbs", key=f"rating_{message.id}", default=default)
-    if choice is not None and RATINGS[choice] != message.my_rating:
+    rating = RATINGS[choice] if choice is not None else None
+    if rating is not None and rating != message.my_rating:
+        chosen = rating
         run_action(
-            lambda: rate_message(
-                actor=actor, message_id=message.id, rating=RATINGS[choice], correction=message.my_correction
-            ),
-            success="Thanks for the feedback.",
+            lambda: rate_message(actor=actor, message_id=message.id, rating=chosen, correction=message.my_correction),
+            success=RATED[chosen],
         )
+    # The thumbs alone barely change colour when chosen: say in words what was recorded.
+    if rating == "bad":
+        hint = "" if message.my_correction else " Suggest a correction to help the reviewers."
+        said.markdown(f":red-badge[:material/thumb_down: You marked this answer not helpful.]{hint}")
+    elif rating == "good":
+        said.markdown(":green-badge[:material/thumb_up: You marked this answer helpful.]")
     with right.popover("Suggest a correction", icon=":material/rate_review:"):
         text = st.text_area(
             "What should the answer have said?",
@@ -201,12 +244,14 @@ if flash:
 
 chats = run_action(lambda: list_chats(actor=actor)) or []
 active = _active_chat(chats)
-_sidebar(actor, chats, active)
+_sidebar(chats, active)
 
 st.title(active.title if active else "Ask the knowledge base")
+_chat_bar(actor, chats, active)
 if is_offline():
     st.info(
-        "Offline mode: answers quote the most relevant passages instead of writing new text.",
+        "Offline mode: answers quote the sentences of your documents that answer the question "
+        "instead of writing new text.",
         icon=":material/cloud_off:",
     )
 filters = _filters(actor)

@@ -56,18 +56,51 @@ def test_ask_and_rate_on_the_page(member: Actor, offline_provider: Any) -> None:
     assert len(list_messages(actor=member, chat_id=chat.id)) == 2
 
 
-def test_sidebar_lists_only_own_chats(make_user: Any, offline_provider: Any) -> None:
+def test_chats_are_listed_searchable_and_the_last_one_opens(make_user: Any, offline_provider: Any) -> None:
     from core.chat.answers import create_chat
 
     alice, bob = make_user(), make_user()
-    mine = create_chat(actor=alice, title="Alice's planning questions")
+    older = create_chat(actor=alice, title="Alice's planning questions")
+    latest = create_chat(actor=alice, title="Alice's hiring questions")
     create_chat(actor=bob, title="Bob's secret chat")
+
+    # A new session opens the chat used last, instead of an empty page.
     app = _page(alice).run()
-    labels = [button.label for button in app.sidebar.button]
-    assert "Alice's planning questions" in labels and "Bob's secret chat" not in labels
-    app.sidebar.button(key=f"chat_open_{mine.id}").click().run()
-    assert app.session_state[session_keys.ACTIVE_CHAT_ID] == mine.id
+    assert not app.exception
+    assert app.title[0].value == "Alice's hiring questions"
+    assert app.session_state[session_keys.ACTIVE_CHAT_ID] == latest.id
+
+    # The chat bar in the page (not only the sidebar) offers every own chat by title,
+    # in a box that searches as one types; the sidebar lists the recent ones.
+    (bar,) = [box for box in app.selectbox if box.label.startswith("Your chats")]
+    assert bar.label == "Your chats (2)" and bar.options[0].startswith("Alice's hiring questions · ")
+    assert not any("Bob" in option for option in bar.options)
+    assert app.sidebar.radio[0].label == "Recent chats"
+    assert app.sidebar.radio[0].options == ["Alice's hiring questions", "Alice's planning questions"]
+
+    bar.set_value(older.id).run()
     assert app.title[0].value == "Alice's planning questions"
+    app.sidebar.radio[0].set_value(latest.id).run()
+    assert app.session_state[session_keys.ACTIVE_CHAT_ID] == latest.id
+
+    # "New chat" opens an empty page; no chat row exists until the first question.
+    app.button(key="chat_new").click().run()
+    assert app.title[0].value == "Ask the knowledge base"
+    assert len(list_chats(actor=alice)) == 2
+
+
+def test_a_thumbs_down_is_said_in_words(member: Actor, offline_provider: Any) -> None:
+    build_corpus(_embed, uploaded_by=member.id)
+    app = _page(member).run()
+    app.chat_input[0].set_value("When is the office move to Harbour Street?").run()
+    (chat,) = list_chats(actor=member)
+    answer = list_messages(actor=member, chat_id=chat.id)[-1]
+    app.feedback(key=f"rating_{answer.id}").set_value(0).run()
+    assert not app.exception
+    assert list_messages(actor=member, chat_id=chat.id)[-1].my_rating == "bad"
+    assert any("You marked this answer not helpful." in markdown.value for markdown in app.markdown)
+    app = _page(member).run()  # and still says so in a new session
+    assert any("You marked this answer not helpful." in markdown.value for markdown in app.markdown)
 
 
 def test_an_answer_whose_page_run_was_interrupted_is_stored_and_shown(member: Actor, offline_provider: Any) -> None:

@@ -108,7 +108,8 @@ def test_member_flow_and_admin_review(
 
     # 4. Thumbs down with a correction.
     answer.get_by_test_id("stFeedback").locator("button").nth(1).click()
-    page.get_by_text("Thanks for the feedback.").wait_for()
+    page.get_by_text("Marked not helpful.").wait_for()
+    answer.get_by_text("You marked this answer not helpful.").wait_for()  # stays, in words
     correction = f"The {token} budget owner changed to Tomas Berg in April."
     answer.get_by_role("button", name="Suggest a correction").click()
     page.get_by_role("textbox", name="What should the answer have said?").fill(correction)
