@@ -69,3 +69,18 @@ def long_recording(dest: Path, *, hours: float = 2.0, talk_seconds: float = 5.0,
     _ffmpeg("-stream_loop", str(loops - 1), "-i", str(unit), "-c", "copy", str(dest))
     unit.unlink()
     return dest
+
+
+def long_silent_flac(path: Path, *, hours: float) -> Path:
+    """Hours of digital silence as a real FLAC of a few dozen KB (long frames at a low rate)."""
+    _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=4000:cl=mono", "-t", f"{hours * 3600:.0f}",
+            "-c:a", "flac", "-frame_size", "16384", str(path))  # fmt: skip
+    return path
+
+
+def browser_webm(path: Path, source: Path) -> Path:
+    """`source` as Opus in WebM written to a pipe, so the file carries no duration (as browsers record)."""
+    with path.open("wb") as out:
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(source), "-c:a", "libopus", "-f", "webm",
+                        "pipe:1"], stdout=out, check=True)  # fmt: skip
+    return path

@@ -7,6 +7,11 @@ cut from it (sample-exact, PCM seeks) only when it is about to be transcribed.
 
 Pure planning (`plan_segments`) is separate from the ffmpeg calls so it can be tested on
 any duration without audio.
+
+Uploads are untrusted: ffmpeg and ffprobe read them only through the file protocol and with
+the demuxer their extension names (an HLS playlist or an ffconcat script named .mp3 is
+read as MP3, so never opens the files or URLs it lists), and no step decodes more than the
+longest recording Quorum accepts (Settings.max_recording_hours).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import itertools
 import json
 import logging
 import re
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from core.platform.config import Settings
-from core.platform.errors import InvalidInput, PermanentError
+from core.platform.errors import InvalidInput, PermanentError, QuorumError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,21 @@ CONTENT_TYPES = {
     "mov": "video/quicktime",
 }
 
+# The one demuxer ffmpeg may use for each accepted extension (never guessed from the content).
+INPUT_FORMATS = {
+    "mp3": "mp3",
+    "mpga": "mp3",
+    "m4a": "mov",
+    "mp4": "mov",
+    "mov": "mov",
+    "wav": "wav",
+    "ogg": "ogg",
+    "oga": "ogg",
+    "opus": "ogg",
+    "webm": "matroska",
+    "flac": "flac",
+}
+
 SAMPLE_RATE = 16_000  # Whisper's own rate: more is wasted bytes, less loses speech
 # Segments go to the API as 16 kHz mono MP3 at this bitrate: every transcription model
 # accepts mp3, and 48 kbps keeps speech intact at 0.36 MB a minute.
@@ -56,6 +77,12 @@ _PREFERRED_SILENCE_SECONDS = 1.5  # a pause this long is a good cut; take the la
 _CUT_WINDOW = 0.5  # cuts are searched in the last half of the allowed length
 _PROBE_DECODE_SECONDS = 30  # decode this much at upload to catch damaged files early
 _SUBPROCESS_TIMEOUT = 3600.0
+_WAV_BYTES_PER_SECOND = 2 * SAMPLE_RATE  # 16-bit mono
+_DISK_RESERVE_BYTES = 256 * 1024 * 1024  # left free for everything else on the machine
+
+
+class NotEnoughDisk(QuorumError):
+    """Too little free disk to prepare a recording now; another attempt may find more."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +153,28 @@ def extension_of(filename: str) -> str:
     return suffix
 
 
+def input_args(path: Path, *, extension: str | None = None) -> list[str]:
+    """ffmpeg/ffprobe arguments that open `path` as a plain local file with the demuxer of its
+    extension (`extension`, else the path's own). Raises InvalidInput for other extensions."""
+    return ["-protocol_whitelist", "file", "-f", INPUT_FORMATS[extension or extension_of(path.name)], "-i", str(path)]
+
+
+def format_hours(seconds: float) -> str:
+    """7 h 5 min, 45 min, 30 s."""
+    minutes = int(seconds // 60)
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
+    return f"{minutes} min" if minutes else f"{seconds:.0f} s"
+
+
+def _too_long(name: str, seconds: float, max_seconds: float, *, at_least: bool = False) -> InvalidInput:
+    length = f"at least {format_hours(seconds)}" if at_least else format_hours(seconds)
+    return InvalidInput(
+        f"{name} is {length} long; recordings are limited to {format_hours(max_seconds)} "
+        "(QUORUM_MAX_RECORDING_HOURS). Split it and upload the parts."
+    )
+
+
 def _run(args: Sequence[str], *, timeout: float = _SUBPROCESS_TIMEOUT) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
@@ -140,23 +189,28 @@ def _last_line(stderr: str) -> str:
     return lines[-1] if lines else "unknown error"
 
 
-def _decoded_seconds(path: Path) -> float:
-    """Decode the first audio track to nowhere and return how many seconds it held."""
-    result = _run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "null",
-                   "-progress", "pipe:1", "-"])  # fmt: skip
+def _demuxed_seconds(path: Path, *, limit_seconds: float | None) -> float:
+    """How long the first audio track lasts, from its packets' timestamps (copied, not
+    decoded: cheap even for hours of audio), reading no further than `limit_seconds`."""
+    limit = ["-t", f"{limit_seconds:.0f}"] if limit_seconds is not None else []
+    result = _run(["ffmpeg", "-nostdin", "-v", "error", *input_args(path), "-map", "0:a:0", "-c", "copy",
+                   *limit, "-f", "null", "-progress", "pipe:1", "-"])  # fmt: skip
     times = re.findall(r"^out_time_us=(\d+)$", result.stdout, flags=re.MULTILINE)
     return int(times[-1]) / 1e6 if times else 0.0
 
 
-def probe_audio(path: Path, *, filename: str | None = None) -> AudioInfo:
+def probe_audio(path: Path, *, filename: str | None = None, max_seconds: float | None = None) -> AudioInfo:
     """Read the container and the first audio stream of `path` and decode its first seconds.
 
-    Raises InvalidInput with a message for the uploader when the file is not a readable
-    recording: not media at all, damaged, in a container Quorum does not accept, without
-    an audio track, or empty.
+    Never decodes the whole file: the length comes from the container, or (browser
+    recordings carry none) from the packets' timestamps. Raises InvalidInput with a message
+    for the uploader when the file is not a readable recording: not media at all, damaged,
+    in a container Quorum does not accept or not the one its extension names, without an
+    audio track, empty, or longer than `max_seconds`.
     """
     name = filename or path.name
-    result = _run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)])
+    result = _run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+                   *input_args(path)])  # fmt: skip
     try:
         data: dict[str, Any] = json.loads(result.stdout or "{}")
     except json.JSONDecodeError:
@@ -174,15 +228,19 @@ def probe_audio(path: Path, *, filename: str | None = None) -> AudioInfo:
             f"{name} is a {data['format'].get('format_long_name') or 'media'} file; "
             f"upload one of: {', '.join(ACCEPTED_EXTENSIONS)}."
         )
-    check = _run(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-t", str(_PROBE_DECODE_SECONDS), "-i", str(path),
+    duration = _float(audio.get("duration")) or _float(data["format"].get("duration"))
+    if duration is not None and max_seconds is not None and duration > max_seconds:
+        raise _too_long(name, duration, max_seconds)
+    check = _run(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-t", str(_PROBE_DECODE_SECONDS), *input_args(path),
                   "-map", "0:a:0", "-f", "null", "-"])  # fmt: skip
     if check.returncode != 0:
         log.info("decoding %s failed: %s", name, _last_line(check.stderr))
         raise InvalidInput(f"{name} has no audio track we can read: its audio is damaged.")
 
-    duration = _float(audio.get("duration")) or _float(data["format"].get("duration"))
     if duration is None:  # browser recordings (webm) often carry no duration: count it
-        duration = _decoded_seconds(path)
+        duration = _demuxed_seconds(path, limit_seconds=None if max_seconds is None else max_seconds + 1)
+        if max_seconds is not None and duration > max_seconds:
+            raise _too_long(name, duration, max_seconds, at_least=True)
     if duration <= 0:
         raise InvalidInput(f"{name} contains no audio: the recording is empty.")
     return AudioInfo(
@@ -215,21 +273,39 @@ def _volume(stderr: str, name: str) -> float:
     return float(match.group(1))
 
 
-def normalise_audio(source: Path, dest: Path) -> NormalisedAudio:
+def check_free_disk(folder: Path, *, seconds: float) -> None:
+    """Refuse to normalise `seconds` of audio into `folder` unless the WAV (and what is cut
+    from it) fits with room to spare. Raises NotEnoughDisk, which a later attempt may pass."""
+    needed = int(seconds * _WAV_BYTES_PER_SECOND * 1.1) + _DISK_RESERVE_BYTES
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise NotEnoughDisk(
+            f"Not enough free disk space to prepare the recording: it needs {needed / 1e9:.1f} GB in {folder.parent}, "
+            f"{free / 1e9:.1f} GB are free. Free some space (or point TMPDIR at a larger disk); the job will retry."
+        )
+
+
+def normalise_audio(source: Path, dest: Path, *, max_seconds: float | None = None) -> NormalisedAudio:
     """Decode the first audio track of `source` to a 16 kHz mono 16-bit WAV at `dest`.
 
-    Streams through ffmpeg (constant memory) and measures loudness on the way. Raises
-    PermanentError when nothing can be decoded.
+    Streams through ffmpeg (constant memory) and measures loudness on the way; decodes no
+    more than `max_seconds` (plus one), so a file whose header lies about its length cannot
+    fill the disk. Raises PermanentError when nothing can be decoded, InvalidInput when the
+    recording is longer than `max_seconds`.
     """
+    limit = ["-t", f"{max_seconds + 1:.0f}"] if max_seconds is not None else []
     result = _run([
-        "ffmpeg", "-nostdin", "-nostats", "-v", "info", "-y", "-i", str(source),
-        "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE),
-        "-af", "volumedetect", "-c:a", "pcm_s16le", "-rf64", "auto", str(dest),
+        "ffmpeg", "-nostdin", "-nostats", "-v", "info", "-y", *input_args(source),
+        "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE), *limit,
+        "-af", "volumedetect", "-c:a", "pcm_s16le", "-rf64", "auto", "-f", "wav", str(dest),
     ])  # fmt: skip
     if result.returncode != 0 or not dest.exists():
         raise PermanentError(f"The recording could not be decoded: {_last_line(result.stderr)}")
     pcm_bytes = max(dest.stat().st_size - 44, 0)
-    duration = pcm_bytes / (2 * SAMPLE_RATE)
+    duration = pcm_bytes / _WAV_BYTES_PER_SECOND
+    if max_seconds is not None and duration > max_seconds:
+        dest.unlink(missing_ok=True)
+        raise _too_long("The recording", duration, max_seconds, at_least=True)
     if duration <= 0.05:
         raise PermanentError("The recording could not be decoded: it holds no audio.")
     return NormalisedAudio(
@@ -249,7 +325,7 @@ def detect_silences(
     path: Path, *, threshold_db: float, min_seconds: float = MIN_SILENCE_SECONDS, duration: float | None = None
 ) -> list[Silence]:
     """Pauses of at least `min_seconds` quieter than `threshold_db`, in order. Streams the file."""
-    result = _run(["ffmpeg", "-nostdin", "-nostats", "-v", "info", "-i", str(path),
+    result = _run(["ffmpeg", "-nostdin", "-nostats", "-v", "info", *input_args(path, extension="wav"),
                    "-af", f"silencedetect=noise={threshold_db:.1f}dB:d={min_seconds}", "-f", "null", "-"])  # fmt: skip
     if result.returncode != 0:
         raise PermanentError(f"The recording could not be analysed: {_last_line(result.stderr)}")
@@ -337,7 +413,7 @@ def export_segment(source: Path, plan: SegmentPlan, dest: Path, *, max_bytes: in
     """
     result = _run([
         "ffmpeg", "-nostdin", "-v", "error", "-y",
-        "-ss", f"{plan.audio_start:.3f}", "-t", f"{plan.audio_duration:.3f}", "-i", str(source),
+        "-ss", f"{plan.audio_start:.3f}", "-t", f"{plan.audio_duration:.3f}", *input_args(source, extension="wav"),
         "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "libmp3lame", "-b:a", f"{SEGMENT_BITRATE_KBPS}k", str(dest),
     ])  # fmt: skip
     if result.returncode != 0 or not dest.exists():

@@ -75,7 +75,7 @@ def submit_recording(
         if stored.size_bytes == 0:
             raise InvalidInput(f"{name} is empty.")
         with storage.local_path(stored.key) as path:
-            info = probe_audio(path, filename=name)
+            info = probe_audio(path, filename=name, max_seconds=settings.max_recording_seconds)
         with session_scope() as session:
             job = TranscriptionJob(
                 owner_id=actor.id,

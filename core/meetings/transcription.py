@@ -48,6 +48,7 @@ from core.ai.base import AIProvider, Transcription, UsageContext
 from core.meetings.audio import (
     SEGMENT_SUFFIX,
     SegmentPlan,
+    check_free_disk,
     detect_silences,
     export_segment,
     max_segment_seconds,
@@ -92,6 +93,7 @@ class _Run:
     storage_key: str
     language: str | None
     has_transcript: bool
+    duration_seconds: float | None = None  # as probed at upload
     stage: str = "queued"
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -128,12 +130,13 @@ def _claim(job_id: int) -> _Run | None:
                 TranscriptionJob.storage_key,
                 TranscriptionJob.language,
                 TranscriptionJob.transcript_segments.is_not(None),
+                TranscriptionJob.duration_seconds,
             )
             .execution_options(synchronize_session=False)
         ).first()
     if row is None:
         return None
-    attempt, claimed_at, owner_id, storage_key, language, has_transcript = row
+    attempt, claimed_at, owner_id, storage_key, language, has_transcript, duration_seconds = row
     return _Run(
         job_id=job_id,
         attempt=attempt,
@@ -142,6 +145,7 @@ def _claim(job_id: int) -> _Run | None:
         storage_key=storage_key,
         language=language,
         has_transcript=bool(has_transcript),
+        duration_seconds=duration_seconds,
     )
 
 
@@ -261,7 +265,9 @@ def _transcribe(run: _Run, provider: AIProvider, work: Path) -> None:
     settings = get_settings()
     _enter_stage(run, "normalising")
     with get_storage().local_path(run.storage_key) as source:
-        audio = normalise_audio(source, work / "normalised.wav")
+        longest = settings.max_recording_seconds
+        check_free_disk(work, seconds=min(run.duration_seconds or longest, longest))
+        audio = normalise_audio(source, work / "normalised.wav", max_seconds=longest)
     _enter_stage(run, "splitting", duration_seconds=round(audio.duration_seconds, 3))
     silences = detect_silences(audio.path, threshold_db=silence_threshold_db(audio), duration=audio.duration_seconds)
     model = None if settings.offline else settings.transcription_model  # the duration caps are per API model

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     max_document_chunks: int = 10_000
     extraction_timeout_seconds: float = 300.0
     extraction_memory_mb: int = 2048
+    # Longest recording accepted: checked from the container at upload (no full decode) and
+    # again while the worker decodes it, which stops there.
+    max_recording_hours: float = 6.0
 
     # Chunking and retrieval.
     chunk_size_tokens: int = 500
@@ -259,6 +262,10 @@ class Settings(BaseSettings):
     @property
     def max_audio_bytes(self) -> int:
         return self.max_audio_mb * 1024 * 1024
+
+    @property
+    def max_recording_seconds(self) -> float:
+        return self.max_recording_hours * 3600
 
     @property
     def uploads_dir(self) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from tests.doc_factory import (
     make_zip_bomb_xlsx,
 )
 from tests.fake_openai import FakeOpenAI, restore_settings
+from tests.open_detector import OpenDetector
 from tests.reliability.processes import PrivateQueue
 
 pytest_plugins = ["tests.recording_fixtures"]  # fake_api, own_embedding_space
@@ -289,14 +291,32 @@ def short_mp3(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return audio_samples.convert(padded, folder / "speech.mp3", "-b:a", "32k").read_bytes()
 
 
+@pytest.fixture(scope="module")
+def long_silent_flac(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Seven hours of silence in about 50 KB: over the 6 h limit, far under any size limit."""
+    return audio_samples.long_silent_flac(tmp_path_factory.mktemp("long") / "night.flac", hours=7).read_bytes()
+
+
 def _submit(actor: Actor, upload: Any, filename: str) -> int:
     return submit_recording(actor=actor, file=upload, filename=filename).id
 
 
 def test_hostile_recordings_get_a_clear_message_and_leave_nothing_behind(
-    make_user: Callable[..., Actor], private_queue: PrivateQueue, small_limits: None, short_mp3: bytes, tmp_path: Path
+    make_user: Callable[..., Actor],
+    private_queue: PrivateQueue,
+    small_limits: None,
+    short_mp3: bytes,
+    long_silent_flac: bytes,
+    tmp_path: Path,
 ) -> None:
     member = make_user()
+    # Files an upload might point ffmpeg at: one anywhere, one beside the stored recordings.
+    beside = get_storage().root / "recording" / f"{datetime.now(UTC):%Y/%m}"  # type: ignore[attr-defined]
+    beside.mkdir(parents=True, exist_ok=True)
+    elsewhere = OpenDetector(tmp_path / "secret.mp3")
+    sibling = OpenDetector(beside / f"{unique('sibling')}.mp3")
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n{elsewhere.path}\n#EXT-X-ENDLIST\n"
+    ffconcat = f"ffconcat version 1.0\nfile {sibling.path.name}\nfile {elsewhere.path}\n"
     files_before = _stored_files()
     jobs_before = _count(TranscriptionJob, TranscriptionJob.owner_id, member.id)
     endless = EndlessUpload("all-hands.wav")
@@ -314,10 +334,21 @@ def test_hostile_recordings_get_a_clear_message_and_leave_nothing_behind(
         (Upload("clip.svg", b"<svg/>"), "clip.svg", r"^clip\.svg is not a supported recording"),
         (UnreadableUpload("board.mp3", 3 * MB), "board.mp3", r"^board\.mp3 is 3 MB; recordings are limited to 1 MB\.$"),
         (endless, "all-hands.wav", r"^The file is larger than the limit of 1 MB\.$"),
+        (
+            Upload("night.flac", long_silent_flac),
+            "night.flac",
+            r"^night\.flac is 7 h long; recordings are limited to 6 h \(QUORUM_MAX_RECORDING_HOURS\)\. "
+            r"Split it and upload the parts\.$",
+        ),
+        # Read as what their names say (MP3), so ffmpeg never follows what they list.
+        (Upload("stream.mp3", playlist.encode()), "stream.mp3", r"^stream\.mp3 is not a recording we can read"),
+        (Upload("joined.mp3", ffconcat.encode()), "joined.mp3", r"^joined\.mp3 is not a recording we can read"),
     ]
-    for upload, filename, message in refusals:
-        with pytest.raises(InvalidInput, match=message):
-            _submit(member, upload, filename)
+    with elsewhere, sibling:
+        for upload, filename, message in refusals:
+            with pytest.raises(InvalidInput, match=message):
+                _submit(member, upload, filename)
+    assert not elsewhere.opened and not sibling.opened
     assert endless.bytes_read <= 2 * MB + 1  # the limit plus at most one 1 MB read
     assert _count(TranscriptionJob, TranscriptionJob.owner_id, member.id) == jobs_before
     assert _stored_files() == files_before  # no stored file and no .partial- left behind

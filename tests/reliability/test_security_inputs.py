@@ -7,13 +7,20 @@ tests' private Redis (conftest.private_queue).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from core.access.rbac import Actor
 from core.documents import index_document, upload_documents
+from core.meetings import audio, get_recording_summary, submit_recording, transcribe_recording
+from core.platform.errors import InvalidInput, PermanentError
 from core.platform.models import Document
+from tests import audio_samples
 from tests.admin_data import get_row
 from tests.doc_factory import make_pdf, make_pdf_bomb, make_xlsx_shared_string_bomb
 from tests.reliability.processes import PrivateQueue
@@ -123,3 +130,96 @@ def test_reading_is_held_to_its_memory_cap(
     )
     # The worker process itself is untouched and reads the next document normally.
     assert index_upload("fine.html", b"<html><body><p>Quarterly plan.</p></body></html>").status == "COMPLETED"
+
+
+# --------------------------------------------------------------------------- 6. recording length and disk
+
+
+@pytest.fixture(scope="module")
+def spoken_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("spoken")
+    return audio_samples.speech(folder / "speech.wav", "The budget review moves to Thursday. Dana owns the report.")
+
+
+def _audio_upload(path: Path, name: str | None = None) -> Upload:
+    return Upload(name or path.name, path.read_bytes())
+
+
+def test_the_worker_stops_decoding_at_the_maximum_length(
+    make_user: Callable[..., Actor], private_queue: PrivateQueue, offline: Callable[..., None], spoken_wav: Path
+) -> None:
+    """The length probed at upload may lie (an MP3 without a header is estimated from its
+    bitrate); the worker decodes no further than the maximum and fails the job there."""
+    offline()
+    member = make_user()
+    job_id = submit_recording(actor=member, file=_audio_upload(spoken_wav), filename="standup.wav").id
+    offline(max_recording_hours=1 / 1200)  # 3 s, as if the probe had been fooled
+    with pytest.raises(PermanentError):
+        transcribe_recording(job_id)
+    job = get_recording_summary(actor=member, job_id=job_id)
+    assert job.status == "FAILED"
+    assert job.error == (
+        "The recording is at least 4 s long; recordings are limited to 3 s (QUORUM_MAX_RECORDING_HOURS). "
+        "Split it and upload the parts."
+    )
+
+
+def test_the_worker_checks_free_disk_before_normalising(
+    make_user: Callable[..., Actor],
+    private_queue: PrivateQueue,
+    offline: Callable[..., None],
+    spoken_wav: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    offline()
+    member = make_user()
+    job_id = submit_recording(actor=member, file=_audio_upload(spoken_wav), filename="standup.wav").id
+    decoded: list[Path] = []
+    monkeypatch.setattr(audio.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10**9, 10**9, 10**6))
+    monkeypatch.setattr(audio, "_run", _recording(audio._run, decoded))
+    with pytest.raises(audio.NotEnoughDisk):
+        transcribe_recording(job_id)
+    job = get_recording_summary(actor=member, job_id=job_id)
+    assert job.status == "PENDING"  # retried later: disk may be freed meanwhile
+    assert job.error is not None and job.error.startswith("Not enough free disk space to prepare the recording: ")
+    assert job.error.endswith("Retrying automatically (attempt 1 of 5).")
+    assert decoded == []  # nothing was normalised
+
+
+def _recording(run: Callable[..., Any], calls: list[Any]) -> Callable[..., Any]:
+    def recorded(args: Sequence[str], **kwargs: Any) -> Any:
+        calls.append(list(args))
+        return run(args, **kwargs)
+
+    return recorded
+
+
+def test_a_recording_without_a_duration_is_measured_without_decoding_it_at_upload(
+    make_user: Callable[..., Actor],
+    private_queue: PrivateQueue,
+    offline: Callable[..., None],
+    spoken_wav: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    offline()
+    member = make_user()
+    webm = audio_samples.browser_webm(tmp_path / "recording.webm", spoken_wav)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(audio, "_run", _recording(audio._run, calls))
+    job = submit_recording(actor=member, file=_audio_upload(webm), filename="Recording.webm")
+    assert job.duration_seconds == pytest.approx(float(_probe_seconds(spoken_wav)), abs=0.2)
+    decodes = [args for args in calls if args[0] == "ffmpeg" and "copy" not in args]
+    assert decodes and all("-t" in args for args in decodes), calls  # only the first seconds are decoded
+    assert all(args[args.index("-f") + 1] == "matroska" for args in calls)  # read as what its name says
+
+    offline(max_recording_hours=1 / 1200)
+    with pytest.raises(InvalidInput, match=r"^Long\.webm is at least 4 s long; recordings are limited to 3 s"):
+        submit_recording(actor=member, file=_audio_upload(webm), filename="Long.webm")
+
+
+def _probe_seconds(path: Path) -> str:
+    return subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
