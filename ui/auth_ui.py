@@ -13,6 +13,8 @@ same per-run check as for passwords keeps permissions, disabling and deletion in
 
 from __future__ import annotations
 
+from typing import Any
+
 import extra_streamlit_components as stx
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -36,6 +38,7 @@ from core.access.oidc import (
     sign_in_expired,
     sign_in_with_oidc,
 )
+from core.access.sign_in_throttle import client_address, seconds_to_wait, wait_message
 from core.platform.config import get_settings
 from ui import session_keys
 
@@ -81,7 +84,42 @@ def build_authenticator() -> Authenticator:
         auto_hash=False,
         login_sleep_time=0.1,
     )
+    _throttle_password_checks(authenticator)
     return authenticator, credentials
+
+
+def current_client_address() -> str | None:
+    """The address of the browser this session talks to (see QUORUM_FORWARDED_FOR_HOPS)."""
+    connected, forwarded = st.context.ip_address, st.context.headers.get("X-Forwarded-For")
+    # Outside a browser session (AppTest, bare runs) these are not strings: no address.
+    return client_address(
+        connected=connected if isinstance(connected, str) else None,
+        forwarded_for=forwarded if isinstance(forwarded, str) else None,
+    )
+
+
+def _throttle_password_checks(authenticator: stauth.Authenticate) -> None:
+    """Put the sign-in throttle in front of the authenticator's password check.
+
+    A submitted form reaches the controller's login(username, password); a sign-in that
+    must wait is refused there before the password is looked at, so the answer cannot tell
+    a right password from a wrong one. The typed username is kept for counting failures
+    (the authenticator does not say which name failed when the name does not exist).
+    """
+    controller = authenticator.authentication_controller
+    check_password = controller.login
+
+    def login(username: str | None = None, password: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        if not (username and password):  # a cookie, not a form
+            return check_password(username, password, *args, **kwargs)
+        typed = username.strip().lower()
+        wait = seconds_to_wait(username=typed, address=current_client_address())
+        st.session_state[session_keys.SIGN_IN_ATTEMPT] = (typed, wait_message(wait) if wait else None)
+        if wait:
+            return None
+        return check_password(username, password, *args, **kwargs)
+
+    controller.login = login
 
 
 def restore_session() -> Authenticator | None:
@@ -125,7 +163,8 @@ def restore_session() -> Authenticator | None:
 def _admit(built: Authenticator | None) -> Authenticator | None:
     """Re-check the signed-in account: let it in, or sign it out (building the authenticator
     only then) with the reason. Returns the authenticator this run has, if any."""
-    verdict = check_sign_in(str(st.session_state.get(session_keys.AUTH_USERNAME)))
+    # "session": the lock-out stops new password sign-ins, never sessions already open.
+    verdict = check_sign_in(str(st.session_state.get(session_keys.AUTH_USERNAME)), method="session")
     if verdict.actor is not None:
         st.session_state[session_keys.ACTOR] = verdict.actor
         return built
@@ -273,22 +312,24 @@ def _login_form(authenticator: stauth.Authenticate, credentials: dict[str, dict[
         fields={"Form name": "Sign in", "Username": "Username", "Password": "Password", "Login": "Sign in"},
     )
     status = st.session_state.get(session_keys.AUTH_STATUS)
-    if status is False:
-        # The authenticator counts a wrong password in the credentials mapping we gave it;
-        # that is where the attempted username can be read.
-        failed = [name for name, entry in credentials["usernames"].items() if entry.get("failed_login_attempts")]
-        message = record_failed_sign_in(failed[0]) if failed else "Wrong username or password."
+    typed, wait = st.session_state.pop(session_keys.SIGN_IN_ATTEMPT, (None, None))
+    if wait:
+        st.error(wait, icon=":material/timer:")
+    elif status is False:
+        message = (
+            record_failed_sign_in(typed, address=current_client_address()) if typed else "Wrong username or password."
+        )
         st.session_state[session_keys.AUTH_STATUS] = None
         st.error(message, icon=":material/lock:")
     elif status is True:
         username = str(st.session_state.get(session_keys.AUTH_USERNAME))
         verdict = check_sign_in(username)
         if verdict.actor is None:
-            record_refused_sign_in(username, reason=verdict.reason or "refused")
+            record_refused_sign_in(username, reason=verdict.reason or "refused", address=current_client_address())
             sign_out(authenticator)
             st.error(verdict.refusal or "You cannot sign in now.", icon=":material/block:")
             return
-        record_successful_sign_in(username)
+        record_successful_sign_in(username, address=current_client_address())
         st.session_state[session_keys.ACTOR] = verdict.actor
         if get_settings().cookie_expiry_days <= 0:
             st.rerun()

@@ -4,6 +4,7 @@ ACTOR = "quorum_actor"  # core.access.rbac.Actor of the signed-in user
 AUTH_STATUS = "authentication_status"  # owned by streamlit-authenticator
 AUTH_USERNAME = "username"  # owned by streamlit-authenticator
 SIGN_IN_MESSAGE = "quorum_sign_in_message"
+SIGN_IN_ATTEMPT = "quorum_sign_in_attempt"  # (username typed, wait message or None) of this run's sign-in
 SIGN_OUT_REQUESTED = "quorum_sign_out_requested"  # set by the Sign out button; acted on by the next run
 SIGN_IN_METHOD = "quorum_sign_in_method"  # "oidc" while signed in with single sign-on (password: AUTH_STATUS)
 OIDC_USERNAME = "quorum_oidc_username"  # the Quorum user a single sign-on session is for

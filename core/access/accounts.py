@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import bcrypt
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.access.audit import record_audit
 from core.access.rbac import ADMIN_ROLE, Actor, permissions_of_role
+from core.access.sign_in_throttle import UNKNOWN_ADDRESS, clear_account, record_failure, wait_message
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound
@@ -83,8 +84,9 @@ class Refusal:
 def sign_in_refusal(user: User, *, method: str) -> Refusal | None:
     """Why `user` may not use the app now, or None. Read-only.
 
-    The password lock-out applies to password sign-ins only: the identity provider has its
-    own, and someone guessing a password must not lock a colleague out of single sign-on.
+    The password lock-out applies to password sign-ins only (`method` "password"): the
+    identity provider has its own, someone guessing a password must not lock a colleague
+    out of single sign-on, and a session already open ("session") goes on.
     """
     if user.approval_pending:
         return Refusal(
@@ -97,12 +99,17 @@ def sign_in_refusal(user: User, *, method: str) -> Refusal | None:
     return None
 
 
+def _by_username(username: str) -> Select[User]:
+    """The user named `username`, ignoring case (names are unique regardless of case)."""
+    return select(User).where(func.lower(User.username) == username.strip().lower())
+
+
 def check_sign_in(username: str, *, method: str = "password") -> SignInCheck:
-    """Decide whether `username`, whose password was just accepted, whose sign-in cookie
-    was just read or whose single sign-on session goes on (`method` "oidc"), may use the
-    app now. Read-only."""
+    """Decide whether `username` may use the app now: its password was just accepted
+    (`method` "password"), its session goes on ("session": a signed-in run or a sign-in
+    cookie) or its single sign-on session goes on ("oidc"). Read-only."""
     with session_scope() as session:
-        user = session.scalar(select(User).where(User.username == username))
+        user = session.scalar(_by_username(username))
         if user is None:
             return SignInCheck(None, "This account no longer exists.", "deleted")
         refusal = sign_in_refusal(user, method=method)
@@ -111,12 +118,14 @@ def check_sign_in(username: str, *, method: str = "password") -> SignInCheck:
         return SignInCheck(actor_from_user(session, user))
 
 
-def record_successful_sign_in(username: str) -> None:
-    """Reset the failure counter, stamp the last sign-in and audit it (auth.sign_in). Commits."""
+def record_successful_sign_in(username: str, *, address: str | None = None) -> None:
+    """Reset the failure counters (the account's, and its throttle at `address`), stamp the
+    last sign-in and audit it (auth.sign_in). Commits."""
     with session_scope() as session:
+        clear_account(session, username=username, address=address or UNKNOWN_ADDRESS)
         user_id = session.scalar(
             update(User)
-            .where(User.username == username)
+            .where(func.lower(User.username) == username.strip().lower())
             .values(failed_login_count=0, locked_until=None, last_login_at=func.now(), last_login_method="password")
             .returning(User.id)
         )
@@ -127,14 +136,14 @@ def record_successful_sign_in(username: str) -> None:
             action="auth.sign_in",
             target_type="user",
             target_id=user_id,
-            details={"method": "password"},
+            details={"method": "password", **({"address": address} if address else {})},
         )
 
 
 def record_sign_out(username: str, *, method: str) -> None:
     """Audit a sign-out (auth.sign_out). Commits."""
     with session_scope() as session:
-        user_id = session.scalar(select(User.id).where(User.username == username))
+        user_id = session.scalar(select(User.id).where(func.lower(User.username) == username.strip().lower()))
         record_audit(
             session,
             actor=None,
@@ -152,52 +161,52 @@ def has_password(actor: Actor) -> bool:
         return bool(session.scalar(select(User.password_hash).where(User.id == actor.id)))
 
 
-def record_refused_sign_in(username: str, *, reason: str) -> None:
+def record_refused_sign_in(username: str, *, reason: str, address: str | None = None) -> None:
     """Audit a password sign-in refused after the password matched (disabled, locked,
     waiting for approval). Commits."""
     with session_scope() as session:
-        user_id = session.scalar(select(User.id).where(User.username == username))
-        _audit_refusal(session, username, user_id, reason)
+        user_id = session.scalar(select(User.id).where(func.lower(User.username) == username.strip().lower()))
+        _audit_refusal(session, username, user_id, reason, address)
 
 
-def _audit_refusal(session: Session, username: str, user_id: int | None, reason: str) -> None:
+def _audit_refusal(
+    session: Session, username: str, user_id: int | None, reason: str, address: str | None = None
+) -> None:
     record_audit(
         session,
         actor=None,
-        actor_username=username,
+        actor_username=username[:64],
         action="auth.sign_in_refused",
         target_type="user",
         target_id=user_id,
-        details={"method": "password", "reason": reason},
+        details={"method": "password", "reason": reason, **({"address": address} if address else {})},
     )
 
 
-def record_failed_sign_in(username: str) -> str:
-    """Count a wrong password for `username`; lock the account at the configured limit.
-
-    Commits. Returns the message to show (never revealing whether the user exists).
-    """
+def record_failed_sign_in(username: str, *, address: str | None = None) -> str:
+    """Count a wrong password for `username` (existing or not) from `address`, audit it
+    (auth.sign_in_refused), and start or lengthen the wait it earns (sign_in_throttle); lock
+    the account for new password sign-ins after settings.login_account_max_failures from
+    anywhere. Commits. Returns the message to show, the same whether the user exists."""
     settings = get_settings()
-    generic = "Wrong username or password."
     with session_scope() as session:
-        user = session.scalar(select(User).where(User.username == username).with_for_update())
+        wait = record_failure(session, username=username, address=address or UNKNOWN_ADDRESS)
+        message = wait_message(wait) if wait else "Wrong username or password."
+        user = session.scalar(_by_username(username).with_for_update())
         if user is None:
-            _audit_refusal(session, username, None, "unknown username")
-            return generic
+            _audit_refusal(session, username, None, "unknown username", address)
+            return message
         if user.locked_until is not None and user.locked_until > _now():
-            _audit_refusal(session, username, user.id, "locked")
+            _audit_refusal(session, username, user.id, "locked", address)
             return _lock_message(user.locked_until)
-        _audit_refusal(session, username, user.id, "wrong password")
+        _audit_refusal(session, username, user.id, "wrong password", address)
         user.failed_login_count += 1
-        if user.failed_login_count >= settings.login_max_failures:
+        if user.failed_login_count >= settings.login_account_max_failures:
             user.locked_until = _now() + timedelta(minutes=settings.login_lockout_minutes)
             user.failed_login_count = 0
-            log.warning("account %s locked after %s failed sign-ins", username, settings.login_max_failures)
+            log.warning("account %s locked after %s failed sign-ins", username, settings.login_account_max_failures)
             return _lock_message(user.locked_until)
-        left = settings.login_max_failures - user.failed_login_count
-        if left <= 2:
-            return f"{generic} {left} attempt{'s' if left != 1 else ''} left before the account is locked."
-        return generic
+        return message
 
 
 def credentials_for_authenticator() -> dict[str, dict[str, dict[str, object]]]:
@@ -206,9 +215,10 @@ def credentials_for_authenticator() -> dict[str, dict[str, dict[str, object]]]:
         rows = session.execute(
             select(User.username, User.email, User.display_name, User.password_hash, Role.name).join(Role)
         ).all()
+    # streamlit-authenticator lower-cases what is typed, so its keys are lower case too.
     return {
         "usernames": {
-            username: {
+            username.lower(): {
                 "email": email,
                 "first_name": display_name or username,
                 "last_name": "",
@@ -314,7 +324,7 @@ def forget_deleted_identity(session: Session, email: str) -> None:
 def actor_for_username(username: str) -> Actor:
     """The Actor of an active account, for the command line. Raises NotFound otherwise."""
     with session_scope() as session:
-        user = session.scalar(select(User).where(User.username == username))
+        user = session.scalar(_by_username(username))
         if user is None or not user.is_active:
             raise NotFound(f"There is no active user named {username!r}.")
         return actor_from_user(session, user)

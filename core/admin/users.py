@@ -33,6 +33,7 @@ from core.access.accounts import (
 )
 from core.access.audit import record_audit
 from core.access.rbac import Actor, permissions_of_role, require
+from core.access.sign_in_throttle import clear_account
 from core.admin.safeguards import ensure_administrable, guard_grant, guard_target, load_role, load_user
 from core.platform.config import get_settings
 from core.platform.db import session_scope
@@ -258,6 +259,7 @@ def unlock_user(*, actor: Actor, user_id: int) -> UserSummary:
         was_locked_until = user.locked_until
         user.failed_login_count = 0
         user.locked_until = None
+        clear_account(session, username=user.username)  # the waits at every address too
         record_audit(
             session,
             actor=actor,

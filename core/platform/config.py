@@ -156,8 +156,15 @@ class Settings(BaseSettings):
     cookie_name: str = "quorum_auth"
     cookie_key: str = DEFAULT_COOKIE_KEY
     cookie_expiry_days: float = 7.0
+    # Wrong passwords for one account from one client address before each further one makes
+    # that address wait (1 s, doubling, up to login_lockout_minutes) - see sign_in_throttle.
     login_max_failures: int = 5
+    login_address_max_failures: int = 20  # the same for all accounts tried from one address
+    login_account_max_failures: int = 50  # from anywhere: the account locks for new sign-ins
     login_lockout_minutes: int = 15
+    # Behind reverse proxies, the client address is this many entries from the right of
+    # X-Forwarded-For (0: the connecting address; never trust the header without a proxy).
+    forwarded_for_hops: int = 0
     admin_username: str = "admin"
     admin_email: str = "admin@example.com"
     admin_password: str | None = None

@@ -118,6 +118,17 @@ class User(Base):
     role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)
 
 
+class SignInThrottle(Base):
+    """Failed password sign-ins under one key (a client address, or an account at an address)."""
+
+    __tablename__ = "sign_in_throttles"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class TranscriptionJob(Base):
     __tablename__ = "transcription_jobs"
     __table_args__ = (

@@ -9,22 +9,32 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
+from core.access import sign_in_throttle
+from core.access.accounts import actor_for_username, check_sign_in, record_failed_sign_in
+from core.access.audit import AuditFilters, list_audit
 from core.access.rbac import Actor
+from core.access.sign_in_throttle import seconds_to_wait
 from core.documents import index_document, upload_documents
 from core.meetings import audio, get_recording_summary, submit_recording, transcribe_recording
+from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, PermanentError
-from core.platform.models import Document
+from core.platform.models import Document, SignInThrottle
 from tests import audio_samples
 from tests.admin_data import get_row
+from tests.conftest import unique
 from tests.doc_factory import make_pdf, make_pdf_bomb, make_xlsx_shared_string_bomb
 from tests.reliability.processes import PrivateQueue
 from tests.reliability.test_bad_input import Upload
+from tests.test_auth_ui import PASSWORD, _app, _errors, _sign_in
+from ui import auth_ui, session_keys
 
 pytest_plugins = ["tests.recording_fixtures"]  # offline(**settings): QUORUM_ settings for one test
 
@@ -223,3 +233,119 @@ def _probe_seconds(path: Path) -> str:
         ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 7. sign-in throttle and lock-out
+
+
+@pytest.fixture
+def sign_in_clock(database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[float], None]]:
+    """No waits left from earlier tests, the throttle's clock frozen (no wait runs out
+    mid-test on a slow machine); yields advance(seconds) to move that clock on."""
+    with session_scope() as session:
+        session.execute(delete(SignInThrottle))
+    now = [datetime.now(UTC)]
+    monkeypatch.setattr(sign_in_throttle, "_now", lambda: now[0])
+
+    def advance(seconds: float) -> None:
+        now[0] += timedelta(seconds=seconds)
+
+    yield advance
+
+
+def _from(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    """The browser signing in now connects from `address`."""
+    monkeypatch.setattr(auth_ui, "current_client_address", lambda: address)
+
+
+def test_a_guesser_elsewhere_does_not_keep_the_user_out(
+    member: Actor, sign_in_clock: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _from(monkeypatch, "203.0.113.9")
+    for _ in range(6):  # five free failures, the sixth starts a wait
+        _sign_in(_app(), member.username, "wrong-password-1")
+    # The guesser must wait, and learns nothing from trying the right password now.
+    at = _sign_in(_app(), member.username, PASSWORD)
+    assert session_keys.ACTOR not in at.session_state
+    assert _errors(at) == "Too many failed sign-in attempts. Wait 1 second before trying again."
+    at = _sign_in(_app(), member.username, "wrong-password-1")
+    assert _errors(at) == "Too many failed sign-in attempts. Wait 1 second before trying again."
+
+    _from(monkeypatch, "198.51.100.7")  # the real user, at their own desk
+    at = _sign_in(_app(), member.username, PASSWORD)
+    assert at.session_state[session_keys.ACTOR].username == member.username
+    assert check_sign_in(member.username).actor is not None  # the account is not locked
+
+
+def test_waits_double_with_each_failure_up_to_the_lockout_time(
+    member: Actor, sign_in_clock: Callable[[float], None]
+) -> None:
+    waits = []
+    for _ in range(20):
+        message = record_failed_sign_in(member.username, address="203.0.113.10")
+        waits.append(seconds_to_wait(username=member.username, address="203.0.113.10"))
+        sign_in_clock(waits[-1])  # the guesser waits each wait out
+    assert waits[:5] == [0, 0, 0, 0, 0]
+    assert waits[5:16] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900]
+    assert waits[16:] == [900] * 4  # QUORUM_LOGIN_LOCKOUT_MINUTES
+    assert message == "Too many failed sign-in attempts. Wait 15 minutes before trying again."
+
+
+def test_password_spraying_from_one_address_is_throttled(
+    make_user: Callable[..., Actor], sign_in_clock: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = [make_user() for _ in range(4)]
+    for number in range(20):  # QUORUM_LOGIN_ADDRESS_MAX_FAILURES, four tries per account
+        record_failed_sign_in(users[number % 4].username, address="203.0.113.11")
+    assert seconds_to_wait(username=users[0].username, address="203.0.113.11") == 0
+    record_failed_sign_in(unique("nobody"), address="203.0.113.11")  # names that do not exist count too
+    fresh = make_user()
+    assert seconds_to_wait(username=fresh.username, address="203.0.113.11") == 1
+    _from(monkeypatch, "203.0.113.11")
+    at = _sign_in(_app(), fresh.username, PASSWORD)
+    assert session_keys.ACTOR not in at.session_state and "Wait 1 second" in _errors(at)
+    assert seconds_to_wait(username=fresh.username, address="198.51.100.8") == 0
+
+
+def test_failed_sign_ins_are_audited_with_their_address(
+    member: Actor, sign_in_clock: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stranger = unique("nobody")
+    _from(monkeypatch, "203.0.113.12")
+    _sign_in(_app(), member.username, "wrong-password-1")
+    _sign_in(_app(), stranger, "wrong-password-1")
+    rows = list_audit(actor=_auditor(), filters=AuditFilters(action="auth.sign_in_refused", text="203.0.113.12"))
+    assert {(row.actor_username, row.details["reason"], row.details["address"]) for row in rows} == {
+        (member.username, "wrong password", "203.0.113.12"),
+        (stranger, "unknown username", "203.0.113.12"),
+    }
+
+
+def _auditor() -> Actor:
+    return Actor(id=0, username="auditor", role="admin", permissions=frozenset({"view_audit_log"}))
+
+
+def test_a_locked_account_keeps_its_open_sessions(
+    member: Actor, sign_in_clock: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _from(monkeypatch, "198.51.100.9")
+    at = _sign_in(_app(), member.username, PASSWORD)
+    assert at.session_state[session_keys.ACTOR].username == member.username
+    for number in range(50):  # QUORUM_LOGIN_ACCOUNT_MAX_FAILURES, from many places
+        record_failed_sign_in(member.username, address=f"192.0.2.{number}")
+    assert "locked" in (check_sign_in(member.username).refusal or "")
+    at.run()  # the next click in the open session
+    assert at.session_state[session_keys.ACTOR].username == member.username and not at.exception
+    # New password sign-ins are refused until it expires or an admin unlocks it.
+    assert "locked" in _errors(_sign_in(_app(), member.username, PASSWORD))
+
+
+def test_usernames_are_case_insensitive(
+    make_user: Callable[..., Actor], sign_in_clock: Callable[[float], None]
+) -> None:
+    name = unique("Dana.Mixed")
+    user = make_user(username=name)
+    for typed in (name, name.lower(), name.upper()):
+        at = _sign_in(_app(), typed, PASSWORD)
+        assert at.session_state[session_keys.ACTOR].username == name, typed
+    assert actor_for_username(name.upper()).id == user.id
