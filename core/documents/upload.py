@@ -6,7 +6,7 @@ import logging
 import multiprocessing
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,27 +295,31 @@ def _maintain_if_due() -> None:
 
 
 def _ingest_files(actor: Actor, files: Sequence[Path], visibility: str, *, wait: bool) -> list[IngestedPath]:
-    results: list[IngestedPath] = []
-    for path in files:
-        if not path.is_file():
-            outcome = UploadOutcome(path.name, "rejected", f"{path.name}: no such file.")
-            results.append(IngestedPath(str(path), outcome))
-            continue
-        with path.open("rb") as handle:
-            outcome = accept_upload(actor, handle, visibility, send=not wait)
-        if outcome.status != "accepted" or not wait:
-            results.append(IngestedPath(str(path), outcome))
-            continue
-        assert outcome.document_id is not None
-        try:
-            index_document(outcome.document_id)
-        except Exception as error:
-            log.exception("indexing %s failed", path)
-            results.append(IngestedPath(str(path), outcome, "PENDING", 0, describe_error(error)))
-            continue
-        with session_scope() as session:
-            row = session.execute(
-                select(Document.status, Document.chunks_total, Document.error).where(Document.id == outcome.document_id)
-            ).one()
-        results.append(IngestedPath(str(path), outcome, row.status, int(row.chunks_total), row.error))
-    return results
+    """Ingest `files` in order. With an embedding API, several files at once in threads, so
+    its requests overlap (settings.embedding_concurrency; the CPU work still takes turns)."""
+    settings = get_settings()
+    threads = 1 if settings.offline or not wait else settings.embedding_concurrency
+    if threads <= 1 or len(files) <= 1:
+        return [_ingest_file(actor, path, visibility, wait=wait) for path in files]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ingest") as pool:
+        return list(pool.map(lambda path: _ingest_file(actor, path, visibility, wait=wait), files))
+
+
+def _ingest_file(actor: Actor, path: Path, visibility: str, *, wait: bool) -> IngestedPath:
+    if not path.is_file():
+        return IngestedPath(str(path), UploadOutcome(path.name, "rejected", f"{path.name}: no such file."))
+    with path.open("rb") as handle:
+        outcome = accept_upload(actor, handle, visibility, send=not wait)
+    if outcome.status != "accepted" or not wait:
+        return IngestedPath(str(path), outcome)
+    assert outcome.document_id is not None
+    try:
+        index_document(outcome.document_id)
+    except Exception as error:
+        log.exception("indexing %s failed", path)
+        return IngestedPath(str(path), outcome, "PENDING", 0, describe_error(error))
+    with session_scope() as session:
+        row = session.execute(
+            select(Document.status, Document.chunks_total, Document.error).where(Document.id == outcome.document_id)
+        ).one()
+    return IngestedPath(str(path), outcome, row.status, int(row.chunks_total), row.error)
