@@ -51,6 +51,7 @@ PAGES: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("ingest_documents", "read_documents", "transcribe_audio"),
     ),
     ("pages/transcripts.py", "Transcripts & Minutes", ":material/graphic_eq:", ("read_transcripts",)),
+    ("pages/action_items.py", "Action items", ":material/checklist:", ("read_transcripts",)),
     ("pages/chat.py", "Chat", ":material/chat:", ("use_chat",)),
     (
         "pages/admin.py",

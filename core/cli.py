@@ -127,7 +127,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     actor = _actor(args)
     path = Path(args.path)
     with path.open("rb") as handle:
-        job = submit_recording(actor=actor, file=handle, filename=path.name, visibility=args.visibility)
+        job = submit_recording(
+            actor=actor, file=handle, filename=path.name, visibility=args.visibility, transcribe_again=args.again
+        )
     print(f"job {job.id} queued ({path.name})", flush=True)
     if args.no_wait:
         return 0
@@ -318,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("path")
     transcribe.add_argument("--visibility", choices=("team", "private"), default="team")
     transcribe.add_argument("--no-wait", action="store_true", help="only queue it for the workers")
+    transcribe.add_argument("--again", action="store_true", help="transcribe it even if you uploaded it before")
     transcribe.set_defaults(handler=cmd_transcribe)
 
     ask = with_user(sub.add_parser("ask", help="ask the knowledge base a question"))

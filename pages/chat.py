@@ -30,7 +30,7 @@ from core.platform.errors import QuorumError
 from core.platform.models import DOCUMENT_TYPES
 from ui import session_keys
 from ui.answer_in_progress import AnswerInProgress
-from ui.common import current_actor, format_seconds, run_action
+from ui.common import current_actor, format_seconds, plain, run_action
 
 TYPE_LABELS = {
     "general_document": "Documents",
@@ -166,6 +166,8 @@ def _source_line(source: Source, message_id: int) -> None:
         return
     left, right = st.columns([5, 1], vertical_alignment="center")
     left.markdown(f"**[{source.number}]** {source.label}", help=source.excerpt[:600])
+    if source.quote:  # the sentence the answer took, said at the moment the play button opens
+        left.caption(f"“{plain(source.quote)}”")
     if (
         source.is_recording_moment
         and source.transcription_job_id is not None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import streamlit as st
 from core.admin.dashboard import home_overview
-from ui.common import current_actor, format_seconds
+from core.meetings.action_items import my_open_action_items
+from ui.common import current_actor, format_seconds, run_action
 
 actor = current_actor()
 overview = home_overview(actor=actor)
@@ -22,6 +25,29 @@ if overview.in_progress:
     st.subheader("In progress")
     for item in overview.in_progress:
         st.progress(min(max(item.progress, 0.0), 1.0), text=f"{item.kind}: {item.name} — {item.stage}")
+
+if actor.can("read_transcripts"):
+    st.subheader("Your open action items")
+    mine = run_action(lambda: my_open_action_items(actor=actor)) or []
+    if mine:
+        today = date.today()
+        st.dataframe(
+            [
+                {
+                    "Task": item.task,
+                    "Due": ("Overdue · " if item.is_overdue(today) else "")
+                    + (item.due_date.isoformat() if item.due_date else (item.due_text or "")),
+                    "Meeting": item.meeting,
+                    "Date": item.meeting_date.strftime("%Y-%m-%d"),
+                }
+                for item in mine
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+    else:
+        st.caption("Nothing assigned to you in the meetings' minutes.")
+    st.page_link("pages/action_items.py", label="All action items", icon=":material/checklist:")
 
 st.subheader("Recently added")
 if overview.recent:

@@ -27,10 +27,12 @@ from core.meetings import (
     retry_recording,
     update_minutes,
 )
+from core.meetings.action_items import list_action_items
 from core.meetings.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
 from core.meetings.stitching import TranscriptLine
 from ui import session_keys
 from ui.common import current_actor, format_bytes, format_seconds, run_action
+from ui.speaker_naming import render_speakers
 from ui.transcripts_upload import render_audio_upload
 
 LIST_REFRESH_SECONDS = 3
@@ -273,6 +275,28 @@ def render_minutes(actor: Actor, detail: RecordingDetail) -> None:
                     _flash("Minutes regenerated.")
 
 
+def render_job_action_items(actor: Actor, job_id: int) -> None:
+    """This meeting's action items with their status; they are followed on the Action items page."""
+    items = run_action(lambda: list_action_items(actor=actor, job_id=job_id)) or []
+    if not items:
+        return
+    st.markdown("**Action items and their status**")
+    st.dataframe(
+        [
+            {
+                "Status": "Done" if item.status == "done" else ("Overdue" if item.is_overdue() else "Open"),
+                "Task": item.task,
+                "Owner": item.owner or "",
+                "Due": item.due_date.isoformat() if item.due_date else (item.due_text or ""),
+            }
+            for item in items
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption("Close them and follow them with other meetings' items on the **Action items** page.")
+
+
 def _export_data(actor: Actor, job_id: int, fmt: str) -> Callable[[], bytes]:
     return lambda: export_job(actor=actor, job_id=job_id, fmt=fmt).data
 
@@ -350,12 +374,18 @@ def render_detail(actor: Actor, detail: RecordingDetail) -> None:
         )
 
     render_player(actor, job)
-    tabs = ["Transcript", "Minutes"] + (["Export"] if actor.can("export_transcripts") else []) + ["Manage"]
+    tabs = ["Transcript", "Speakers", "Minutes"] + (["Export"] if actor.can("export_transcripts") else []) + ["Manage"]
     tab = dict(zip(tabs, st.tabs(tabs), strict=True))
     with tab["Transcript"]:
         render_transcript(detail)
+    with tab["Speakers"]:
+        if detail.transcript_complete:
+            render_speakers(actor, job.id)
+        else:
+            st.info("Speakers can be named once the transcript is done.")
     with tab["Minutes"]:
         render_minutes(actor, detail)
+        render_job_action_items(actor, job.id)
     if "Export" in tab:
         with tab["Export"]:
             view = run_action(lambda: get_minutes(actor=actor, job_id=job.id))

@@ -15,6 +15,7 @@ PAGES = [
     ("home", "Home"),
     ("ingestion-hub", "Ingestion Hub"),
     ("transcripts", "Transcripts & Minutes"),
+    ("action-items", "Action items"),
     ("chat", "Chat"),
     ("admin", "Admin"),
     ("account", "Account"),
@@ -58,6 +59,13 @@ def main(url: str, username: str, password: str) -> None:
                 _settle(page)
             page.screenshot(path=str(OUT / f"{slug}.png"), full_page=True)
             print(f"saved {OUT / slug}.png")
+        # The Speakers tab of the recording Transcripts & Minutes opens (the newest).
+        page.get_by_role("link", name="Transcripts & Minutes").first.click()
+        _settle(page)
+        page.get_by_role("tab", name="Speakers").click()
+        _settle(page)
+        page.screenshot(path=str(OUT / "speakers.png"), full_page=True)
+        print(f"saved {OUT / 'speakers'}.png")
         browser.close()
 
 

@@ -105,6 +105,11 @@ def numbered_transcripts(fake: FakeOpenAI) -> list[dict[str, Any]]:
     return seen
 
 
-def submit(actor: Actor, path: Path, *, filename: str | None = None, visibility: str = "team") -> int:
+def submit(
+    actor: Actor, path: Path, *, filename: str | None = None, visibility: str = "team", again: bool = False
+) -> int:
+    """Upload `path` as `actor`; `again` transcribes it even if they uploaded it before."""
     with path.open("rb") as handle:
-        return submit_recording(actor=actor, file=handle, filename=filename or path.name, visibility=visibility).id
+        return submit_recording(
+            actor=actor, file=handle, filename=filename or path.name, visibility=visibility, transcribe_again=again
+        ).id

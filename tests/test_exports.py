@@ -123,7 +123,7 @@ def test_minutes_export_as_markdown_and_docx(offline_provider: Any, member: Any,
     assert headings[:3] == ["Minutes: Weekly sync (final)", "Summary", "Decisions"]
     bullets = [p.text for p in document.paragraphs if p.style is not None and p.style.name == "List Bullet"]
     assert "[0:00:00] We decided to ship on Monday." in bullets
-    assert any(b.startswith("☐ [0:00:04] Alice will update the roadmap by Friday.") for b in bullets)
+    assert any(b.startswith("[0:00:04] Alice will update the roadmap by Friday.") for b in bullets)
 
 
 def test_markdown_to_docx_inline_styles() -> None:

@@ -424,7 +424,7 @@ def test_visibility_retry_rights_and_delete(
     fake_api(transcription_segment_seconds=200)
     owner, colleague = make_user(), make_user()
     private_id = submit(owner, long_tones, visibility="private")
-    team_id = submit(owner, long_tones, visibility="team")
+    team_id = submit(owner, long_tones, visibility="team", again=True)
 
     assert {j.id for j in list_recordings(actor=colleague)} >= {team_id}
     assert private_id not in {j.id for j in list_recordings(actor=colleague)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -51,3 +52,13 @@ def format_bytes(size: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+
+
+def plain(text: str) -> str:
+    """Untrusted text (transcripts, names, model output) made inert for st.markdown/caption:
+    every Markdown, directive (":red[...]") and math character is escaped, so it cannot
+    become a link, an image loaded from another host, or formatting."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(text.split()))

@@ -28,3 +28,6 @@ CHAT_FILTER_DOCUMENTS = "quorum_chat_filter_documents"  # document ids the chat 
 CHAT_FILTER_DATES = "quorum_chat_filter_dates"  # (from, to) upload dates the chat searches
 CHAT_FLASH = "quorum_chat_flash"  # a message to show after the rerun a chat action caused
 ANSWERS_IN_PROGRESS = "quorum_answers_in_progress"  # {chat id: ui.answer_in_progress.AnswerInProgress}
+SPEAKER_SUGGESTIONS = "quorum_speaker_suggestions"  # {job id: [(label, name, evidence)]} from "Suggest names"
+DUPLICATE_RECORDING = "quorum_duplicate_recording"  # (job id, filename, message) of a refused duplicate upload
+ACTION_ITEMS_FLASH = "quorum_action_items_flash"  # a message to show after the rerun an action-item change caused

@@ -16,21 +16,27 @@ import streamlit as st
 from core.meetings import RecordingSummary, get_recording_summary, submit_recording
 from core.meetings.audio import ACCEPTED_EXTENSIONS
 from core.platform.config import get_settings
-from core.platform.errors import NotFound, QuorumError
+from core.platform.errors import DuplicateRecording, NotFound, QuorumError
 from ui import session_keys
-from ui.common import current_actor, format_seconds
+from ui.common import current_actor, format_seconds, plain
 
 TRANSCRIPTS_PAGE = "pages/transcripts.py"
 REFRESH_SECONDS = 2
 _VISIBILITY_LABELS = {"team": "My team (everyone who reads transcripts)", "private": "Only me and admins"}
 
-Note = tuple[str, str, int | None]  # (accepted | rejected, message, job id)
+Note = tuple[
+    str, str, int | None
+]  # (accepted | duplicate | rejected, message, job id: the earlier one for a duplicate)
 
 
-def _send(file: Any, filename: str, visibility: str) -> Note:
+def _send(file: Any, filename: str, visibility: str, *, again: bool = False) -> Note:
     """Queue one recording; the outcome as a note that survives the rerun that follows."""
     try:
-        job = submit_recording(actor=current_actor(), file=file, filename=filename, visibility=visibility)
+        job = submit_recording(
+            actor=current_actor(), file=file, filename=filename, visibility=visibility, transcribe_again=again
+        )
+    except DuplicateRecording as duplicate:
+        return ("duplicate", f"{filename}: {duplicate}", duplicate.job_id)
     except QuorumError as error:
         return ("rejected", f"{filename}: {error}", None)
     # The Transcripts & Minutes page opens the recording just queued.
@@ -63,6 +69,24 @@ def _live_note(job: RecordingSummary, *, link: bool) -> None:
         )
 
 
+def _open_recording(job_id: int) -> None:
+    st.session_state[session_keys.SELECTED_JOB_ID] = job_id
+    st.session_state[session_keys.SEEK_SECONDS] = 0.0
+
+
+def _duplicate_note(key: str, message: str, job_id: int) -> None:
+    """ "Already transcribed as ...": the earlier recording one click away; transcribing
+    again is the explicit choice of the checkbox above the uploader."""
+    st.info(
+        f"{plain(message)} To transcribe it anyway, tick *Transcribe again even if I uploaded it before* "
+        "and add it again.",
+        icon=":material/content_copy:",
+    )
+    if st.button("Open it", key=f"{key}_open_{job_id}", icon=":material/open_in_new:", on_click=_open_recording,
+                 args=(job_id,)):  # fmt: skip
+        st.switch_page(TRANSCRIPTS_PAGE)
+
+
 def _render_notes(key: str, *, link: bool) -> None:
     notes = st.session_state.get(session_keys.AUDIO_QUEUED, {}).get(key, [])
     if not notes:
@@ -83,7 +107,9 @@ def _render_notes(key: str, *, link: bool) -> None:
     def queued_recordings() -> None:
         latest = current()
         for status, message, job_id in notes:
-            if status != "accepted":
+            if status == "duplicate" and job_id is not None:
+                _duplicate_note(key, message, job_id)
+            elif status != "accepted":
                 st.error(message, icon=":material/block:")
             elif job_id in latest:
                 _live_note(latest[job_id], link=link)
@@ -115,6 +141,11 @@ def render_audio_upload(*, key: str = "audio", link: bool = True) -> None:
         horizontal=True,
         key=f"{key}_visibility",
     )
+    again = st.checkbox(
+        "Transcribe again even if I uploaded it before",
+        key=f"{key}_again",
+        help="The same recording uploaded twice points to the first one instead, unless this is ticked.",
+    )
     upload_tab, record_tab = st.tabs([":material/upload_file: Upload recordings", ":material/mic: Record now"])
 
     # A new widget key after each send empties the uploader and the recorder: what they held
@@ -135,7 +166,7 @@ def render_audio_upload(*, key: str = "audio", link: bool = True) -> None:
             notes: list[Note] = []
             for file in files:
                 with st.spinner(f"Checking {file.name}…"):
-                    notes.append(_send(file, file.name, visibility))
+                    notes.append(_send(file, file.name, visibility, again=again))
             _remember(key, notes)
             st.session_state[generation_key] = generation + 1
             st.rerun()
@@ -148,7 +179,7 @@ def render_audio_upload(*, key: str = "audio", link: bool = True) -> None:
         if st.button("Transcribe this recording", disabled=recording is None, key=f"{key}_record_submit"):
             assert recording is not None
             with st.spinner("Saving the recording…"):
-                _remember(key, [_send(recording, f"{name.strip() or 'Recording'}.wav", visibility)])
+                _remember(key, [_send(recording, f"{name.strip() or 'Recording'}.wav", visibility, again=again)])
             st.session_state[generation_key] = generation + 1
             st.rerun()
     _render_notes(key, link=link)

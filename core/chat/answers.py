@@ -40,6 +40,7 @@ from core.access.rbac import Actor, require
 from core.ai import extractive
 from core.ai.base import AIProvider, Message, StreamResult, UsageContext
 from core.ai.embedding_space import check_embedding_space
+from core.chat.moments import pin_moments, without_repeated_minutes
 from core.chat.retrieval import (
     MAX_QUERY_CHARS,
     RetrievalFilters,
@@ -49,6 +50,7 @@ from core.chat.retrieval import (
     search_chunks,
     trusted_corrections,
 )
+from core.meetings.plain_text import plain_minutes_text
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound
@@ -110,6 +112,8 @@ class Source:
     end_seconds: float | None = None
     transcription_job_id: int | None = None
     feedback_id: int | None = None
+    speaker: str | None = None  # who said the quoted sentence (transcripts with named speakers)
+    quote: str | None = None  # the sentence of the passage the answer took (core.chat.moments)
 
     @property
     def is_recording_moment(self) -> bool:
@@ -172,11 +176,13 @@ def _chunk_label(chunk: RetrievedChunk) -> str:
 
 
 def source_from_chunk(number: int, chunk: RetrievedChunk) -> Source:
+    # Minutes indexed before they were plain text still carry tick boxes and bold marks.
+    excerpt = plain_minutes_text(chunk.content) if chunk.document_type == "meeting_minutes" else chunk.content
     return Source(
         number=number,
         kind="chunk",
         label=_chunk_label(chunk),
-        excerpt=chunk.content,
+        excerpt=excerpt,
         chunk_id=chunk.chunk_id,
         document_id=chunk.document_id,
         filename=chunk.filename,
@@ -314,10 +320,13 @@ def build_sources(
 ) -> list[Source]:
     """Number corrections first, then chunks in rank order, while they fit in `budget_tokens`.
 
+    Minutes passages keep only what the transcript passages of the same meeting do not say
+    already (core.chat.moments.without_repeated_minutes): one source per passage.
+
     The first source is always kept (cut to the budget if it alone is too long).
     """
     candidates: list[Source] = [source_from_correction(0, c) for c in corrections]
-    candidates += [source_from_chunk(0, chunk) for chunk in chunks]
+    candidates += without_repeated_minutes([source_from_chunk(0, chunk) for chunk in chunks])
     sources: list[Source] = []
     used = 0
     for candidate in candidates:
@@ -566,7 +575,8 @@ def _generate(
         parts.append(tail)
         yield tail
     outcome.text = "".join(parts).strip()
-    outcome.sources = _cited_sources(checker, sources)
+    with session_scope() as session:
+        outcome.sources = pin_moments(session, outcome.text, _cited_sources(checker, sources))
     outcome.model = result.model if provider.generates_text and result.model else model
     if not outcome.text:
         outcome.text = NOTHING_FOUND

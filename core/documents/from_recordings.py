@@ -16,6 +16,8 @@ from core.documents.extraction import Section, extract_markdown
 from core.documents.indexing import index_document
 from core.documents.text_source import TEXT_SOURCE_TYPE, text_source_bytes
 from core.documents.upload import MAX_FILENAME_CHARS, check_visibility, clean_filename, send_for_indexing
+from core.meetings.plain_text import plain_minutes_text
+from core.meetings.speakers import named_segments
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound
 from core.platform.models import Document, TranscriptionJob
@@ -30,7 +32,7 @@ JOB_DOCUMENT_TYPES = ("full_transcript", "meeting_minutes")
 def _job_content(job: TranscriptionJob, document_type: str) -> list[Section] | list[TranscriptPiece]:
     if document_type == "full_transcript":
         pieces = []
-        for item in job.transcript_segments or []:
+        for item in named_segments(job):  # a chat source says who said it
             if not isinstance(item, dict) or not str(item.get("text") or "").strip():
                 continue
             start = float(item.get("start") or 0.0)
@@ -47,7 +49,7 @@ def _job_content(job: TranscriptionJob, document_type: str) -> list[Section] | l
             return pieces
         text_ = (job.transcript_text or "").strip()
         return [Section(text=text_)] if text_ else []
-    markdown = (job.minutes_markdown or "").strip()
+    markdown = plain_minutes_text(job.minutes_markdown or "").strip()  # no tick boxes in answers
     if not markdown:
         return []
     try:

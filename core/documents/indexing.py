@@ -48,7 +48,7 @@ from core.platform.errors import (
     ProviderError,
     describe_error,
 )
-from core.platform.models import Document, DocumentChunk
+from core.platform.models import Document, DocumentChunk, EmbeddingSpace
 from core.platform.queue import enqueue
 from core.platform.storage import get_storage
 
@@ -189,6 +189,17 @@ def _build(claim: _Claim, after_batch: Callable[[int], None] | None = None) -> i
     if todo:
         provider = get_provider()
         ensure_embedding_space(provider)
+        # Transcripts and minutes are refreshed after small edits (a speaker renamed): keep what
+        # did not change. An uploaded file's re-index is asked for to embed it again.
+        reused = _reusable_vectors(claim, todo) if claim.content_type == TEXT_SOURCE_TYPE else {}
+        if reused:
+            again = [c for c in todo if c.index in reused]
+            with session_scope() as session:
+                done += len(again)
+                _fence(session, claim, chunks_done=done, heartbeat_at=func.now())
+                write_chunks(session, claim.document_id, claim.generation, again, [reused[c.index] for c in again])
+            todo = [c for c in todo if c.index not in reused]
+            log.info("index_document %s: %d unchanged chunks keep their vectors", claim.document_id, len(again))
         usage = UsageContext(purpose="embedding", user_id=claim.uploaded_by, document_id=claim.document_id)
         for batch in _batches(todo, settings.embedding_batch_size):
             vectors = provider.embed([_embedding_input(chunk) for chunk in batch], usage=usage)
@@ -217,6 +228,30 @@ def _build(claim: _Claim, after_batch: Callable[[int], None] | None = None) -> i
             )
         )
     return total
+
+
+def _reusable_vectors(claim: _Claim, chunks: Sequence[Chunk]) -> dict[int, Any]:
+    """{chunk index: vector} for chunks whose text and heading the searchable generation
+    already holds, embedded in the current embedding space: a re-index after a small change
+    (a speaker renamed, a minutes line edited) embeds only what changed."""
+    wanted = {hashlib.md5(c.text.encode("utf-8")).hexdigest() for c in chunks}
+    with session_scope() as session:
+        space_since = select(EmbeddingSpace.created_at).where(EmbeddingSpace.id == 1).scalar_subquery()
+        rows = session.execute(
+            select(func.md5(DocumentChunk.content), DocumentChunk.heading, DocumentChunk.embedding).where(
+                DocumentChunk.document_id == claim.document_id,
+                DocumentChunk.generation == claim.generation - 1,
+                DocumentChunk.created_at >= space_since,
+                func.md5(DocumentChunk.content).in_(wanted),
+            )
+        ).all()
+    vectors = {(digest, heading): vector for digest, heading, vector in rows}
+    reused = {}
+    for chunk in chunks:
+        vector = vectors.get((hashlib.md5(chunk.text.encode("utf-8")).hexdigest(), chunk.heading))
+        if vector is not None:
+            reused[chunk.index] = vector
+    return reused
 
 
 def _fail(claim: _Claim, message: str) -> None:

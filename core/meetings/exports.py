@@ -31,6 +31,7 @@ from core.access.rbac import Actor, require
 from core.ai.base import TranscriptPiece
 from core.meetings.minutes_format import format_clock, pieces_from_segments
 from core.meetings.recording_access import load_readable_job
+from core.meetings.speakers import named_segments
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput
 from core.platform.tabular import to_csv_bytes
@@ -120,7 +121,7 @@ def _load(actor: Actor, job_ids: Sequence[int]) -> list[_JobSnapshot]:
                     duration_seconds=job.duration_seconds,
                     language=job.language,
                     transcript_text=job.transcript_text,
-                    pieces=tuple(pieces_from_segments(job.transcript_segments or [])),
+                    pieces=tuple(pieces_from_segments(named_segments(job))),
                     has_transcript=has_transcript,
                     minutes_markdown=job.minutes_markdown,
                     minutes_edited_at=job.minutes_edited_at,

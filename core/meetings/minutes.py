@@ -15,9 +15,11 @@ from sqlalchemy import func, select, update
 
 from core.access.rbac import Actor
 from core.ai.base import TranscriptPiece, UsageContext
+from core.meetings.action_items import sync_action_items
 from core.meetings.minutes_format import Minutes, minutes_from_json, pieces_from_segments
 from core.meetings.minutes_writer import generate_minutes
 from core.meetings.recording_access import load_managed_job, load_readable_job, may_manage_job
+from core.meetings.speakers import named_segments
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound, PermanentError
 from core.platform.models import Document, TranscriptionJob
@@ -65,7 +67,7 @@ def _view(job: TranscriptionJob, actor: Actor | None) -> MinutesView:
 
 
 def _job_pieces(job: TranscriptionJob) -> list[TranscriptPiece]:
-    pieces = pieces_from_segments(job.transcript_segments or [])
+    pieces = pieces_from_segments(named_segments(job))  # named speakers own their action items
     if not pieces and job.transcript_text and job.transcript_text.strip():
         pieces = [TranscriptPiece(start=0.0, end=job.duration_seconds or 0.0, text=job.transcript_text)]
     return pieces
@@ -122,6 +124,7 @@ def write_minutes_for_recording(job_id: int, *, regenerate: bool = False, reques
         log.info("minutes: job %s got minutes from another worker meanwhile; kept those", job_id)
     else:
         log.info("minutes: job %s written by %s", job_id, minutes.generator)
+    sync_action_items(job_id)  # idempotent: a redelivered message matches the same items again
 
 
 def get_minutes(*, actor: Actor, job_id: int) -> MinutesView:
@@ -166,6 +169,7 @@ def update_minutes(*, actor: Actor, job_id: int, markdown: str) -> MinutesView:
         job.minutes_edited_at = datetime.now(UTC)
         session.flush()
         view = _view(job, actor)
+    sync_action_items(job_id, edited_by=actor.id)
     _reindex_minutes_document(job_id)
     return view
 

@@ -78,7 +78,8 @@ class Minutes:
             details = [f"**{item.owner}**" if item.owner else "_unassigned_"]
             if item.due:
                 details.append(f"due {item.due}")
-            lines.append(f"- [ ] {clock_prefix(item.timestamp)}{item.task} — {', '.join(details)}")
+            # No tick box: whether an item is done lives in the Action items view, not here.
+            lines.append(f"- {clock_prefix(item.timestamp)}{item.task} — {', '.join(details)}")
         if not self.action_items:
             lines.append("_None recorded._")
         lines += ["", "## Open questions", ""]

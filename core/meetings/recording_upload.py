@@ -6,12 +6,15 @@ import logging
 from pathlib import PurePath
 from typing import IO
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from core.access.rbac import Actor, require
 from core.meetings.audio import CONTENT_TYPES, extension_of, probe_audio
 from core.meetings.recordings import RecordingSummary, enqueue_transcription, get_recording_summary
 from core.platform.config import get_settings
 from core.platform.db import session_scope
-from core.platform.errors import InvalidInput
+from core.platform.errors import DuplicateRecording, InvalidInput
 from core.platform.models import VISIBILITIES, TranscriptionJob
 from core.platform.storage import get_storage
 
@@ -46,10 +49,40 @@ def _clean_filename(filename: str) -> str:
     return name
 
 
+def _refuse_duplicate(session: Session, actor: Actor, sha256: str) -> None:
+    """Raise DuplicateRecording when the actor already uploaded this exact content."""
+    earlier = session.execute(
+        select(TranscriptionJob.id, TranscriptionJob.filename, TranscriptionJob.status, TranscriptionJob.created_at)
+        .where(TranscriptionJob.owner_id == actor.id, TranscriptionJob.sha256 == sha256)
+        .order_by(TranscriptionJob.id.desc())
+        .limit(1)
+    ).first()
+    if earlier is None:
+        return
+    state = {"COMPLETED": "already transcribed", "FAILED": "already uploaded (its transcription failed)"}.get(
+        earlier.status, "already being transcribed"
+    )
+    raise DuplicateRecording(
+        f"This recording was {state} as “{earlier.filename}” (#{earlier.id}, {earlier.created_at:%Y-%m-%d %H:%M}). "
+        "Open it, or transcribe it again.",
+        job_id=earlier.id,
+        filename=earlier.filename,
+    )
+
+
 def submit_recording(
-    *, actor: Actor, file: IO[bytes], filename: str, visibility: str = "team", language: str | None = None
+    *,
+    actor: Actor,
+    file: IO[bytes],
+    filename: str,
+    visibility: str = "team",
+    language: str | None = None,
+    transcribe_again: bool = False,
 ) -> RecordingSummary:
     """Store an uploaded or recorded meeting and queue its transcription.
+
+    The same content uploaded before by the same owner raises DuplicateRecording (naming
+    the earlier recording) and stores nothing, unless `transcribe_again` says it is wanted.
 
     Needs transcribe_audio. The size limit (settings.max_audio_mb) is checked against the
     declared size before anything is read, and again while the stream is stored. The file
@@ -77,6 +110,8 @@ def submit_recording(
         with storage.local_path(stored.key) as path:
             info = probe_audio(path, filename=name, max_seconds=settings.max_recording_seconds)
         with session_scope() as session:
+            if not transcribe_again:
+                _refuse_duplicate(session, actor, stored.sha256)
             job = TranscriptionJob(
                 owner_id=actor.id,
                 filename=name,

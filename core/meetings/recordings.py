@@ -21,6 +21,7 @@ from core.access.audit import record_audit
 from core.access.rbac import Actor
 from core.meetings.audio import CONTENT_TYPES
 from core.meetings.recording_access import job_visible_clause, may_manage_job
+from core.meetings.speakers import named_segments
 from core.meetings.stitching import StoredSegment, TranscriptLine, stitch_segments
 from core.platform.config import get_settings
 from core.platform.db import session_scope
@@ -218,7 +219,7 @@ def get_recording(*, actor: Actor, job_id: int) -> RecordingDetail:
         summary = _summary(job, cost)
         stored = stored_segments(session, job_id)
         if job.transcript_segments is not None:
-            lines = tuple(_line_from_json(item) for item in job.transcript_segments)
+            lines = tuple(_line_from_json(item) for item in named_segments(job))
             complete = True
         else:
             lines = tuple(stitch_segments(stored, overlap_seconds=get_settings().transcription_overlap_seconds))

@@ -40,6 +40,18 @@ class ProviderRejected(ProviderError, PermanentError):
     request, unknown model, file too large); the message says what to change."""
 
 
+class DuplicateRecording(Conflict):
+    """The same recording (same content, same owner) was uploaded before.
+
+    `job_id` and `filename` name the earlier one so the page can open it.
+    """
+
+    def __init__(self, message: str, *, job_id: int, filename: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.filename = filename
+
+
 def describe_error(error: BaseException) -> str:
     """One line for the person who will read it: a QuorumError's own message, else the
     exception's type and the first line of its text (at most 500 characters)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -40,6 +41,7 @@ MESSAGE_ROLES = ("user", "assistant")
 RATINGS = ("good", "bad")
 REVIEW_STATUSES = ("new", "accepted", "rejected")
 USAGE_PURPOSES = ("transcription", "minutes", "embedding", "chat")
+ACTION_ITEM_STATUSES = ("open", "done")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -158,6 +160,8 @@ class TranscriptionJob(Base):
     minutes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     minutes_markdown: Mapped[str | None] = mapped_column(Text)
     minutes_edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # {diarization label: name}; "*" names a recording without labels (core.meetings.speakers).
+    speaker_names: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     input_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
     output_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), server_default="0")
@@ -183,6 +187,37 @@ class TranscriptionSegment(Base):
     text: Mapped[str] = mapped_column(Text, server_default="")
     pieces: Mapped[list[Any]] = mapped_column(JSONB, server_default="[]")
     created_at: Mapped[datetime] = _now_column()
+
+
+class ActionItem(Base):
+    """An action item of a recording's minutes, followed across meetings (core.meetings.action_items).
+
+    Rows are matched to the minutes again whenever they are written or edited, so status and
+    people's edits survive a regeneration; `in_minutes` is False for an item people had
+    touched that the current minutes no longer list.
+    """
+
+    __tablename__ = "action_items"
+    __table_args__ = (CheckConstraint(_in("status", ACTION_ITEM_STATUSES), name="ck_action_items_status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transcription_job_id: Mapped[int] = mapped_column(
+        ForeignKey("transcription_jobs.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, server_default="0")
+    task: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    due_text: Mapped[str | None] = mapped_column(String(200))
+    due_date: Mapped[date | None] = mapped_column(Date, index=True)
+    said_at_seconds: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(8), server_default="open", index=True)
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    edited_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    in_minutes: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
 
 
 class Document(Base):

@@ -297,8 +297,8 @@ def long_silent_flac(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return audio_samples.long_silent_flac(tmp_path_factory.mktemp("long") / "night.flac", hours=7).read_bytes()
 
 
-def _submit(actor: Actor, upload: Any, filename: str) -> int:
-    return submit_recording(actor=actor, file=upload, filename=filename).id
+def _submit(actor: Actor, upload: Any, filename: str, *, again: bool = False) -> int:
+    return submit_recording(actor=actor, file=upload, filename=filename, transcribe_again=again).id
 
 
 def test_hostile_recordings_get_a_clear_message_and_leave_nothing_behind(
@@ -363,7 +363,7 @@ def test_hostile_recordings_get_a_clear_message_and_leave_nothing_behind(
     }
     accepted = []
     for raw, expected in names.items():
-        job_id = _submit(member, Upload("ignored", short_mp3), raw)
+        job_id = _submit(member, Upload("ignored", short_mp3), raw, again=True)  # the same audio each time
         accepted.append(job_id)
         assert get_recording_summary(actor=member, job_id=job_id).filename == expected
     assert _count(TranscriptionJob, TranscriptionJob.owner_id, member.id) == jobs_before + len(names)
