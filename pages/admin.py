@@ -34,6 +34,8 @@ from ui.common import current_actor, format_seconds, run_action
 JOBS_REFRESH_SECONDS = 5
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ALL = "All"
+RATING_WORDS = {"good": "Thumbs up", "bad": "Thumbs down"}
+CUT_CHARACTERS = 90
 
 actor = current_actor()
 settings = get_settings()
@@ -48,6 +50,11 @@ def _apply(action: Callable[[], object], success: str) -> None:
 
 def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def _cut(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= CUT_CHARACTERS else text[: CUT_CHARACTERS - 1].rstrip() + "…"
 
 
 def _choice(value: str) -> str | None:
@@ -386,26 +393,38 @@ def feedback_tab() -> None:
     )
     items = run_action(lambda: list_feedback(actor=actor, filters=filters)) or []
 
+    # The columns a reviewer acts on come first and long texts are cut, so Status and
+    # Reviewer are on screen; the full question, answer and sources are in the panel below.
     st.dataframe(
         pd.DataFrame(
             [
                 {
-                    "Date": _when(item.created_at),
-                    "Rating": item.rating,
-                    "Question": item.question,
-                    "Answer": item.answer,
-                    "Correction": item.correction or "",
+                    "Id": item.id,
+                    "Status": item.review_status.title(),
+                    "Rating": RATING_WORDS.get(item.rating, item.rating),
+                    "Question": _cut(item.question),
+                    "Correction": _cut(item.correction or ""),
                     "User": item.username,
-                    "Sources": "; ".join(item.sources),
-                    "Status": item.review_status,
-                    "Trusted": item.trusted,
                     "Reviewer": item.reviewer or "",
-                    "Note": item.reviewer_note or "",
+                    "Date": _when(item.created_at),
+                    "Trusted": item.trusted,
+                    "Answer": _cut(item.answer),
+                    "Note": _cut(item.reviewer_note or ""),
+                    "Sources": _cut("; ".join(item.sources)),
                 }
                 for item in items
             ]
         ),
         hide_index=True,
+        width="stretch",
+        column_config={
+            "Id": st.column_config.NumberColumn(width="small"),
+            "Status": st.column_config.TextColumn(width="small"),
+            "Rating": st.column_config.TextColumn(width="small"),
+            "Question": st.column_config.TextColumn(width="medium"),
+            "Correction": st.column_config.TextColumn(width="medium"),
+            "Trusted": st.column_config.CheckboxColumn(width="small"),
+        },
     )
     _export_buttons(
         "feedback",
@@ -456,6 +475,21 @@ def feedback_tab() -> None:
 # ---------------------------------------------------------------------------- jobs
 
 
+JOB_STATUS_WORDS = {"PENDING": "Waiting", "PROCESSING": "Running", "COMPLETED": "Completed", "FAILED": "Failed"}
+
+
+def _job_status(row: JobRow) -> str:
+    words = "Running" if row.status == "INDEXING" else JOB_STATUS_WORDS.get(row.status, row.status.title())
+    return f"{words} (stalled)" if row.stale else words
+
+
+def _job_stage(row: JobRow) -> str:
+    """What a running job is doing; nothing for finished ones (the status says it all)."""
+    if row.status in ("COMPLETED", "FAILED"):
+        return ""
+    return row.stage[:1].upper() + row.stage[1:]
+
+
 def _retry(row: JobRow) -> bool:
     admin_service.retry_job(actor=actor, kind=row.kind, job_id=row.id)
     return True
@@ -465,9 +499,14 @@ def _retry(row: JobRow) -> bool:
 def jobs_panel() -> None:
     depths = admin_service.job_queue_depths(actor=actor)
     kind_col, status_col, _ = st.columns([1, 1, 3])
-    kind = kind_col.selectbox("Kind", [ALL, "transcription", "indexing"], key="admin_jobs_kind")
+    kind = kind_col.selectbox(
+        "Kind", [ALL, "transcription", "indexing"], format_func=str.capitalize, key="admin_jobs_kind"
+    )
     status = status_col.selectbox(
-        "Status", [ALL, "PENDING", "PROCESSING", "COMPLETED", "FAILED"], key="admin_jobs_status"
+        "Status",
+        [ALL, *JOB_STATUS_WORDS],
+        format_func=lambda value: JOB_STATUS_WORDS.get(value, value),
+        key="admin_jobs_status",
     )
     rows = admin_service.list_jobs(actor=actor, kind=_choice(kind), status=_choice(status))  # type: ignore[arg-type]
 
@@ -485,12 +524,12 @@ def jobs_panel() -> None:
         pd.DataFrame(
             [
                 {
-                    "Kind": row.kind,
+                    "Kind": row.kind.title(),
                     "Id": row.id,
                     "File": row.name,
                     "Owner": row.owner,
-                    "Status": row.status + (" (stalled)" if row.stale else ""),
-                    "Stage": row.stage,
+                    "Status": _job_status(row),
+                    "Stage": _job_stage(row),
                     "Progress": row.progress,
                     "Attempts": row.attempts,
                     "Duration": format_seconds(row.duration_seconds),
@@ -522,8 +561,21 @@ def jobs_tab() -> None:
 # ---------------------------------------------------------------------------- usage
 
 
+NO_COST = "No cost in this period (the offline provider is free)."
+
+
 def _frame(rows: list[Any]) -> pd.DataFrame:
     return pd.DataFrame([vars(row) for row in rows])
+
+
+def _bar_chart(title: str, frame: pd.DataFrame, *, y: str, color: str | None = None, empty: str = "") -> None:
+    """A titled bar chart per day, or a sentence when there is nothing to draw: an all-zero
+    series would be drawn as an empty plot with an axis of "0.000000" ticks."""
+    st.markdown(f"**{title}**")
+    if frame.empty or not frame[y].abs().sum():
+        st.caption(empty or "Nothing in this period.")
+        return
+    st.bar_chart(frame, x="day", y=y, color=color, x_label="", y_label="")
 
 
 def usage_tab() -> None:
@@ -538,7 +590,7 @@ def usage_tab() -> None:
     cols = st.columns(4)
     cols[0].metric("Estimated cost", f"${usage.cost_usd:,.2f}")
     cols[1].metric("Tokens", f"{usage.input_tokens + usage.output_tokens:,}")
-    cols[2].metric("Audio transcribed", f"{data.audio_hours:,.1f} h")
+    cols[2].metric("Audio transcribed", format_seconds(data.audio_hours * 3600), help="hours:minutes:seconds")
     cols[3].metric("Thumbs up", "—" if data.share_good is None else f"{data.share_good:.0%}")
 
     if usage.by_day_purpose:
@@ -546,30 +598,29 @@ def usage_tab() -> None:
         purposes["tokens"] = purposes["input_tokens"] + purposes["output_tokens"]
         left, right = st.columns(2)
         with left:
-            st.markdown("**Tokens per day by purpose**")
-            st.bar_chart(purposes, x="day", y="tokens", color="purpose")
+            _bar_chart("Tokens per day by purpose", purposes, y="tokens", color="purpose")
         with right:
-            st.markdown("**Cost per day by purpose (USD)**")
-            st.bar_chart(purposes, x="day", y="cost_usd", color="purpose")
+            _bar_chart("Cost per day by purpose (USD)", purposes, y="cost_usd", color="purpose", empty=NO_COST)
     else:
         st.caption("No AI calls recorded in this period.")
     if usage.by_day_user:
         users = _frame(usage.by_day_user)
         left, right = st.columns(2)
         with left:
-            st.markdown("**Tokens per day by user**")
-            st.bar_chart(users, x="day", y="tokens", color="username")
+            _bar_chart("Tokens per day by user", users, y="tokens", color="username")
         with right:
-            st.markdown("**Cost per day by user (USD)**")
-            st.bar_chart(users, x="day", y="cost_usd", color="username")
+            _bar_chart("Cost per day by user (USD)", users, y="cost_usd", color="username", empty=NO_COST)
 
     left, right = st.columns(2)
     with left:
-        st.markdown("**Audio hours transcribed per day**")
-        if data.audio_per_day:
-            st.bar_chart(_frame(data.audio_per_day), x="day", y="audio_hours")
-        else:
-            st.caption("No recordings transcribed in this period.")
+        audio = _frame(data.audio_per_day) if data.audio_per_day else pd.DataFrame({"day": [], "audio_hours": []})
+        audio["audio_minutes"] = audio["audio_hours"] * 60
+        _bar_chart(
+            "Audio minutes transcribed per day",
+            audio,
+            y="audio_minutes",
+            empty="No recordings transcribed in this period.",
+        )
     with right:
         st.markdown("**Jobs per day**")
         if data.jobs_per_day:
@@ -651,14 +702,38 @@ TABS: list[tuple[str, str, Callable[[], None]]] = [
     ("Audit log", "view_audit_log", audit_tab),
 ]
 
+
+def _attention() -> dict[str, str]:
+    """Tab label -> what waits there ("3 new", "2 failed"), for the tabs the actor may open."""
+    waiting: dict[str, str] = {}
+    if actor.can("review_feedback"):
+        new = run_action(lambda: list_feedback(actor=actor, filters=FeedbackFilters(review_status="new"))) or []
+        if new:
+            waiting["Feedback review"] = f"{len(new)} new"
+    if actor.can("view_jobs"):
+        failed = run_action(lambda: admin_service.list_jobs(actor=actor, status="FAILED")) or []
+        if failed:
+            waiting["Jobs"] = f"{len(failed)} failed"
+    return waiting
+
+
 st.title("Admin")
 flash = st.session_state.pop(session_keys.ADMIN_FLASH, None)
 if flash:
     st.success(flash, icon=":material/check_circle:")
-visible = [(label, render) for label, permission, render in TABS if actor.can(permission)]
+visible = [(label, permission, render) for label, permission, render in TABS if actor.can(permission)]
 if not visible:
     st.info("Your role has no admin permissions.")
     st.stop()
-for container, (_, render) in zip(st.tabs([label for label, _ in visible]), visible, strict=True):
+attention = _attention()
+labels = [label + (f" · {attention[label]}" if label in attention else "") for label, _, _ in visible]
+# A new visit opens where something waits (new feedback, failed jobs). The choice is kept
+# for the session and the key keeps the tabs the same widget when a count changes, so a
+# rerun never moves the admin to another tab.
+opening = st.session_state.setdefault(
+    session_keys.ADMIN_OPENING_TAB, next((label for label, _, _ in visible if label in attention), visible[0][0])
+)
+default = next((shown for shown, (label, _, _) in zip(labels, visible, strict=True) if label == opening), None)
+for container, (_, _, render) in zip(st.tabs(labels, default=default, key="admin_tabs"), visible, strict=True):
     with container:
         render()

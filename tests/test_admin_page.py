@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core.access.rbac import Actor
 from core.platform.db import session_scope
 from core.platform.models import MessageFeedback, Role, User
-from tests.admin_data import get_row, make_chat, make_feedback
+from tests.admin_data import get_row, make_chat, make_document, make_feedback
 from tests.conftest import unique
 from ui import session_keys
 
@@ -32,6 +33,11 @@ def _button(at: AppTest, label: str):  # type: ignore[no-untyped-def]
     return next(b for b in at.button if b.label == label)
 
 
+def _tab_names(at: AppTest) -> list[str]:
+    """Tab labels without what waits there ("Jobs · 2 failed" -> "Jobs")."""
+    return [tab.label.split(" · ")[0] for tab in at.tabs]
+
+
 def _text(at: AppTest, label: str):  # type: ignore[no-untyped-def]
     return next(t for t in at.text_input if t.label == label)
 
@@ -39,7 +45,7 @@ def _text(at: AppTest, label: str):  # type: ignore[no-untyped-def]
 def test_an_admin_sees_every_tab(admin: Actor) -> None:
     at = _page(admin)
     assert not at.exception, at.exception
-    assert [tab.label for tab in at.tabs] == ALL_TABS
+    assert _tab_names(at) == ALL_TABS
     assert not at.error
 
 
@@ -47,9 +53,9 @@ def test_tabs_follow_permissions(admin: Actor) -> None:
     reviewer = Actor(id=admin.id, username=admin.username, role="x", permissions=frozenset({"review_feedback"}))
     at = _page(reviewer)
     assert not at.exception
-    assert [tab.label for tab in at.tabs] == ["Feedback review"]
+    assert _tab_names(at) == ["Feedback review"]
     ops = Actor(id=admin.id, username=admin.username, role="x", permissions=frozenset({"view_jobs", "view_audit_log"}))
-    assert [tab.label for tab in _page(ops).tabs] == ["Jobs", "Usage", "Audit log"]
+    assert _tab_names(_page(ops)) == ["Jobs", "Usage", "Audit log"]
     nobody = Actor(id=admin.id, username=admin.username, role="x", permissions=frozenset({"use_chat"}))
     at = _page(nobody)
     assert not at.tabs and "no admin permissions" in at.info[0].value
@@ -114,3 +120,34 @@ def test_accept_a_correction_from_the_feedback_tab(admin: Actor, member: Actor) 
     # The reviewed item stays open although its review status changed.
     assert at.selectbox(key="admin_fb_pick").value == feedback
     assert row.question_embedding is not None
+
+
+def test_tabs_count_what_needs_attention_and_tables_speak_words(admin: Actor, member: Actor) -> None:
+    _, (answer,) = make_chat(member.id, [(f"Who owns {unique('topic')}?", "Nobody.")])
+    make_feedback(answer, member.id, rating="bad", correction="Dana owns it.")
+    make_document(member.id, status="FAILED", error="The file could not be read.")
+    make_document(member.id, status="COMPLETED", chunks_total=1, chunks_done=1)
+    at = _page(admin)
+    assert not at.exception, at.exception
+    labels = [tab.label for tab in at.tabs]
+    assert re.fullmatch(r"Feedback review · \d+ new", labels[2]) and re.fullmatch(r"Jobs · \d+ failed", labels[3])
+    # The session opens on the first tab where something waits, and keeps it afterwards.
+    assert at.session_state[session_keys.ADMIN_OPENING_TAB] == "Feedback review"
+
+    # Feedback: what a reviewer acts on comes first; long texts are cut to keep it on screen.
+    tables = [frame.value for frame in at.dataframe]
+    feedback_table = next(table for table in tables if "Reviewer" in table.columns)
+    assert list(feedback_table.columns[:3]) == ["Id", "Status", "Rating"]
+    assert set(feedback_table["Status"]) <= {"New", "Accepted", "Rejected"}
+    assert set(feedback_table["Rating"]) <= {"Thumbs up", "Thumbs down"}
+    assert feedback_table["Answer"].str.len().max() <= 90
+
+    # Jobs: statuses and stages in words, nothing like "COMPLETED" or "done".
+    jobs_table = next(table for table in tables if "Stage" in table.columns)
+    assert set(jobs_table["Status"]) <= {"Waiting", "Running", "Completed", "Failed", "Running (stalled)"}
+    assert "done" not in set(jobs_table["Stage"]) and set(jobs_table["Kind"]) <= {"Transcription", "Indexing"}
+
+    # Usage: audio as a clock like Home, and no chart drawn for a series of zeros (offline cost).
+    audio = next(metric for metric in at.metric if metric.label == "Audio transcribed")
+    assert re.fullmatch(r"\d+:\d{2}(:\d{2})?", audio.value)
+    assert not any(" h" in metric.value for metric in at.metric)

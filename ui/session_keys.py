@@ -15,6 +15,7 @@ OPEN_RECORDING_WIDGET = "quorum_open_recording"  # the "Open a recording" select
 SELECTED_DOCUMENT_ID = "quorum_selected_document_id"
 SEEK_SECONDS = "quorum_seek_seconds"
 ADMIN_FLASH = "quorum_admin_flash"  # a success message to show after the rerun an admin action caused
+ADMIN_OPENING_TAB = "quorum_admin_opening_tab"  # the Admin tab a session opened on (where attention was needed)
 ADMIN_NEW_PASSWORD = "quorum_admin_new_password"  # (username, password) to show once after create/reset
 TRANSCRIPT_LINES = "quorum_transcript_lines"  # selection of the transcript table (choosing a line seeks)
 MINUTES_EDITING = "quorum_minutes_editing"  # job id whose minutes are open in the editor
