@@ -63,8 +63,7 @@ def _refuse_duplicate(session: Session, actor: Actor, sha256: str) -> None:
         earlier.status, "already being transcribed"
     )
     raise DuplicateRecording(
-        f"This recording was {state} as “{earlier.filename}” (#{earlier.id}, {earlier.created_at:%Y-%m-%d %H:%M}). "
-        "Open it, or transcribe it again.",
+        f"This recording was {state} as “{earlier.filename}” (#{earlier.id}, {earlier.created_at:%Y-%m-%d %H:%M}).",
         job_id=earlier.id,
         filename=earlier.filename,
     )

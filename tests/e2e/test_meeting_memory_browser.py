@@ -3,6 +3,7 @@ the name in the WebVTT export, and close the meeting's action item on the Action
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,27 @@ def test_name_a_speaker_export_it_and_close_an_action_item(
     screenshot(page, "action-items-closed")
     [item] = [i for i in list_action_items(actor=member, job_id=job_id) if "budget report" in i.task]
     assert item.status == "done" and item.owner == "Priya Natarajan" and item.closed_at is not None
+
+
+def test_the_same_recording_again_points_to_the_first(
+    live_app: LiveApp, page: Any, member: Actor, tmp_path: Path
+) -> None:
+    from core.meetings import list_recordings
+
+    recording = audio_samples.tone(tmp_path / "Standup.wav", 6.0)
+    sign_in(page, live_app, member)
+    page.get_by_role("link", name="Transcripts & Minutes").click()
+    page.get_by_role("heading", name="Transcripts & Minutes").wait_for()
+    settle(page)
+    page.get_by_text("Add a recording").click()
+    page.locator("input[type='file']").first.set_input_files(str(recording))
+    page.get_by_text(re.compile(r"Standup\.wav.* is (queued|being transcribed|transcribed)")).wait_for()
+    settle(page)
+
+    page.locator("input[type='file']").first.set_input_files(str(recording))  # the same file again
+    page.get_by_text(re.compile(r"was already (being )?transcribed as “Standup\.wav”")).wait_for()
+    settle(page)
+    screenshot(page, "duplicate-recording")
+    page.get_by_role("button", name="Open it").click()
+    page.get_by_role("heading", name="Standup.wav").wait_for()
+    assert [job.filename for job in list_recordings(actor=member, mine_only=True)] == ["Standup.wav"]
