@@ -355,6 +355,7 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
                 copy.write_row((vector,))
         live_seconds = time.perf_counter() - began
         conn.execute("SET hnsw.ef_search = 100")
+        conn.execute("SET enable_seqscan = off")  # the HNSW baseline even where a scan would win (small runs)
         vectors = _query_vectors(_questions(max(args.queries, 50)), args.dense)
         latencies = []
         for number in range(args.queries + 20):
