@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import text
 
 from core.access.rbac import Actor
+from core.ai import get_provider
+from core.ai.embedding_space import current_embedding_space, recorded_vector_weight, reset_embedding_space
 from core.ai.hashing import hashing_embed
 from core.chat.retrieval import RetrievalFilters, plan_search, search_chunks
 from core.platform.config import get_settings
@@ -69,6 +71,16 @@ def owner(database: str) -> Actor:
         return actor_from_user(session, user)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def hashing_space(database: str) -> Iterator[None]:
+    """The chunks here carry offline hashing vectors: record that space (and so its fusion
+    weight) as the indexer would; whatever was recorded before is put back."""
+    saved = current_embedding_space()
+    reset_embedding_space(space=get_provider().embedding_space)
+    yield
+    reset_embedding_space(space=saved)
+
+
 @pytest.fixture(scope="module")
 def corpus(owner: Actor) -> Corpus:
     return build_corpus(_embed, uploaded_by=owner.id)
@@ -118,7 +130,8 @@ def test_results_carry_their_source_location(owner: Actor, corpus: Corpus) -> No
     assert best.transcription_job_id == corpus.job_id
     assert best.filename.endswith("q3-planning.m4a transcript")
     assert best.vector_rank == 1 and best.text_rank == 1
-    assert best.score == pytest.approx(2 / 61)
+    weight = recorded_vector_weight()
+    assert best.score == pytest.approx((1 - weight) + weight * (1 - (best.vector_distance or 0)))
     assert all(hit.document_type == "full_transcript" for hit in hits)
 
     with session_scope() as session:
@@ -253,3 +266,88 @@ def test_chunks_sharing_more_of_the_question_rank_before_single_word_matches(own
     # The single-word chunks still follow: the any-word tier ran because the two-word tier
     # found fewer than k.
     assert len(by_text_rank) == 13
+
+
+def test_a_chunk_holding_the_rare_word_outranks_one_sharing_only_common_words(owner: Actor) -> None:
+    """BM25 weighs a word by its rarity: the one chunk naming the rare term wins over chunks
+    holding every common word of the question (ts_rank_cd, with no idf, ranked those first)."""
+    rare = unique("zirconia")
+    common = "quarterly project update for the team schedule"
+    specs = (
+        DocSpec(
+            "status-notes.md",
+            "general_document",
+            tuple(ChunkSpec(f"common-{n}", f"The {common} number {n}: nothing else to report.") for n in range(60)),
+        ),
+        DocSpec(
+            "supplier.md",
+            "general_document",
+            (ChunkSpec("rare", f"The {rare} supplier changed its delivery terms last week."),),
+        ),
+    )
+    corpus = build_corpus(_embed, uploaded_by=owner.id, specs=specs)
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    question = f"Quarterly project update for the team schedule: what about the {rare} supplier?"
+    with session_scope() as session:
+        hits = search_chunks(
+            session, actor=owner, query=question, query_embedding=_embed([question])[0], filters=filters, k=40
+        )
+    by_text_rank = sorted((hit for hit in hits if hit.text_rank is not None), key=lambda hit: hit.text_rank or 0)
+    assert by_text_rank[0].chunk_id == corpus.chunks["rare"]
+    assert hits[0].chunk_id == corpus.chunks["rare"]
+
+
+LONG_QUESTIONS = [
+    (
+        "Could you remind me how many days of paid vacation a full-time employee gets in a calendar year, and "
+        "whether the days we do not use before the summer holidays simply expire or can be moved somewhere?",
+        "vacation",
+    ),
+    (
+        "I am travelling to a customer next month and the hotel is rather expensive, around two hundred euros "
+        "a night: who has to sign that off before I book, and when will the money be paid back to me?",
+        "expenses",
+    ),
+]
+
+
+@pytest.mark.parametrize(("question", "key"), LONG_QUESTIONS)
+def test_a_long_question_that_no_chunk_fully_matches_finds_the_right_chunk_first(
+    owner: Actor, corpus: Corpus, question: str, key: str
+) -> None:
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    with session_scope() as session:
+        every_word = session.scalar(
+            text(
+                "SELECT count(*) FROM document_chunks WHERE document_id = ANY(:ids) "
+                "AND search_vector @@ websearch_to_tsquery('english', :q)"
+            ),
+            {"ids": list(corpus.document_ids), "q": question},
+        )
+    assert every_word == 0
+    assert _ids(owner, question, filters=filters, k=1) == [corpus.chunks[key]]
+
+
+def _mean_reciprocal_rank(rankings: dict[str, list[int]], expected: dict[str, int]) -> float:
+    total = 0.0
+    for question, ranking in rankings.items():
+        top = ranking[:10]
+        total += 1 / (top.index(expected[question]) + 1) if expected[question] in top else 0.0
+    return total / len(rankings)
+
+
+def test_fusion_is_never_below_its_best_arm_on_the_project_questions(owner: Actor, corpus: Corpus) -> None:
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    questions = KEYWORD_QUESTIONS + PARAPHRASED_QUESTIONS + LONG_QUESTIONS
+    expected = {question: corpus.chunks[key] for question, key in questions}
+    fused, text_arm, vector_arm = {}, {}, {}
+    for question, _ in questions:
+        fused[question] = _ids(owner, question, filters=filters, k=10)
+        with session_scope() as session:
+            wide = search_chunks(
+                session, actor=owner, query=question, query_embedding=_embed([question])[0], filters=filters, k=80
+            )
+        text_arm[question] = [h.chunk_id for h in sorted(wide, key=lambda h: h.text_rank or 10**6) if h.text_rank]
+        vector_arm[question] = [h.chunk_id for h in sorted(wide, key=lambda h: h.vector_rank or 10**6) if h.vector_rank]
+    best_arm = max(_mean_reciprocal_rank(text_arm, expected), _mean_reciprocal_rank(vector_arm, expected))
+    assert _mean_reciprocal_rank(fused, expected) >= best_arm

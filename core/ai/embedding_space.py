@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.ai.base import AIProvider, EmbeddingSpaceKey
+from core.ai.hashing import HASHING_MODEL
 from core.platform.db import session_scope
 from core.platform.errors import EmbeddingSpaceMismatch
 from core.platform.models import EmbeddingSpace
@@ -24,6 +25,18 @@ log = logging.getLogger(__name__)
 
 REINDEX_COMMAND = "python -m core.cli reindex --all"
 _SINGLETON_ID = 1
+
+# Share of the vector arm in the fused score (the full-text arm has the rest), tuned on the
+# scifact dev claims (benchmarks/quality.py). Lexical hashing vectors mostly repeat what
+# BM25 already knows, so they mainly break ties; a dense model finds paraphrases BM25 misses.
+LEXICAL_VECTOR_WEIGHT = 0.3
+DENSE_VECTOR_WEIGHT = 0.7
+DEFAULT_VECTOR_WEIGHT = 0.5  # nothing recorded yet (chunks written without the indexer)
+
+
+def fusion_vector_weight(space: EmbeddingSpaceKey) -> float:
+    """The vector arm's share of the fused score for vectors of `space`, from what its embedder is."""
+    return LEXICAL_VECTOR_WEIGHT if space.model == HASHING_MODEL else DENSE_VECTOR_WEIGHT
 
 
 def _key(row: EmbeddingSpace | None) -> EmbeddingSpaceKey | None:
@@ -76,7 +89,9 @@ def ensure_embedding_space(embedder: AIProvider | EmbeddingSpaceKey) -> Embeddin
     """Make sure vectors from `embedder` may be stored; call before storing any.
 
     Records the embedder's space when none is recorded yet (the first indexing; commits,
-    and concurrent first writers agree on one row). Idempotent. Raises
+    and concurrent first writers agree on one row), with the vector arm's fusion weight
+    for it (filled in too when a space recorded before weights existed has none).
+    Idempotent. Raises
     EmbeddingSpaceMismatch when another space is recorded or the database's vector
     columns have another length.
     """
@@ -90,13 +105,24 @@ def ensure_embedding_space(embedder: AIProvider | EmbeddingSpaceKey) -> Embeddin
                 provider=configured.provider,
                 model=configured.model,
                 dimensions=configured.dimensions,
+                vector_weight=fusion_vector_weight(configured),
             )
             .on_conflict_do_nothing(index_elements=["id"])
         )
-        stored = _key(session.get(EmbeddingSpace, _SINGLETON_ID, populate_existing=True))
+        row = session.get(EmbeddingSpace, _SINGLETON_ID, populate_existing=True)
+        stored = _key(row)
+        if row is not None and stored == configured and row.vector_weight is None:
+            row.vector_weight = fusion_vector_weight(configured)
     if stored is not None and stored != configured:
         raise _mismatch(stored, configured)
     return configured
+
+
+def recorded_vector_weight() -> float:
+    """The vector arm's fusion weight retrieval uses now (DEFAULT_VECTOR_WEIGHT before any indexing). Read-only."""
+    with session_scope() as session:
+        weight = session.scalar(select(EmbeddingSpace.vector_weight).where(EmbeddingSpace.id == _SINGLETON_ID))
+    return DEFAULT_VECTOR_WEIGHT if weight is None else float(weight)
 
 
 def check_embedding_space(embedder: AIProvider | EmbeddingSpaceKey) -> None:
@@ -126,7 +152,11 @@ def reset_embedding_space(*, space: EmbeddingSpaceKey | None = None) -> None:
         if space is not None:
             session.add(
                 EmbeddingSpace(
-                    id=_SINGLETON_ID, provider=space.provider, model=space.model, dimensions=space.dimensions
+                    id=_SINGLETON_ID,
+                    provider=space.provider,
+                    model=space.model,
+                    dimensions=space.dimensions,
+                    vector_weight=fusion_vector_weight(space),
                 )
             )
     log.warning(

@@ -1,14 +1,19 @@
-"""Hybrid retrieval: pgvector HNSW + Postgres full-text, fused by reciprocal rank, in one statement.
+"""Hybrid retrieval: pgvector HNSW + BM25 full text in PostgreSQL, fused by score, in one statement.
 
 The statement ranks the chunks of searchable documents two ways, keeps the top candidates
-of each, and fuses the two lists by reciprocal rank (RRF, k=60):
+of each, and fuses the two lists by a convex combination of their scores:
 
 - vector: cosine distance to the question's embedding, through the partial HNSW indexes
   over ranges of segments plus an exact scan of the newest chunks no index covers yet
   (core.documents.vector_segments; ``hnsw.ef_search`` set for the transaction from Settings);
-- full text: ``websearch_to_tsquery('english', question)`` against the generated
-  ``search_vector`` column through its GIN index, ranked with ``ts_rank_cd``; when every
-  word finds fewer than k chunks, chunks sharing at least two words, then any word.
+- full text: BM25 (k1, b from Settings) over the question's words, with the exact term
+  statistics the database keeps for the searchable chunks (core.documents.term_statistics).
+  Candidates come through the GIN index on ``search_vector``: chunks holding any of the
+  question's rarest words, so a long question never needs every word (see `_bm25_hits`).
+  A "quoted phrase" must appear and a -word must not;
+- fused: (1 - w) x BM25 / the best BM25 of the question + w x cosine similarity, with the
+  vector weight w recorded with the embedding space (core.ai.embedding_space): low for the
+  offline lexical hashing vectors, higher for a dense model.
 
 Visibility and searchability (core.documents.indexing.searchable_documents_clause: what the actor
 may read, among documents with an active chunk generation), the join on each document's
@@ -43,6 +48,8 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import (
+    CTE,
+    BigInteger,
     ColumnElement,
     DateTime,
     Float,
@@ -52,10 +59,13 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    column,
     func,
     literal_column,
     or_,
     select,
+    table,
+    true,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import TSQUERY
@@ -63,7 +73,7 @@ from sqlalchemy.orm import Session, aliased
 
 from core.access.rbac import Actor
 from core.ai.base import AIProvider, UsageContext
-from core.ai.embedding_space import check_embedding_space
+from core.ai.embedding_space import DEFAULT_VECTOR_WEIGHT, check_embedding_space
 from core.chat.conversation import question_before
 from core.documents import searchable_documents_clause
 from core.documents.vector_segments import UNINDEXED, SearchLayout, search_layout
@@ -74,14 +84,16 @@ from core.platform.models import DOCUMENT_TYPES, ChatMessage, Document, Document
 
 log = logging.getLogger(__name__)
 
-RRF_K = 60
 HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 MAX_QUERY_CHARS = 4000
 
-# Operators websearch_to_tsquery understands; when a query uses one the user meant it.
-# Lower-case "or" is not counted: in a question it is just a word, and ORing is the default.
-_SEARCH_SYNTAX = re.compile(r'"|(?:^|\s)-\w|\sOR\s')
+# Search syntax a user means literally: a "quoted phrase" must appear, a -word must not.
+# Every other word is optional (a question rarely shares all its words with the answer),
+# so OR needs no syntax of its own.
+_PHRASE = re.compile(r'"([^"]*\w[^"]*)"')
+_EXCLUDED = re.compile(r"(?:^|\s)-(\w+)")
 _ENGLISH: ColumnElement[str] = literal_column("'english'::regconfig")
+_WEIGHT_A: ColumnElement[Any] = literal_column("'{a}'::\"char\"[]")
 
 Strategy = Literal["hnsw", "exact"]
 
@@ -121,11 +133,11 @@ class RetrievedChunk:
     start_seconds: float | None
     end_seconds: float | None
     transcription_job_id: int | None
-    score: float  # fused reciprocal-rank score, higher is better
+    score: float  # fused score (0..1 for non-negative similarities), higher is better
     vector_rank: int | None  # 1-based rank in the vector list, None when not in it
     text_rank: int | None  # 1-based rank in the full-text list, None when not in it
     vector_distance: float | None  # cosine distance, when in the vector list
-    text_score: float | None  # ts_rank_cd, when in the full-text list
+    text_score: float | None  # BM25, when in the full-text list
 
 
 @dataclass(frozen=True)
@@ -153,7 +165,8 @@ class _Shape:
     """What decides the SQL text of a search; the values themselves are bound parameters."""
 
     strategy: Strategy
-    strict_syntax: bool  # the user wrote websearch syntax: keep its AND/OR/phrase meaning
+    phrases: bool  # the question quotes a phrase: only chunks holding it are candidates
+    exclusions: bool  # the question excludes a -word: chunks holding it are dropped
     document_types: bool
     document_ids: bool
     date_from: bool
@@ -168,13 +181,21 @@ def _shape(
 ) -> _Shape:
     return _Shape(
         strategy=strategy,
-        strict_syntax=bool(_SEARCH_SYNTAX.search(query)),
+        phrases=bool(_PHRASE.search(query)),
+        exclusions=bool(_EXCLUDED.search(query)),
         document_types=bool(filters.document_types),
         document_ids=bool(filters.document_ids),
         date_from=filters.date_from is not None,
         date_to=filters.date_to is not None,
         layout=layout if layout is not None and strategy == "hnsw" else UNINDEXED,
     )
+
+
+def required_terms(query: str) -> str:
+    """The quoted phrases and -words of `query`, in websearch syntax ("" when it has none)."""
+    phrases = [f'"{phrase}"' for phrase in _PHRASE.findall(query)]
+    excluded = [f"-{word}" for word in _EXCLUDED.findall(_PHRASE.sub(" ", query))]
+    return " ".join(phrases + excluded)
 
 
 def _filter_values(filters: RetrievalFilters) -> dict[str, Any]:
@@ -238,35 +259,87 @@ def plan_search(session: Session, *, actor: Actor, filters: RetrievalFilters, ca
     return SearchPlan(strategy="hnsw", ef_search=ef_search, estimated_chunks=estimated)
 
 
-def _text_query(strict_syntax: bool) -> ColumnElement[Any]:
-    """websearch_to_tsquery of the question, its terms ORed unless the user wrote search syntax.
+_TERM_STATS = table("search_term_stats", column("lexeme", Text), column("chunks", Integer))
+_CORPUS_STATS = table("search_corpus_stats", column("chunks", BigInteger), column("total_length", BigInteger))
+_EMBEDDING_SPACE = table("embedding_space", column("vector_weight", Float))
 
-    Questions are sentences: requiring every word (websearch's AND) would miss most chunks,
-    and ts_rank_cd still ranks chunks matching more terms higher. Quotes, -exclusions and
-    OR keep websearch's own meaning.
+
+def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[bool], shape: _Shape) -> CTE:
+    """The full-text arm: BM25 over the question's words, best `candidates` chunks (a CTE).
+
+    Term statistics (chunks per lexeme, chunk count, average length) are the exact counts
+    the triggers keep (core.documents.term_statistics); idf is Lucene's
+    ln(1 + (N - df + 0.5) / (df + 0.5)). Candidates come through the GIN index: chunks
+    holding any of the question's rarest words, adding words from the rarest up while the
+    chunks holding the words before stay under retrieval_text_scan_chunks, so a long
+    question never needs every word and a common word never makes the scan huge (a chunk
+    holding only common words would rank low anyway). Each candidate is then scored on all
+    the question's words: setweight + ts_filter cut its tsvector down to them, so the
+    per-chunk work is small. A quoted phrase makes the chunks holding it the candidates
+    (the other words still rank them); a -word drops the chunks holding it.
     """
-    parsed = func.websearch_to_tsquery(_ENGLISH, bindparam("query", type_=Text))
-    if strict_syntax:
-        return parsed
-    return cast(func.replace(cast(parsed, Text), " & ", " | "), TSQUERY)
+    query = bindparam("query", type_=Text)
+    k1 = bindparam("bm25_k1", type_=Float)
+    b = bindparam("bm25_b", type_=Float)
+    candidates = bindparam("candidates", type_=Integer)
 
-
-def _two_term_query() -> ColumnElement[Any]:
-    """A tsquery matching chunks that share at least two of the question's terms.
-
-    (a & b) | (a & c) | (b & c) ... over the question's lexemes (the same 'english'
-    normalisation as the index); NULL, which matches nothing, when it has fewer than two.
-    """
-    words = func.tsvector_to_array(func.to_tsvector(_ENGLISH, bindparam("query", type_=Text)))
-    first = func.unnest(words).table_valued("lexeme").render_derived(name="first_term")
-    second = func.unnest(words).table_valued("lexeme").render_derived(name="second_term")
-    pair = func.quote_literal(first.c.lexeme).concat(" & ").concat(func.quote_literal(second.c.lexeme))
-    pairs = (
-        select(func.string_agg(pair, literal_column("' | '")))
-        .select_from(first.join(second, first.c.lexeme < second.c.lexeme))
-        .scalar_subquery()
+    words = func.unnest(func.tsvector_to_array(func.to_tsvector(_ENGLISH, query))).table_valued("lexeme")
+    words = words.render_derived(name="question_words")
+    total = select(_CORPUS_STATS.c.chunks).scalar_subquery()
+    average_length = select(
+        _CORPUS_STATS.c.total_length / func.greatest(_CORPUS_STATS.c.chunks, 1).cast(Float)
+    ).scalar_subquery()
+    df = _TERM_STATS.c.chunks
+    rarer_chunks = func.sum(df).over(order_by=(df, _TERM_STATS.c.lexeme), rows=(None, -1))
+    terms = (
+        select(
+            _TERM_STATS.c.lexeme,
+            func.ln(1.0 + (total - df + 0.5) / (df + 0.5)).label("idf"),
+            func.coalesce(rarer_chunks, 0).label("rarer_chunks"),
+        )
+        .select_from(words.join(_TERM_STATS, _TERM_STATS.c.lexeme == words.c.lexeme))
+        .where(df > 0)
+        .cte("question_terms")
     )
-    return cast(pairs, TSQUERY)
+    required = func.websearch_to_tsquery(_ENGLISH, bindparam("required_terms", type_=Text))
+    matching: ColumnElement[Any] = DocumentChunk.search_vector.op("@@")(required)
+    if not shape.phrases:
+        rarest = select(
+            cast(func.string_agg(func.quote_literal(terms.c.lexeme), literal_column("' | '")), TSQUERY)
+        ).where(terms.c.rarer_chunks < bindparam("text_scan_chunks", type_=Integer))
+        rare_words = DocumentChunk.search_vector.op("@@")(rarest.scalar_subquery())
+        matching = and_(rare_words, matching) if shape.exclusions else rare_words
+    found = (
+        select(DocumentChunk.id, DocumentChunk.search_vector, DocumentChunk.search_length)
+        .join(Document, chunk_of_document)
+        .where(eligible, matching)
+        .cte("text_candidates")
+    )
+    question_lexemes = select(func.array_agg(terms.c.lexeme)).scalar_subquery()
+    held = (
+        func.unnest(
+            func.ts_filter(func.setweight(found.c.search_vector, literal_column("'A'"), question_lexemes), _WEIGHT_A)
+        )
+        .table_valued("lexeme", "positions", "weights")
+        .lateral("held")
+    )
+    tf = func.cardinality(held.c.positions)
+    length_norm = 1.0 - b + b * found.c.search_length / average_length
+    score = func.sum(terms.c.idf * tf * (k1 + 1.0) / (tf + k1 * length_norm))
+    scored = (
+        select(found.c.id.label("chunk_id"), score.label("score"))
+        .select_from(found.join(held, true()).join(terms, terms.c.lexeme == held.c.lexeme))
+        .group_by(found.c.id)
+        .order_by(score.desc(), found.c.id)
+        .limit(candidates)
+        .subquery("text_scored")
+    )
+    return select(
+        scored.c.chunk_id,
+        scored.c.score,
+        func.row_number().over(order_by=(scored.c.score.desc(), scored.c.chunk_id)).label("rank"),
+        func.max(scored.c.score).over().label("best_score"),
+    ).cte("text_hits")
 
 
 def _vector_top(
@@ -332,68 +405,17 @@ def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, .
         func.row_number().over(order_by=(vector_sub.c.distance, vector_sub.c.chunk_id)).label("rank"),
     ).cte("vector_hits")
 
-    # Full text in tiers, each tried only when the ones before found fewer than k chunks
-    # (each scan sits behind a one-time filter, so Postgres skips it otherwise):
-    # 1. every term of the question (websearch semantics);
-    # 2. at least two of its terms: natural questions rarely match every word, and ranking
-    #    every chunk that shares one common word is the costly case on a large corpus;
-    # 3. any term (a question with one known word, or rare words only).
-    k = bindparam("k", type_=Integer)
-    strict = func.websearch_to_tsquery(_ENGLISH, bindparam("query", type_=Text))
-    strict_score = func.ts_rank_cd(DocumentChunk.search_vector, strict)
-    strict_top = (
-        select(DocumentChunk.id.label("chunk_id"), strict_score.label("score"))
-        .join(Document, chunk_of_document)
-        .where(eligible, DocumentChunk.search_vector.op("@@")(strict))
-        .order_by(strict_score.desc(), DocumentChunk.id)
-        .limit(candidates)
-        .cte("strict_top")
-    )
-    tiers = [select(strict_top.c.chunk_id, literal_column("1").label("tier"), strict_top.c.score)]
-    if not shape.strict_syntax:
-        loose = _text_query(strict_syntax=False)
-        loose_score = func.ts_rank_cd(DocumentChunk.search_vector, loose)
-        strict_too_few = select(func.count()).select_from(strict_top).scalar_subquery() < k
+    text_hits = _bm25_hits(chunk_of_document, eligible, shape)
 
-        def ranked(matching: ColumnElement[Any], *only_if: ColumnElement[bool], name: str) -> Any:
-            return (
-                select(DocumentChunk.id.label("chunk_id"), loose_score.label("score"))
-                .join(Document, chunk_of_document)
-                .where(eligible, *only_if, DocumentChunk.search_vector.op("@@")(matching))
-                .order_by(loose_score.desc(), DocumentChunk.id)
-                .limit(candidates)
-                .cte(name)
-            )
-
-        most_top = ranked(_two_term_query(), strict_too_few, name="most_top")
-        most_too_few = select(func.count()).select_from(most_top).scalar_subquery() < k
-        any_top = ranked(loose, strict_too_few, most_too_few, name="any_top")
-        tiers.append(
-            select(most_top.c.chunk_id, literal_column("2").label("tier"), most_top.c.score).where(
-                most_top.c.chunk_id.not_in(select(strict_top.c.chunk_id))
-            )
-        )
-        tiers.append(
-            select(any_top.c.chunk_id, literal_column("3").label("tier"), any_top.c.score).where(
-                any_top.c.chunk_id.not_in(select(strict_top.c.chunk_id)),
-                any_top.c.chunk_id.not_in(select(most_top.c.chunk_id)),
-            )
-        )
-    text_sub = union_all(*tiers).subquery("text_top") if len(tiers) > 1 else tiers[0].subquery("text_top")
-    ranked_text = select(
-        text_sub.c.chunk_id,
-        text_sub.c.score,
-        func.row_number().over(order_by=(text_sub.c.tier, text_sub.c.score.desc(), text_sub.c.chunk_id)).label("rank"),
-    ).subquery("ranked_text")
-    text_hits = (
-        select(ranked_text.c.chunk_id, ranked_text.c.score, ranked_text.c.rank)
-        .where(ranked_text.c.rank <= candidates)
-        .cte("text_hits")
-    )
-
-    fused_score = func.coalesce(1.0 / (RRF_K + vector_hits.c.rank), 0.0) + func.coalesce(
-        1.0 / (RRF_K + text_hits.c.rank), 0.0
-    )
+    # Convex score fusion: (1 - w) x BM25 relative to the question's best chunk + w x cosine
+    # similarity, 0 for an arm that did not list the chunk. Scores, not ranks, so a chunk far
+    # ahead in one arm keeps its lead (rank fusion treats the 1st and 2nd of a weak arm alike).
+    # w is recorded with the embedding space: lexical hashing vectors mostly repeat what BM25
+    # knows, a dense model adds meaning.
+    vector_weight = func.coalesce(select(_EMBEDDING_SPACE.c.vector_weight).scalar_subquery(), DEFAULT_VECTOR_WEIGHT)
+    fused_score = (1.0 - vector_weight) * func.coalesce(
+        text_hits.c.score / func.nullif(text_hits.c.best_score, 0.0), 0.0
+    ) + vector_weight * func.coalesce(1.0 - vector_hits.c.distance, 0.0)
     # A chunk found only by the vector half must be close enough to count as relevant.
     relevant = or_(text_hits.c.chunk_id.is_not(None), vector_hits.c.distance <= bindparam("max_distance", type_=Float))
     fused = (
@@ -481,6 +503,10 @@ def search_chunks(
         "candidates": candidates,
         "k": k,
         "max_distance": settings.retrieval_max_distance,
+        "bm25_k1": settings.retrieval_bm25_k1,
+        "bm25_b": settings.retrieval_bm25_b,
+        "text_scan_chunks": settings.retrieval_text_scan_chunks,
+        "required_terms": required_terms(query),
     }
     rows: Sequence[Any] = session.execute(statement, values).all()
     log.debug("retrieval %s ef_search=%s -> %d chunks", plan.strategy, plan.ef_search, len(rows))

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     vector_index_build_memory_mb: int | None = Field(default=None, ge=64)
     # A chunk found only by vector similarity counts as relevant below this cosine distance.
     retrieval_max_distance: float = 0.8
+    # BM25 of the full-text arm: k1 (term-frequency saturation) and b (length normalisation).
+    retrieval_bm25_k1: float = Field(default=0.9, ge=0)
+    retrieval_bm25_b: float = Field(default=0.4, ge=0, le=1)
+    # Full-text candidates come from the question's rarest words, adding words while the
+    # chunks holding them stay under this many (common words then only re-rank).
+    retrieval_text_scan_chunks: int = Field(default=1000, ge=1)
     # An accepted correction is offered for a new question this close (cosine distance).
     correction_max_distance: float = 0.25
     answer_history_tokens: int = 3000
