@@ -219,12 +219,13 @@ def _recall(found_rows: list[int], matrix: np.ndarray, query: np.ndarray, kth: f
 def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
     """Load, index and query one database. The environment already points core at it."""
     from pgvector.psycopg import register_vector
-    from sqlalchemy import bindparam, event, func, select
+    from sqlalchemy import bindparam, event, func, literal_column, or_, select, union_all
 
     from core.access.accounts import actor_from_user, insert_user
     from core.ai.hashing import hashing_embed
     from core.chat.retrieval import RetrievalFilters, plan_search, search_chunks
     from core.documents import searchable_documents_clause
+    from core.documents.vector_segments import maintain_vector_index, search_layout
     from core.platform.db import get_engine, session_scope
     from core.platform.models import Document, DocumentChunk
     from core.platform.schema import upgrade_database
@@ -280,7 +281,7 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
             ],
         )
         cursor.execute("SELECT setval('documents_id_seq', %s)", (corpus.documents,))
-        cursor.execute("DROP INDEX ix_document_chunks_embedding_hnsw")
+        cursor.execute("DROP INDEX IF EXISTS ix_document_chunks_embedding_hnsw")  # before migration 0005
         cursor.execute("DROP INDEX ix_document_chunks_search_vector")
         with cursor.copy(
             "COPY document_chunks (id, document_id, generation, chunk_index, content, token_count, embedding) "
@@ -301,10 +302,9 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
         cursor.execute("SET maintenance_work_mem = '4GB'")
         cursor.execute("SET max_parallel_maintenance_workers = 1")
         started = time.perf_counter()
-        cursor.execute(
-            "CREATE INDEX ix_document_chunks_embedding_hnsw ON document_chunks "
-            "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
-        )
+        # The rows are sealed into one registered partial HNSW index, as a worker does when
+        # writing stops (core.documents.vector_segments); retrieval then searches through it.
+        maintain_vector_index(idle=True)
         timings["hnsw_index"] = time.perf_counter() - started
         started = time.perf_counter()
         cursor.execute("CREATE INDEX ix_document_chunks_search_vector ON document_chunks USING gin (search_vector)")
@@ -352,17 +352,6 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
 
     distance = DocumentChunk.embedding.cosine_distance
 
-    # The vector half alone, built once with bound parameters like the hybrid statement.
-    vector_statement = (
-        select(DocumentChunk.id)
-        .join(
-            Document,
-            (Document.id == DocumentChunk.document_id) & (DocumentChunk.generation == Document.active_generation),
-        )
-        .where(searchable_documents_clause(owner))
-        .order_by(distance(bindparam("query_embedding")))
-        .limit(K)
-    )
     set_ef = select(func.set_config("hnsw.ef_search", str(args.ef_search), True))
 
     def vector_only(vector: np.ndarray) -> tuple[float, list[int]]:
@@ -372,8 +361,37 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
             ids = session.scalars(vector_statement, {"query_embedding": vector.tolist()}).all()
         return (time.perf_counter() - began) * 1000, list(ids)
 
-    # Raw pgvector: the HNSW scan alone, no join, no visibility, no full text.
-    raw_statement = select(DocumentChunk.id).order_by(distance(bindparam("query_embedding"))).limit(K)
+    # One HNSW scan per registered partial index (its segment range as constants, so the
+    # planner uses it), merged by distance, as Quorum's statement reads them.
+    with session_scope() as session:
+        ranges = search_layout(session).indexed
+    log.info("dim %d: HNSW index ranges %s", dim, ranges)
+
+    def in_range(first: int, last: int) -> Any:
+        return DocumentChunk.segment.between(literal_column(str(first)), literal_column(str(last)))
+
+    in_index = or_(*(in_range(first, last) for first, last in ranges))
+
+    def nearest_per_index(*where: Any, join: bool) -> Any:
+        parts = []
+        for first, last in ranges:
+            part = select(
+                DocumentChunk.id.label("chunk_id"), distance(bindparam("query_embedding")).label("distance")
+            ).where(in_range(first, last), *where)
+            if join:
+                part = part.join(
+                    Document,
+                    (Document.id == DocumentChunk.document_id)
+                    & (DocumentChunk.generation == Document.active_generation),
+                )
+            parts.append(part.order_by(distance(bindparam("query_embedding"))).limit(K))
+        merged = union_all(*parts).subquery("per_index") if len(parts) > 1 else parts[0].subquery("per_index")
+        return select(merged.c.chunk_id).order_by(merged.c.distance).limit(K)
+
+    # The vector half alone (with the visibility join), and raw pgvector: the HNSW scans
+    # alone, no join, no visibility, no full text.
+    vector_statement = nearest_per_index(searchable_documents_clause(owner), join=True)
+    raw_statement = nearest_per_index(join=False)
 
     def raw_hnsw(vector: np.ndarray) -> tuple[float, list[int]]:
         began = time.perf_counter()
@@ -396,7 +414,7 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
         session.execute(select(func.set_config("hnsw.ef_search", str(args.ef_search), True)))
         explained = session.connection().exec_driver_sql("EXPLAIN " + captured["sql"], captured["params"])
         plan = "\n".join(row[0] for row in explained)
-    result["hybrid_plan_uses_hnsw"] = "ix_document_chunks_embedding_hnsw" in plan
+    result["hybrid_plan_uses_hnsw"] = "ix_chunk_vectors_" in plan
     result["hybrid_plan_uses_gin"] = "ix_document_chunks_search_vector" in plan
     (WORK / f"plan-{dim}.txt").write_text(plan)
 
@@ -479,6 +497,7 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
                         Document.active_generation > 0,
                         (Document.uploaded_by == owner.id) | (Document.visibility == "team"),
                         Document.document_type.in_(filters.document_types),
+                        in_index,
                     )
                     .order_by(order + 0.0 if use_exact else order)
                     .limit(K)
@@ -706,6 +725,8 @@ def main() -> None:
             "DATABASE_URL": target,
             "QUORUM_EMBEDDING_DIM": str(dim),
             "QUORUM_DATA_DIR": str(WORK / "data"),
+            # One sealed segment, so one partial HNSW index holds every row (raw HNSW compares on it).
+            "QUORUM_VECTOR_TAIL_ROWS": str(args.chunks + 1),
             "QUORUM_ENVIRONMENT": "development",
             "PYTHONPATH": str(ROOT),
         }

@@ -137,6 +137,8 @@ def _bare_document(owner: int, words: str, chunks: int, *, generation: int = 1) 
 
 
 def test_direct_writes_updates_and_cascades_are_counted(services: None, member: Actor) -> None:
+    _bare_document(member.id, "never searchable draft", 2, generation=0)
+    assert_exact()  # generation 0 of a document with no active generation: never counted
     document_id = _bare_document(member.id, "alpha beta gamma", 3)
     assert_exact()  # written, not searchable: not counted
     with session_scope() as session:

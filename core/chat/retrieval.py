@@ -270,8 +270,8 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
     Term statistics (chunks per lexeme, chunk count, average length) are the exact counts
     the triggers keep (core.documents.term_statistics); idf is Lucene's
     ln(1 + (N - df + 0.5) / (df + 0.5)). Candidates come through the GIN index: chunks
-    holding any of the question's rarest words, adding words from the rarest up while the
-    chunks holding the words before stay under retrieval_text_scan_chunks, so a long
+    holding any of the question's rarest words (the rarest always, then more from the rarest
+    up while the chunks holding them stay within retrieval_text_scan_chunks), so a long
     question never needs every word and a common word never makes the scan huge (a chunk
     holding only common words would rank low anyway). Each candidate is then scored on all
     the question's words: setweight + ts_filter cut its tsvector down to them, so the
@@ -290,12 +290,14 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
         _CORPUS_STATS.c.total_length / func.greatest(_CORPUS_STATS.c.chunks, 1).cast(Float)
     ).scalar_subquery()
     df = _TERM_STATS.c.chunks
-    rarer_chunks = func.sum(df).over(order_by=(df, _TERM_STATS.c.lexeme), rows=(None, -1))
+    # Chunks holding this word or a rarer one of the question (an upper bound on candidates).
+    up_to_here = func.sum(df).over(order_by=(df, _TERM_STATS.c.lexeme), rows=(None, 0))
     terms = (
         select(
             _TERM_STATS.c.lexeme,
             func.ln(1.0 + (total - df + 0.5) / (df + 0.5)).label("idf"),
-            func.coalesce(rarer_chunks, 0).label("rarer_chunks"),
+            up_to_here.label("up_to_here"),
+            (up_to_here == df).label("rarest"),
         )
         .select_from(words.join(_TERM_STATS, _TERM_STATS.c.lexeme == words.c.lexeme))
         .where(df > 0)
@@ -306,7 +308,7 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
     if not shape.phrases:
         rarest = select(
             cast(func.string_agg(func.quote_literal(terms.c.lexeme), literal_column("' | '")), TSQUERY)
-        ).where(terms.c.rarer_chunks < bindparam("text_scan_chunks", type_=Integer))
+        ).where(or_(terms.c.rarest, terms.c.up_to_here <= bindparam("text_scan_chunks", type_=Integer)))
         rare_words = DocumentChunk.search_vector.op("@@")(rarest.scalar_subquery())
         matching = and_(rare_words, matching) if shape.exclusions else rare_words
     found = (

@@ -52,7 +52,8 @@ def stored_term_statistics(session: Session) -> TermStatistics:
 def counted_term_statistics(session: Session) -> TermStatistics:
     """The same counts recomputed from the chunks themselves (slow: a full scan). Read-only."""
     searchable = (
-        "FROM document_chunks c JOIN documents d ON d.id = c.document_id AND d.active_generation = c.generation"
+        "FROM document_chunks c JOIN documents d "
+        "ON d.id = c.document_id AND d.active_generation = c.generation AND c.generation > 0"
     )
     chunks, total_length = session.execute(
         text(f"SELECT count(*), coalesce(sum(c.search_length), 0) {searchable}")

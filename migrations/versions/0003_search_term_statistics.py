@@ -84,7 +84,7 @@ def _apply_delta(rows: str) -> str:
 
 def _trigger_function(name: str, body: str, returns: str) -> str:
     return f"""
-CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     ignored bigint;
 BEGIN
@@ -95,13 +95,14 @@ $$
 """
 
 
+# Generation 0 means "none yet": its chunks are never searchable (see migration 0008).
 _ACTIVE_NEW = (
     "SELECT n.search_vector, n.search_length, 1 AS sign FROM new_chunks n "
-    "JOIN documents d ON d.id = n.document_id AND d.active_generation = n.generation"
+    "JOIN documents d ON d.id = n.document_id AND d.active_generation = n.generation AND n.generation > 0"
 )
 _ACTIVE_OLD = (
     "SELECT o.search_vector, o.search_length, -1 AS sign FROM old_chunks o "
-    "JOIN documents d ON d.id = o.document_id AND d.active_generation = o.generation"
+    "JOIN documents d ON d.id = o.document_id AND d.active_generation = o.generation AND o.generation > 0"
 )
 _SWAPPED = (
     "SELECT c.search_vector, c.search_length, "
@@ -115,7 +116,7 @@ _DELETED_DOCUMENT = (
 )
 
 _RECOUNT_FUNCTION = """
-CREATE FUNCTION quorum_recount_term_statistics() RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION quorum_recount_term_statistics() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE search_corpus_stats SET chunks = 0, total_length = 0 WHERE id = 1;  -- the writers' lock
     DELETE FROM search_term_stats;
@@ -123,13 +124,14 @@ BEGIN
     SET chunks = s.chunks, total_length = s.total_length
     FROM (
         SELECT count(*) AS chunks, coalesce(sum(c.search_length), 0) AS total_length
-        FROM document_chunks c JOIN documents d ON d.id = c.document_id AND d.active_generation = c.generation
+        FROM document_chunks c
+        JOIN documents d ON d.id = c.document_id AND d.active_generation = c.generation AND c.generation > 0
     ) AS s
     WHERE t.id = 1;
     INSERT INTO search_term_stats (lexeme, chunks)
     SELECT lexeme, count(*)
     FROM document_chunks c
-    JOIN documents d ON d.id = c.document_id AND d.active_generation = c.generation,
+    JOIN documents d ON d.id = c.document_id AND d.active_generation = c.generation AND c.generation > 0,
     unnest(tsvector_to_array(c.search_vector)) AS lexeme
     GROUP BY lexeme
     ORDER BY lexeme;
@@ -166,6 +168,13 @@ _TRIGGERS = [
 ]
 
 
+def create_counting_functions() -> None:
+    """(Re)define the recount and the trigger functions (migration 0008 replaces buggy ones)."""
+    op.execute(_RECOUNT_FUNCTION)
+    for name, (body, returns) in _TRIGGER_FUNCTIONS.items():
+        op.execute(_trigger_function(name, body, returns))
+
+
 def upgrade() -> None:
     op.execute(_SEARCH_LENGTH_FUNCTION)
     op.add_column(
@@ -192,9 +201,7 @@ def upgrade() -> None:
     op.execute("INSERT INTO search_corpus_stats (id) VALUES (1)")
     op.add_column("embedding_space", sa.Column("vector_weight", sa.Float))
     op.execute(_APPLY_FUNCTION)
-    op.execute(_RECOUNT_FUNCTION)
-    for name, (body, returns) in _TRIGGER_FUNCTIONS.items():
-        op.execute(_trigger_function(name, body, returns))
+    create_counting_functions()
     for trigger in _TRIGGERS:
         op.execute(trigger)
     op.execute("SELECT quorum_recount_term_statistics()")
