@@ -5,7 +5,7 @@ PostgreSQL+pgvector (pgserver in benchmarks/.work/pg):
 
 - ingests a BEIR-style folder (corpus.jsonl ``{"doc_id", "text"}`` or ``{"_id", "title", "text"}``,
   queries.jsonl ``{"id"|"_id", "text"}``, qrels.tsv ``query-id<TAB>doc-id<TAB>score``) through
-  the real ingest path: one .txt file per document, ``core.documents.indexing.ingest_paths``
+  the real ingest path: one .txt file per document, ``core.documents.ingest_paths``
   (upload, extraction, chunking, embedding, chunk writes, generation swap, term statistics);
 - asks every question through ``core.chat.retrieval.search_chunks`` and ranks documents by
   their best chunk: the Quorum hybrid as configured (k chunks, default candidates), then its
@@ -177,7 +177,7 @@ def run_worker(set_name: str, embedder: str, out: Path) -> None:
     from core.access.accounts import actor_from_user, insert_user
     from core.ai import get_provider
     from core.chat.retrieval import embed_question, search_chunks
-    from core.documents.indexing import ingest_paths
+    from core.documents import ingest_paths
     from core.platform.config import get_settings
     from core.platform.db import session_scope
     from core.platform.models import Document

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 
 from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
-from core.chat.retrieval import _shape, hybrid_search_statement, search_chunks
+from core.chat.retrieval import _shape, hybrid_search_statement, search_chunks, statement_values
 from core.documents import index_document, upload_documents
 from core.documents.chunk_store import _driver_connection
 from core.documents.vector_segments import (
@@ -149,13 +149,9 @@ def test_each_index_range_is_searched_through_its_partial_index(small_segments: 
     maintain_vector_index(idle=True)
     layout = search_layout_now()
     statement = hybrid_search_statement(actor, _shape(_no_filters(), strategy="hnsw", layout=layout))
-    values = {
-        "query": "planning note",
-        "query_embedding": hashing_embed(["planning note"], get_settings().embedding_dim)[0],  # numpy, adapted
-        "candidates": 40,
-        "k": 8,
-        "max_distance": 0.8,
-    }
+    embedding = hashing_embed(["planning note"], get_settings().embedding_dim)[0]
+    values = statement_values(query="planning note", query_embedding=[], filters=_no_filters(), k=8, candidates=40)
+    values["query_embedding"] = embedding  # numpy, adapted by pgvector on the raw cursor
     with session_scope() as session:
         # On a few rows the planner rightly prefers sorting them; costing sorts out shows that
         # each range's partial HNSW index can serve its part (the tail still sorts: it must).

@@ -461,6 +461,24 @@ def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, .
     )
 
 
+def statement_values(
+    *, query: str, query_embedding: Sequence[float], filters: RetrievalFilters, k: int, candidates: int
+) -> dict[str, Any]:
+    """The bound parameters of `hybrid_search_statement` for one search (values from Settings)."""
+    settings = get_settings()
+    return _filter_values(filters) | {
+        "query": query,
+        "query_embedding": list(query_embedding),
+        "candidates": candidates,
+        "k": k,
+        "max_distance": settings.retrieval_max_distance,
+        "bm25_k1": settings.retrieval_bm25_k1,
+        "bm25_b": settings.retrieval_bm25_b,
+        "text_scan_chunks": settings.retrieval_text_scan_chunks,
+        "required_terms": required_terms(query),
+    }
+
+
 def search_chunks(
     session: Session,
     *,
@@ -499,17 +517,7 @@ def search_chunks(
         session.execute(select(func.set_config("hnsw.ef_search", str(plan.ef_search), True)))
         layout = search_layout(session)
     statement = hybrid_search_statement(actor, _shape(filters, strategy=plan.strategy, query=query, layout=layout))
-    values = _filter_values(filters) | {
-        "query": query,
-        "query_embedding": list(query_embedding),
-        "candidates": candidates,
-        "k": k,
-        "max_distance": settings.retrieval_max_distance,
-        "bm25_k1": settings.retrieval_bm25_k1,
-        "bm25_b": settings.retrieval_bm25_b,
-        "text_scan_chunks": settings.retrieval_text_scan_chunks,
-        "required_terms": required_terms(query),
-    }
+    values = statement_values(query=query, query_embedding=query_embedding, filters=filters, k=k, candidates=candidates)
     rows: Sequence[Any] = session.execute(statement, values).all()
     log.debug("retrieval %s ef_search=%s -> %d chunks", plan.strategy, plan.ef_search, len(rows))
     return [
@@ -616,5 +624,6 @@ __all__ = [
     "plan_search",
     "retrieve",
     "search_chunks",
+    "statement_values",
     "trusted_corrections",
 ]
