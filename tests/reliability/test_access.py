@@ -39,7 +39,7 @@ from core.ai import usage
 from core.chat import answers as chat
 from core.chat import feedback, feedback_review
 from core.chat.retrieval import retrieve
-from core.meetings import exports, minutes
+from core.meetings import action_items, exports, minutes
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import NotFound, PermissionDenied, QuorumError
@@ -430,6 +430,8 @@ def _probes() -> list[Probe]:
             lambda a, w: exports.export_jobs_csv(actor=a, job_ids=[w.team_job]), {}),
         ("meetings.export_jobs_zip", "export_transcripts",
             lambda a, w: exports.export_jobs_zip(actor=a, job_ids=[w.team_job]), {}),
+        ("meetings.export_action_items", "export_transcripts", lambda a, w: action_items.export_action_items(
+            actor=a, items=action_items.list_action_items(actor=a), fmt="csv"), {}),
     ]
     # fmt: on
     return [
