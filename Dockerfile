@@ -1,11 +1,14 @@
 # Quorum production image: one image for the app, the workers and the migrations.
+# It runs in production mode: it will not start without QUORUM_COOKIE_KEY and
+# QUORUM_ADMIN_PASSWORD set to real secrets (see .env.example).
 FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     HF_HUB_OFFLINE=1 \
-    QUORUM_DATA_DIR=/data
+    QUORUM_DATA_DIR=/data \
+    QUORUM_ENVIRONMENT=production
 
 # ffmpeg/ffprobe: audio probing, normalising and splitting.
 RUN apt-get update \

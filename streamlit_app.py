@@ -10,10 +10,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.ai import is_offline, provider_status
-from core.platform.config import get_settings
 from core.platform.health import database_problem
 from ui import session_keys
-from ui.auth_ui import build_authenticator, render_login_form, request_sign_out, restore_session
+from ui.auth_ui import render_login_form, request_sign_out, restore_session
 from ui.common import current_actor
 
 st.set_page_config(page_title="Quorum", page_icon=":material/forum:", layout="wide")
@@ -24,13 +23,11 @@ if problem:
     st.button("Try again", type="primary")
     st.stop()
 
-authentication = restore_session()  # None: a session signed in earlier, re-checked
+restore_session()
 
 if not st.session_state.get(session_keys.ACTOR):
-    if authentication is None and get_settings().password_sign_in:
-        authentication = build_authenticator()
     login = st.Page(
-        lambda: render_login_form(authentication),
+        render_login_form,
         title="Sign in",
         icon=":material/login:",
         url_path="login",

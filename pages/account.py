@@ -5,11 +5,30 @@ from __future__ import annotations
 import streamlit as st
 from core.access.accounts import change_own_password, has_password
 from core.access.rbac import PERMISSIONS
+from core.access.sessions import open_session_count, sign_out_everywhere
 from core.platform.config import get_settings
 from ui import session_keys
 from ui.common import current_actor, run_action
 
 actor = current_actor()
+this_session = st.session_state.get(session_keys.SESSION_COOKIE)
+
+
+def sessions_panel() -> None:
+    """How many other browsers are signed in to this account, and signing them all out."""
+    st.subheader("Where you are signed in")
+    others = max(0, (run_action(lambda: open_session_count(actor=actor)) or 1) - 1)
+    st.caption(
+        f"Signed in here and in {others} other browser{'s' if others != 1 else ''}."
+        if others
+        else "Signed in only here."
+    )
+    if st.button("Sign out everywhere else", icon=":material/devices:", disabled=not others):
+        ended = run_action(lambda: sign_out_everywhere(actor=actor, keep=this_session))
+        if ended is not None:
+            st.success(f"Signed out {ended} other session{'s' if ended != 1 else ''}.", icon=":material/check_circle:")
+
+
 st.title("Account")
 left, right = st.columns([1, 1], gap="large")
 
@@ -36,6 +55,7 @@ with right:
     if not settings.password_sign_in or not has_password(actor):
         if not single_sign_on:
             st.info(f"You sign in with {settings.oidc_provider_label}; Quorum keeps no password for you.")
+        sessions_panel()
         st.stop()
     st.subheader("Change password")
     with st.form("change_password", clear_on_submit=True):
@@ -47,7 +67,13 @@ with right:
         if new != confirm:
             st.error("The new passwords do not match.")
         else:
-            run_action(
-                lambda: change_own_password(actor=actor, current_password=current, new_password=new),
-                success="Password changed.",
+            ended = run_action(
+                lambda: change_own_password(
+                    actor=actor, current_password=current, new_password=new, keep_session=this_session
+                )
             )
+            if ended is not None:
+                elsewhere = f" {ended} other session{'s' if ended != 1 else ''} signed out." if ended else ""
+                st.success(f"Password changed.{elsewhere}", icon=":material/check_circle:")
+
+    sessions_panel()

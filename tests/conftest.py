@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from conftest import DATA_DIR as _DATA_DIR
 from core.access.rbac import ADMIN_ROLE, USER_ROLE, Actor
@@ -102,3 +103,17 @@ def admin(make_user) -> Actor:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def member(make_user) -> Actor:  # type: ignore[no-untyped-def]
     return make_user(USER_ROLE)
+
+
+def signed_in(app: AppTest, actor: Actor) -> AppTest:
+    """Put `actor` in an AppTest's session as the router would after a password sign-in:
+    the Actor and the cookie of a real session (fragments and dialogs re-check it)."""
+    from core.access.sessions import start_session
+    from core.platform.db import session_scope
+    from ui import session_keys
+
+    with session_scope() as session:
+        started = start_session(session, user_id=actor.id, method="password")
+    app.session_state[session_keys.ACTOR] = actor
+    app.session_state[session_keys.SESSION_COOKIE] = started.cookie
+    return app

@@ -12,6 +12,7 @@ from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
 from core.chat.answers import list_chats, list_messages
 from core.platform.config import get_settings
+from tests.conftest import signed_in
 from tests.retrieval_corpus import build_corpus
 from ui import session_keys
 
@@ -30,7 +31,7 @@ def _embed(texts: Any) -> list[list[float]]:
 
 def _page(actor: Actor) -> AppTest:
     app = AppTest.from_file(str(PAGE), default_timeout=30)
-    app.session_state[session_keys.ACTOR] = actor
+    signed_in(app, actor)
     return app
 
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from core.access.rbac import ADMIN_ROLE, DEFAULT_ROLES, PERMISSIONS, Actor, require, seed_roles_and_permissions
-from core.platform.config import DEFAULT_COOKIE_KEY, Settings
+from core.platform.config import Settings
 from core.platform.db import session_scope
 from core.platform.errors import PermissionDenied
 from core.platform.models import Permission, Role, RolePermission
@@ -19,19 +19,23 @@ from core.platform.models import Permission, Role, RolePermission
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_production_refuses_default_cookie_key() -> None:
+RANDOM_KEY = "Hq3vT0b9-xWk2LmZrP7sYd1FgNc4Ue6JaQoViR8tBhE"  # secrets.token_urlsafe(32)
+
+
+def test_production_refuses_missing_cookie_key() -> None:
     with pytest.raises(ValidationError, match="QUORUM_COOKIE_KEY"):
-        Settings(environment="production", cookie_key=DEFAULT_COOKIE_KEY, admin_password="x" * 12)
+        Settings(environment="production", cookie_key=None, admin_password="Vq8-lantern-orbit")
 
 
 def test_production_refuses_missing_admin_password() -> None:
     with pytest.raises(ValidationError, match="QUORUM_ADMIN_PASSWORD"):
-        Settings(environment="production", cookie_key="k" * 40, admin_password=None)
+        Settings(environment="production", cookie_key=RANDOM_KEY, admin_password=None)
 
 
 def test_production_accepts_real_secrets() -> None:
-    settings = Settings(environment="production", cookie_key="k" * 40, admin_password="a-real-password-1")
+    settings = Settings(environment="production", cookie_key=RANDOM_KEY, admin_password="Vq8-lantern-orbit")
     assert settings.environment == "production"
+    assert settings.cookie_signing_key == RANDOM_KEY.encode()
 
 
 def test_database_url_gets_psycopg_driver() -> None:

@@ -13,7 +13,7 @@ from core.access.rbac import Actor
 from core.documents import index_document, upload_documents
 from core.platform.db import session_scope
 from core.platform.models import Document
-from tests.conftest import unique
+from tests.conftest import signed_in, unique
 from ui import session_keys
 
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "ingestion_hub.py"
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("redis_server")
 
 def _page(actor: Actor) -> AppTest:
     at = AppTest.from_file(str(PAGE), default_timeout=30)
-    at.session_state[session_keys.ACTOR] = actor
+    signed_in(at, actor)
     return at.run()
 
 

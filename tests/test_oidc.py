@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 import core.admin as svc
-from core.access.accounts import check_sign_in, credentials_for_authenticator
+from core.access.accounts import check_sign_in, sign_in_with_password
 from core.access.oidc import (
     sign_in_with_oidc,
     streamlit_auth_secrets,
@@ -61,7 +61,7 @@ def test_first_sign_in_provisions_an_active_user_from_the_verified_claims(databa
     again = sign_in_with_oidc(person)
     assert again.actor is not None and again.actor.id == user.id
     # Without a password, the password form does not know them.
-    assert user.username not in credentials_for_authenticator()["usernames"]
+    assert sign_in_with_password(username=user.username, password="").actor is None
 
 
 def test_usernames_come_from_the_claims_and_never_collide(database: str, oidc: Any, make_user: Any) -> None:
@@ -255,7 +255,7 @@ def test_streamlit_auth_secrets_come_from_quorum_settings(oidc: Any, tmp_path: A
     assert secrets is not None
     auth = secrets["auth"]
     assert auth["redirect_uri"] == "http://localhost:{port}/oauth2callback"
-    assert len(auth["cookie_secret"]) == 64 and settings.cookie_key not in auth["cookie_secret"]
+    assert len(auth["cookie_secret"]) == 64 and settings.cookie_signing_key.decode() not in auth["cookie_secret"]
     assert auth["quorum"] == {
         "client_id": "quorum",
         "client_secret": "s3cret",
@@ -302,7 +302,8 @@ def test_issuer_gives_the_discovery_url() -> None:
             "must end with /oauth2callback",
         ),
         (
-            {"environment": "production", "cookie_key": "k" * 40, "admin_password": "x-1234567",
+            {"environment": "production", "cookie_key": "Hq3vT0b9-xWk2LmZrP7sYd1FgNc4Ue6JaQoViR8tBhE",
+             "admin_password": "Vq8-lantern-orbit",
              "oidc_issuer": "https://idp", "oidc_client_id": "a", "oidc_client_secret": "b"},
             "public URL",
         ),

@@ -37,6 +37,7 @@ def _continue(previous: AppTest) -> AppTest:
     at.user = dict(previous.user)
     carried = (
         session_keys.ACTOR,
+        session_keys.SESSION_COOKIE,
         session_keys.SIGN_IN_METHOD,
         session_keys.OIDC_USERNAME,
         session_keys.SIGN_OUT_REQUESTED,

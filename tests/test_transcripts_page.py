@@ -15,6 +15,7 @@ from core.meetings import Minutes, MinutesItem, get_recording_summary, list_reco
 from core.platform.db import session_scope
 from core.platform.models import TranscriptionJob
 from core.platform.storage import get_storage
+from tests.conftest import signed_in
 from tests.fake_openai import FakeOpenAI
 from tests.job_factory import insert_job
 from tests.recording_fixtures import submit
@@ -28,7 +29,7 @@ PAGE = str(ROOT / "pages" / "transcripts.py")
 
 def _page(actor: Actor, **query: str) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state[session_keys.ACTOR] = actor
+    signed_in(at, actor)
     for name, value in query.items():
         at.query_params[name] = value
     return at.run()

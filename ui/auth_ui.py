@@ -1,35 +1,26 @@
-"""Sign-in plumbing: passwords (streamlit-authenticator) and single sign-on (st.login).
+"""Sign-in (password and single sign-on), the sign-in cookie, and the account re-check on
+every run, fragment and dialog.
 
-streamlit-authenticator renders the password form, checks the bcrypt hash and keeps the
-signed re-authentication cookie. Quorum adds what it lacks: disabled accounts, lock-out
-after repeated failures (counted in the database, so it holds across sessions and
-restarts), and a fresh permission check on every run.
+Every sign-in opens a session in the database (core.access.sessions), and every run asks
+check_session() whether it still stands, so signing out, a password change or reset,
+disabling or deleting an account ends it at the next click. A password session is kept
+across reloads by a signed cookie naming it. Streamlit reads cookies from the request that
+opened the WebSocket and cannot set response headers, so that cookie is written and deleted
+in the browser by a small component (extra-streamlit-components' cookie manager).
 
 Single sign-on runs on Streamlit's own OpenID Connect support: st.login sends the browser
 to the identity provider, Streamlit checks the answer and keeps the verified claims in its
-identity cookie (st.user). core.access.oidc turns those claims into a Quorum user, and the
-same per-run check as for passwords keeps permissions, disabling and deletion in force.
+identity cookie (st.user). core.access.oidc turns those claims into a Quorum user; each
+browser session it admits gets a Quorum session too, checked on every run like the others.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import extra_streamlit_components as stx
 import streamlit as st
-import streamlit_authenticator as stauth
 from extra_streamlit_components.CookieManager import _component_func as _cookie_component
 from streamlit.errors import StreamlitAuthError
-from streamlit_authenticator.models import cookie_model
 
-from core.access.accounts import (
-    check_sign_in,
-    credentials_for_authenticator,
-    record_failed_sign_in,
-    record_refused_sign_in,
-    record_sign_out,
-    record_successful_sign_in,
-)
+from core.access.accounts import record_sign_out, sign_in_with_password
 from core.access.oidc import (
     EXPIRED_MESSAGE,
     STREAMLIT_PROVIDER,
@@ -38,54 +29,22 @@ from core.access.oidc import (
     sign_in_expired,
     sign_in_with_oidc,
 )
-from core.access.sign_in_throttle import client_address, seconds_to_wait, wait_message
+from core.access.rbac import Actor
+from core.access.sessions import StartedSession, check_session, end_session, open_session
+from core.access.sign_in_throttle import client_address
 from core.platform.config import get_settings
 from ui import session_keys
 
+# Everything that belongs to the signed-in user; cleared when they sign out.
 _USER_KEYS = (
     session_keys.ACTOR,
+    session_keys.SESSION_COOKIE,
     session_keys.ACTIVE_CHAT_ID,
     session_keys.SELECTED_JOB_ID,
+    session_keys.ANSWERS_IN_PROGRESS,
     session_keys.SIGN_IN_METHOD,
     session_keys.OIDC_USERNAME,
 )
-
-
-class _CookieWriter(stx.CookieManager):  # type: ignore[misc]
-    """streamlit-authenticator's cookie manager without its "getAll" component.
-
-    streamlit-authenticator 0.4 reads its cookie from st.context.cookies, yet creating the
-    CookieManager also renders a component that sends every cookie back to the server when
-    it mounts. That report starts a second run of the page, and a click made while the first
-    run is still going (Login, a link) is dropped by Streamlit when the second run replaces
-    it. Setting and deleting the cookie still go through the component, only when needed.
-    """
-
-    def __init__(self, key: str = "init") -> None:
-        self.cookie_manager = _cookie_component
-        self.cookies = dict(st.context.cookies)
-
-
-cookie_model.stx = type("_CookieComponents", (), {"CookieManager": _CookieWriter})
-
-
-Authenticator = tuple[stauth.Authenticate, dict[str, dict[str, dict[str, object]]]]
-
-
-def build_authenticator() -> Authenticator:
-    """One authenticator per script run (its cookie component must be created once)."""
-    settings = get_settings()
-    credentials = credentials_for_authenticator()
-    authenticator = stauth.Authenticate(
-        credentials,
-        cookie_name=settings.cookie_name,
-        cookie_key=settings.cookie_key,
-        cookie_expiry_days=settings.cookie_expiry_days,
-        auto_hash=False,
-        login_sleep_time=0.1,
-    )
-    _throttle_password_checks(authenticator)
-    return authenticator, credentials
 
 
 def current_client_address() -> str | None:
@@ -98,79 +57,136 @@ def current_client_address() -> str | None:
     )
 
 
-def _throttle_password_checks(authenticator: stauth.Authenticate) -> None:
-    """Put the sign-in throttle in front of the authenticator's password check.
+def _client_details() -> tuple[str | None, str | None]:
+    """The browser's address and user agent, recorded with its session."""
+    agent = st.context.headers.get("User-Agent")
+    return current_client_address(), agent if isinstance(agent, str) else None
 
-    A submitted form reaches the controller's login(username, password); a sign-in that
-    must wait is refused there before the password is looked at, so the answer cannot tell
-    a right password from a wrong one. The typed username is kept for counting failures
-    (the authenticator does not say which name failed when the name does not exist).
+
+def _served_over_tls() -> bool:
+    """True when the browser reached the app over https, directly or through a proxy."""
+    configured = get_settings().cookie_secure
+    if configured is not None:
+        return configured
+    url = st.context.url
+    forwarded = st.context.headers.get("X-Forwarded-Proto")
+    return (isinstance(url, str) and url.lower().startswith("https://")) or (
+        isinstance(forwarded, str) and forwarded.split(",")[0].strip().lower() == "https"
+    )
+
+
+def _store_cookie(started: StartedSession) -> None:
+    """Render the component that stores the sign-in cookie in the browser (JavaScript sets
+    it: Streamlit has no response to put a Set-Cookie header on, hence no HttpOnly)."""
+    options: dict[str, object] = {"path": "/", "expires": started.expires_at.isoformat(), "sameSite": "strict"}
+    if _served_over_tls():
+        options["secure"] = True
+    _cookie_component(
+        method="set",
+        cookie=get_settings().cookie_name,
+        value=started.cookie,
+        options=options,
+        key="quorum_store_sign_in_cookie",
+        default=False,
+    )
+
+
+def _forget_cookie() -> None:
+    """Render the component that deletes the sign-in cookie in the browser."""
+    _cookie_component(
+        method="delete", cookie=get_settings().cookie_name, key="quorum_forget_sign_in_cookie", default=False
+    )
+
+
+def _end_local_session(*, message: str | None) -> None:
+    """Forget the signed-in user in this browser tab, for good: st.context.cookies keeps
+    showing the cookie the tab was opened with even after the browser deleted it, so the tab
+    must not sign in with that value again."""
+    for key in _USER_KEYS:
+        st.session_state.pop(key, None)
+    opened_with = st.context.cookies.get(get_settings().cookie_name)
+    if opened_with:
+        st.session_state[session_keys.DISCARDED_COOKIE] = opened_with
+    # The sign-in page deletes the browser's cookie below its form (render_login_form).
+    st.session_state[session_keys.FORGET_COOKIE] = True
+    if message:
+        st.session_state[session_keys.SIGN_IN_MESSAGE] = message
+
+
+def _cookie_from_browser() -> str | None:
+    if not get_settings().password_sign_in:
+        return None
+    cookie = st.context.cookies.get(get_settings().cookie_name)
+    if not cookie or cookie == st.session_state.get(session_keys.DISCARDED_COOKIE):
+        return None
+    return str(cookie)
+
+
+def restore_session() -> None:
+    """Admit this run's user, or sign them out with the reason. Call once, first, on every run.
+
+    A password session comes from this tab's state (signed in here) or from the browser's
+    cookie (a reload or a new tab); a single sign-on session from st.user. Either is checked
+    against the database every time; one that no longer stands is signed out here.
     """
-    controller = authenticator.authentication_controller
-    check_password = controller.login
-
-    def login(username: str | None = None, password: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        if not (username and password):  # a cookie, not a form
-            return check_password(username, password, *args, **kwargs)
-        typed = username.strip().lower()
-        wait = seconds_to_wait(username=typed, address=current_client_address())
-        st.session_state[session_keys.SIGN_IN_ATTEMPT] = (typed, wait_message(wait) if wait else None)
-        if wait:
-            return None
-        return check_password(username, password, *args, **kwargs)
-
-    controller.login = login
-
-
-def restore_session() -> Authenticator | None:
-    """Sign in from the cookie when there is one, and re-check the account on every run.
-
-    A user disabled, locked or deleted while signed in is signed out at their next click,
-    and role changes take effect at once. Returns the authenticator (and the credentials
-    it was given) when this run needed one: signed out, or just signed out. A session
-    signed in earlier is re-checked without it, because its cookie component reports back
-    after every page change and each report would cost a second run of the page.
-    Single sign-on sessions (st.user) get the same per-run check and never need it.
-    """
-    password_sign_in = get_settings().password_sign_in
     if st.session_state.pop(session_keys.SIGN_OUT_REQUESTED, False):
-        if st.session_state.get(session_keys.SIGN_IN_METHOD) == "oidc":
-            _end_single_sign_on()
-            return None
-        username = st.session_state.get(session_keys.AUTH_USERNAME)
-        if username and st.session_state.get(session_keys.ACTOR):
-            record_sign_out(str(username), method="password")
-        built = build_authenticator()
-        sign_out(built[0])
-        return built
+        _sign_out()
+        return
     if st.session_state.get(session_keys.SIGN_IN_METHOD) == "oidc":
         _admit_single_sign_on()
-        return None
-    if password_sign_in and st.session_state.get(session_keys.AUTH_STATUS):
-        return _admit(None)
-    if _sign_in_with_provider() or not password_sign_in:
-        return None
-    built = build_authenticator()
-    try:
-        built[0].login(location="unrendered")
-    except stauth.LoginError:
-        # A valid cookie for an account that no longer exists.
-        sign_out(built[0], message="This account no longer exists.")
-        return built
-    return _admit(built) if st.session_state.get(session_keys.AUTH_STATUS) else built
-
-
-def _admit(built: Authenticator | None) -> Authenticator | None:
-    """Re-check the signed-in account: let it in, or sign it out (building the authenticator
-    only then) with the reason. Returns the authenticator this run has, if any."""
-    # "session": the lock-out stops new password sign-ins, never sessions already open.
-    verdict = check_sign_in(str(st.session_state.get(session_keys.AUTH_USERNAME)), method="session")
+        return
+    cookie = st.session_state.get(session_keys.SESSION_COOKIE) or _cookie_from_browser()
+    if cookie is None:
+        st.session_state.pop(session_keys.ACTOR, None)
+        _sign_in_with_provider()
+        return
+    verdict = check_session(cookie)
     if verdict.actor is not None:
         st.session_state[session_keys.ACTOR] = verdict.actor
-        return built
-    built = built or build_authenticator()
-    sign_out(built[0], message=verdict.refusal)
-    return built
+        st.session_state[session_keys.SESSION_COOKIE] = cookie
+        return
+    _end_local_session(message=verdict.refusal)
+
+
+def _sign_out() -> None:
+    """End this browser's session on the server, audit it, and forget it here."""
+    actor = st.session_state.get(session_keys.ACTOR)
+    oidc = st.session_state.get(session_keys.SIGN_IN_METHOD) == "oidc"
+    end_session(st.session_state.get(session_keys.SESSION_COOKIE))
+    if isinstance(actor, Actor):
+        record_sign_out(actor.username, method="oidc" if oidc else "password")
+    _end_local_session(message=None)
+    if oidc:
+        st.session_state.pop(session_keys.OIDC_REFUSED, None)
+        # Streamlit then asks the provider to end its session too when it offers that
+        # (OpenID Connect RP-initiated logout).
+        st.logout()
+
+
+def recheck_account(*any_of: str) -> Actor:
+    """The signed-in user, re-read from the database: call it first in every st.fragment
+    and st.dialog, which rerun without the router (and so without restore_session).
+
+    A session that no longer stands (signed out elsewhere, password changed, account
+    disabled or deleted) ends here and the whole app reruns to the sign-in page. When
+    `any_of` is given and the user now holds none of those permissions (demoted), the whole
+    app reruns so the navigation drops the page. Otherwise returns the fresh Actor, which
+    the caller passes to the services instead of the one its page started with.
+    """
+    verdict = check_session(st.session_state.get(session_keys.SESSION_COOKIE))
+    if verdict.actor is None:
+        _end_local_session(message=verdict.refusal)
+        st.rerun(scope="app")
+    actor = verdict.actor
+    st.session_state[session_keys.ACTOR] = actor
+    if any_of and not any(actor.can(permission) for permission in any_of):
+        st.rerun(scope="app")
+    return actor
+
+
+def request_sign_out() -> None:
+    """The Sign out button's callback: the run it starts signs out and shows the sign-in form."""
+    st.session_state[session_keys.SIGN_OUT_REQUESTED] = True
 
 
 # ---------------------------------------------------------------------------- single sign-on
@@ -190,8 +206,9 @@ def provider_identity() -> OidcIdentity | None:
 
 
 def _sign_in_with_provider() -> bool:
-    """Sign in the provider's identity of this browser, if there is one. True when admitted;
-    a refusal is remembered for the sign-in page (and audited once, by the service)."""
+    """Sign in the provider's identity of this browser, if there is one, with a session of
+    its own. True when admitted; a refusal is remembered for the sign-in page (and audited
+    once, by the service)."""
     identity = provider_identity()
     if identity is None:
         return False
@@ -202,49 +219,37 @@ def _sign_in_with_provider() -> bool:
     if verdict.actor is None:
         st.session_state[session_keys.OIDC_REFUSED] = (identity.subject, verdict.refusal or "You cannot sign in now.")
         return False
+    address, agent = _client_details()
+    started = open_session(user_id=verdict.actor.id, method="oidc", client_address=address, user_agent=agent)
     st.session_state.pop(session_keys.OIDC_REFUSED, None)
     st.session_state[session_keys.SIGN_IN_METHOD] = "oidc"
     st.session_state[session_keys.OIDC_USERNAME] = verdict.actor.username
+    st.session_state[session_keys.SESSION_COOKIE] = started.cookie
     st.session_state[session_keys.ACTOR] = verdict.actor
     return True
 
 
 def _admit_single_sign_on() -> None:
-    """The per-run check of a single sign-on session: the same account rules as passwords,
-    and the provider's sign-in must still be there and not older than a sign-in lasts."""
+    """The per-run check of a single sign-on session: its Quorum session must stand (the
+    same account rules as passwords), and the provider's sign-in must still be there and not
+    older than a sign-in lasts."""
     identity = provider_identity()
-    username = str(st.session_state.get(session_keys.OIDC_USERNAME))
     if identity is None:
         verdict_message = "You were signed out."
     elif sign_in_expired(identity, get_settings()):
         verdict_message = EXPIRED_MESSAGE
     else:
-        verdict = check_sign_in(username, method="oidc")
+        verdict = check_session(st.session_state.get(session_keys.SESSION_COOKIE))
         if verdict.actor is not None:
             st.session_state[session_keys.ACTOR] = verdict.actor
             return
         verdict_message = verdict.refusal or "You cannot sign in now."
-    _forget_signed_in_user()
+    for key in _USER_KEYS:
+        st.session_state.pop(key, None)
     if identity is not None:
         st.session_state[session_keys.OIDC_REFUSED] = (identity.subject, verdict_message)
     else:
         st.session_state[session_keys.SIGN_IN_MESSAGE] = verdict_message
-
-
-def _end_single_sign_on() -> None:
-    """Sign out of Quorum and of Streamlit's identity cookie; Streamlit then asks the provider
-    to end its session too when it offers that (OpenID Connect RP-initiated logout)."""
-    username = st.session_state.get(session_keys.OIDC_USERNAME)
-    if username:
-        record_sign_out(str(username), method="oidc")
-    _forget_signed_in_user()
-    st.session_state.pop(session_keys.OIDC_REFUSED, None)
-    st.logout()
-
-
-def _forget_signed_in_user() -> None:
-    for key in _USER_KEYS:
-        st.session_state.pop(key, None)
 
 
 def _single_sign_on_button() -> None:
@@ -267,24 +272,10 @@ def _single_sign_on_button() -> None:
             )
 
 
-def request_sign_out() -> None:
-    """The Sign out button's callback: the run it starts signs out and shows the sign-in form.
-
-    Signing out renders the component that deletes the cookie in the browser; that run must
-    not be cut short by st.rerun(), or the component may never reach the browser and a
-    reload would sign the user in again.
-    """
-    st.session_state[session_keys.SIGN_OUT_REQUESTED] = True
+# ---------------------------------------------------------------------------- the sign-in page
 
 
-def sign_out(authenticator: stauth.Authenticate, *, message: str | None = None) -> None:
-    authenticator.logout(location="unrendered")
-    _forget_signed_in_user()
-    if message:
-        st.session_state[session_keys.SIGN_IN_MESSAGE] = message
-
-
-def render_login_form(authentication: Authenticator | None) -> None:
+def render_login_form() -> None:
     """The sign-in page: the single sign-on button and/or the password form (which records
     failures and refuses disabled or locked accounts)."""
     settings = get_settings()
@@ -296,50 +287,46 @@ def render_login_form(authentication: Authenticator | None) -> None:
         st.caption(f"Meetings and documents, searchable and chat-able. Sign in with {who}.")
         if settings.oidc_enabled:
             _single_sign_on_button()
-        if authentication is None:
-            message = st.session_state.pop(session_keys.SIGN_IN_MESSAGE, None)
-            if message:
-                st.warning(message, icon=":material/info:")
-            return
-        if settings.oidc_enabled:
-            st.caption("Or with a Quorum password:")
-        _login_form(*authentication)
+        if settings.password_sign_in:
+            if settings.oidc_enabled:
+                st.caption("Or with a Quorum password:")
+            _login_form()
+        else:
+            _sign_in_message()
+    if st.session_state.pop(session_keys.FORGET_COOKIE, False):
+        # After the form, so that its report back (a rerun without it) moves nothing above.
+        # This run must reach the browser with the component: no st.rerun() after it.
+        _forget_cookie()
 
 
-def _login_form(authenticator: stauth.Authenticate, credentials: dict[str, dict[str, dict[str, object]]]) -> None:
-    authenticator.login(
-        location="main",
-        fields={"Form name": "Sign in", "Username": "Username", "Password": "Password", "Login": "Sign in"},
-    )
-    status = st.session_state.get(session_keys.AUTH_STATUS)
-    typed, wait = st.session_state.pop(session_keys.SIGN_IN_ATTEMPT, (None, None))
-    if wait:
-        st.error(wait, icon=":material/timer:")
-    elif status is False:
-        message = (
-            record_failed_sign_in(typed, address=current_client_address()) if typed else "Wrong username or password."
-        )
-        st.session_state[session_keys.AUTH_STATUS] = None
-        st.error(message, icon=":material/lock:")
-    elif status is True:
-        username = str(st.session_state.get(session_keys.AUTH_USERNAME))
-        verdict = check_sign_in(username)
-        if verdict.actor is None:
-            record_refused_sign_in(username, reason=verdict.reason or "refused", address=current_client_address())
-            sign_out(authenticator)
-            st.error(verdict.refusal or "You cannot sign in now.", icon=":material/block:")
-            return
-        record_successful_sign_in(username, address=current_client_address())
-        st.session_state[session_keys.ACTOR] = verdict.actor
-        if get_settings().cookie_expiry_days <= 0:
-            st.rerun()
-        # login() has just rendered the component that stores the cookie in the browser. It
-        # reports back once the cookie is stored, and that report reruns the page signed in;
-        # rerunning now could remove the component before it ran (no cookie, no "keep me
-        # signed in" across reloads).
-        st.info("Signing you in…", icon=":material/hourglass_top:")
-        st.button("Continue", key="sign_in_continue")
-        return
+def _sign_in_message() -> None:
     message = st.session_state.pop(session_keys.SIGN_IN_MESSAGE, None)
     if message:
         st.warning(message, icon=":material/info:")
+
+
+def _login_form() -> None:
+    with st.form("sign_in"):
+        st.subheader("Sign in")
+        username = st.text_input("Username", autocomplete="username")
+        password = st.text_input("Password", type="password", autocomplete="current-password")
+        submitted = st.form_submit_button("Sign in")
+    if not submitted:
+        _sign_in_message()
+        return
+    address, agent = _client_details()
+    outcome = sign_in_with_password(username=username, password=password, client_address=address, user_agent=agent)
+    if outcome.actor is None or outcome.session is None:
+        st.error(outcome.refusal or "You cannot sign in now.", icon=":material/lock:")
+        return
+    st.session_state[session_keys.ACTOR] = outcome.actor
+    st.session_state[session_keys.SESSION_COOKIE] = outcome.session.cookie
+    st.session_state.pop(session_keys.FORGET_COOKIE, None)  # the new cookie replaces the old one
+    if get_settings().cookie_expiry_days <= 0:
+        st.rerun()
+    _store_cookie(outcome.session)
+    # The component reports back once the cookie is stored, and that report reruns the page
+    # signed in; rerunning now could remove the component before it ran (no cookie, no
+    # "keep me signed in" across reloads).
+    st.info("Signing you in…", icon=":material/hourglass_top:")
+    st.button("Continue", key="sign_in_continue")

@@ -1,12 +1,12 @@
 """Every st.session_state key the UI uses, in one place. Values are ids and strings."""
 
 ACTOR = "quorum_actor"  # core.access.rbac.Actor of the signed-in user
-AUTH_STATUS = "authentication_status"  # owned by streamlit-authenticator
-AUTH_USERNAME = "username"  # owned by streamlit-authenticator
+SESSION_COOKIE = "quorum_session_cookie"  # the sign-in cookie of this tab's session (core.access.sessions)
+DISCARDED_COOKIE = "quorum_discarded_cookie"  # the cookie this tab was opened with, once signed out
+FORGET_COOKIE = "quorum_forget_cookie"  # the sign-in page is to delete the browser's sign-in cookie
 SIGN_IN_MESSAGE = "quorum_sign_in_message"
-SIGN_IN_ATTEMPT = "quorum_sign_in_attempt"  # (username typed, wait message or None) of this run's sign-in
 SIGN_OUT_REQUESTED = "quorum_sign_out_requested"  # set by the Sign out button; acted on by the next run
-SIGN_IN_METHOD = "quorum_sign_in_method"  # "oidc" while signed in with single sign-on (password: AUTH_STATUS)
+SIGN_IN_METHOD = "quorum_sign_in_method"  # "oidc" while signed in with single sign-on (else a password session)
 OIDC_USERNAME = "quorum_oidc_username"  # the Quorum user a single sign-on session is for
 OIDC_REFUSED = "quorum_oidc_refused"  # (subject, message): the provider's account Quorum refused, and why
 ACTIVE_CHAT_ID = "quorum_active_chat_id"

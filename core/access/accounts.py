@@ -8,12 +8,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import bcrypt
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from core.access.audit import record_audit
-from core.access.rbac import ADMIN_ROLE, Actor, permissions_of_role
-from core.access.sign_in_throttle import UNKNOWN_ADDRESS, clear_account, record_failure, wait_message
+from core.access.rbac import ADMIN_ROLE, Actor
+from core.access.sessions import (
+    SignInCheck,
+    StartedSession,
+    actor_from_user,
+    lock_message,
+    revoke_user_sessions,
+    sign_in_refusal,
+    start_session,
+)
+from core.access.sign_in_throttle import UNKNOWN_ADDRESS, clear_account, record_failure, seconds_to_wait, wait_message
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound
@@ -47,58 +56,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def actor_from_user(session: Session, user: User) -> Actor:
-    return Actor(
-        id=user.id,
-        username=user.username,
-        role=user.role.name,
-        permissions=permissions_of_role(session, user.role_id),
-        display_name=user.display_name or user.username,
-        email=user.email,
-    )
-
-
-@dataclass(frozen=True)
-class SignInCheck:
-    """Whether a user may be signed in now, and the message to show when not."""
-
-    actor: Actor | None
-    refusal: str | None = None
-    reason: str | None = None  # short code of the refusal, for the audit log
-
-
-def _lock_message(locked_until: datetime) -> str:
-    minutes = max(1, round((locked_until - _now()).total_seconds() / 60))
-    return (
-        "This account is locked after too many failed sign-in attempts. "
-        f"Try again in {minutes} minute{'s' if minutes != 1 else ''} or ask an admin to unlock it."
-    )
-
-
-@dataclass(frozen=True)
-class Refusal:
-    reason: str  # short code for the audit log
-    message: str  # what the person is told
-
-
-def sign_in_refusal(user: User, *, method: str) -> Refusal | None:
-    """Why `user` may not use the app now, or None. Read-only.
-
-    The password lock-out applies to password sign-ins only (`method` "password"): the
-    identity provider has its own, someone guessing a password must not lock a colleague
-    out of single sign-on, and a session already open ("session") goes on.
-    """
-    if user.approval_pending:
-        return Refusal(
-            "waiting for approval", "Your account waits for an admin's approval. You can sign in once it is approved."
-        )
-    if not user.is_active:
-        return Refusal("disabled", "This account is disabled. Ask an admin to enable it.")
-    if method == "password" and user.locked_until is not None and user.locked_until > _now():
-        return Refusal("locked", _lock_message(user.locked_until))
-    return None
-
-
 def _by_username(username: str) -> Select[User]:
     """The user named `username`, ignoring case (names are unique regardless of case)."""
     return select(User).where(func.lower(User.username) == username.strip().lower())
@@ -118,26 +75,66 @@ def check_sign_in(username: str, *, method: str = "password") -> SignInCheck:
         return SignInCheck(actor_from_user(session, user))
 
 
-def record_successful_sign_in(username: str, *, address: str | None = None) -> None:
-    """Reset the failure counters (the account's, and its throttle at `address`), stamp the
-    last sign-in and audit it (auth.sign_in). Commits."""
+@dataclass(frozen=True)
+class SignInOutcome:
+    """The result of a password sign-in: an actor and its new session, or why not."""
+
+    actor: Actor | None
+    session: StartedSession | None = None
+    refusal: str | None = None
+
+
+WRONG_CREDENTIALS = "Wrong username or password."
+# Compared against when the username is unknown, so an unknown name costs the same bcrypt
+# time as a known one and the response time does not tell which names exist.
+_DUMMY_HASH = bcrypt.hashpw(b"quorum-timing-equaliser", bcrypt.gensalt()).decode("ascii")
+
+
+def sign_in_with_password(
+    *, username: str, password: str, client_address: str | None = None, user_agent: str | None = None
+) -> SignInOutcome:
+    """Check a username (any case) and password from `client_address` and open a session.
+    Commits the session row, the last sign-in time and the audit row; on a wrong password or
+    an unknown name, the failure and the wait it earns (record_failed_sign_in).
+
+    A sign-in that must wait (core.access.sign_in_throttle) is refused before the password
+    is looked at, so the answer cannot tell a right password from a wrong one. Disabled,
+    locked or not yet approved accounts are refused with their reason; a wrong password and
+    an unknown username get the same message.
+    """
+    typed = username.strip()
+    wait = seconds_to_wait(username=typed.lower(), address=client_address)
+    if wait:
+        return SignInOutcome(None, refusal=wait_message(wait))
     with session_scope() as session:
-        clear_account(session, username=username, address=address or UNKNOWN_ADDRESS)
-        user_id = session.scalar(
-            update(User)
-            .where(func.lower(User.username) == username.strip().lower())
-            .values(failed_login_count=0, locked_until=None, last_login_at=func.now(), last_login_method="password")
-            .returning(User.id)
-        )
-        record_audit(
-            session,
-            actor=None,
-            actor_username=username,
-            action="auth.sign_in",
-            target_type="user",
-            target_id=user_id,
-            details={"method": "password", **({"address": address} if address else {})},
-        )
+        user = session.scalar(_by_username(typed)) if typed else None
+        if user is None:
+            verify_password(password, _DUMMY_HASH)
+        elif user.password_hash and verify_password(password, user.password_hash):
+            refusal = sign_in_refusal(user, method="password")
+            if refusal is not None:
+                _audit_refusal(session, user.username, user.id, refusal.reason, client_address)
+                return SignInOutcome(None, refusal=refusal.message)
+            clear_account(session, username=typed.lower(), address=client_address or UNKNOWN_ADDRESS)
+            user.failed_login_count = 0
+            user.locked_until = None
+            user.last_login_at = _now()
+            user.last_login_method = "password"
+            started = start_session(
+                session, user_id=user.id, method="password", client_address=client_address, user_agent=user_agent
+            )
+            record_audit(
+                session,
+                actor=None,
+                actor_username=user.username,
+                action="auth.sign_in",
+                target_type="user",
+                target_id=user.id,
+                details={"method": "password", **({"address": client_address} if client_address else {})},
+            )
+            return SignInOutcome(actor_from_user(session, user), session=started)
+    # A wrong password or an unknown name: counted (and audited) in a transaction of its own.
+    return SignInOutcome(None, refusal=record_failed_sign_in(typed.lower(), address=client_address))
 
 
 def record_sign_out(username: str, *, method: str) -> None:
@@ -159,14 +156,6 @@ def has_password(actor: Actor) -> bool:
     """Whether the signed-in user has a password (users made by single sign-on have none)."""
     with session_scope() as session:
         return bool(session.scalar(select(User.password_hash).where(User.id == actor.id)))
-
-
-def record_refused_sign_in(username: str, *, reason: str, address: str | None = None) -> None:
-    """Audit a password sign-in refused after the password matched (disabled, locked,
-    waiting for approval). Commits."""
-    with session_scope() as session:
-        user_id = session.scalar(select(User.id).where(func.lower(User.username) == username.strip().lower()))
-        _audit_refusal(session, username, user_id, reason, address)
 
 
 def _audit_refusal(
@@ -191,50 +180,30 @@ def record_failed_sign_in(username: str, *, address: str | None = None) -> str:
     settings = get_settings()
     with session_scope() as session:
         wait = record_failure(session, username=username, address=address or UNKNOWN_ADDRESS)
-        message = wait_message(wait) if wait else "Wrong username or password."
+        message = wait_message(wait) if wait else WRONG_CREDENTIALS
         user = session.scalar(_by_username(username).with_for_update())
         if user is None:
             _audit_refusal(session, username, None, "unknown username", address)
             return message
         if user.locked_until is not None and user.locked_until > _now():
             _audit_refusal(session, username, user.id, "locked", address)
-            return _lock_message(user.locked_until)
+            return lock_message(user.locked_until)
         _audit_refusal(session, username, user.id, "wrong password", address)
         user.failed_login_count += 1
         if user.failed_login_count >= settings.login_account_max_failures:
             user.locked_until = _now() + timedelta(minutes=settings.login_lockout_minutes)
             user.failed_login_count = 0
             log.warning("account %s locked after %s failed sign-ins", username, settings.login_account_max_failures)
-            return _lock_message(user.locked_until)
+            return lock_message(user.locked_until)
         return message
 
 
-def credentials_for_authenticator() -> dict[str, dict[str, dict[str, object]]]:
-    """The credentials mapping streamlit-authenticator expects, read fresh from the users table."""
-    with session_scope() as session:
-        rows = session.execute(
-            select(User.username, User.email, User.display_name, User.password_hash, Role.name).join(Role)
-        ).all()
-    # streamlit-authenticator lower-cases what is typed, so its keys are lower case too.
-    return {
-        "usernames": {
-            username.lower(): {
-                "email": email,
-                "first_name": display_name or username,
-                "last_name": "",
-                "password": password_hash,
-                "roles": [role],
-                "failed_login_attempts": 0,
-                "logged_in": False,
-            }
-            for username, email, display_name, password_hash, role in rows
-            if password_hash  # users made by single sign-on have no password to check
-        }
-    }
-
-
-def change_own_password(*, actor: Actor, current_password: str, new_password: str) -> None:
-    """Change the signed-in user's password after checking the current one. Commits."""
+def change_own_password(
+    *, actor: Actor, current_password: str, new_password: str, keep_session: str | None = None
+) -> int:
+    """Change the signed-in user's password after checking the current one, and sign out
+    every other session of the account (all but the one whose cookie is `keep_session`).
+    Commits both together. Returns how many sessions were signed out."""
     check_password_strength(new_password)
     with session_scope() as session:
         user = session.get(User, actor.id)
@@ -246,6 +215,7 @@ def change_own_password(*, actor: Actor, current_password: str, new_password: st
             raise InvalidInput("The new password must differ from the current one.")
         user.password_hash = hash_password(new_password)
         user.password_changed_at = _now()
+        return revoke_user_sessions(session, user_id=user.id, reason="password_changed", keep=keep_session)
 
 
 def insert_user(

@@ -59,7 +59,7 @@ def streamlit_auth_secrets(settings: Settings) -> dict[str, Any] | None:
     if not settings.oidc_enabled:
         return None
     # Its own key, derived from Quorum's: Streamlit signs its identity cookie with it.
-    cookie_secret = hmac.new(settings.cookie_key.encode(), b"streamlit-oidc-cookie", hashlib.sha256).hexdigest()
+    cookie_secret = hmac.new(settings.cookie_signing_key, b"streamlit-oidc-cookie", hashlib.sha256).hexdigest()
     client_kwargs = {"scope": settings.oidc_scopes}
     if settings.oidc_prompt:
         client_kwargs["prompt"] = settings.oidc_prompt

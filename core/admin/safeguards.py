@@ -8,6 +8,8 @@ one audit row (core.access.audit) in that same transaction.
   reads the state after the change, inside its transaction, under a transaction-level
   advisory lock, so two admins demoting each other at the same moment cannot both win.
 - Nobody may disable or delete themselves.
+- Disabling a user or resetting their password signs out every browser they are signed in
+  on (core.access.sessions); deleting them deletes their sessions with them.
 - No privilege escalation: an actor can only give out (by role assignment or matrix edit)
   permissions they hold, and can only act on (reset, disable, delete, re-role) users whose
   permissions are a subset of their own. Seeded admins hold everything, so they never hit it.

@@ -33,6 +33,7 @@ from core.access.accounts import (
 )
 from core.access.audit import record_audit
 from core.access.rbac import Actor, permissions_of_role, require
+from core.access.sessions import revoke_user_sessions
 from core.access.sign_in_throttle import clear_account
 from core.admin.safeguards import ensure_administrable, guard_grant, guard_target, load_role, load_user
 from core.platform.config import get_settings
@@ -195,6 +196,8 @@ def set_user_active(*, actor: Actor, user_id: int, active: bool) -> UserSummary:
         user.approval_pending = False
         if not active:
             ensure_administrable(session)
+            # Enabling the account again must not revive the browsers signed in before.
+            revoke_user_sessions(session, user_id=user.id, reason="disabled")
         if was_pending:
             action = "user.approve" if active else "user.reject"
         else:
@@ -239,6 +242,7 @@ def reset_password(*, actor: Actor, user_id: int, new_password: str | None = Non
         user.password_changed_at = _now()
         user.failed_login_count = 0
         user.locked_until = None
+        revoke_user_sessions(session, user_id=user.id, reason="password_reset")
         record_audit(
             session,
             actor=actor,

@@ -7,15 +7,36 @@ carry the QUORUM_ prefix (QUORUM_DATA_DIR, QUORUM_CHUNK_SIZE_TOKENS, ...).
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import secrets
+import string
+from collections import Counter
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_COOKIE_KEY = "change-me-quorum-development-cookie-key"
+# Values that were ever shipped as examples or defaults: public, so never a secret.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "change-me-quorum-development-cookie-key",
+        "replace-with-64-random-characters-from-openssl-rand-hex-32",
+        "replace-me",
+        "replace-me-too",
+    }
+)
+# Words that mark a value as an example someone forgot to replace.
+PLACEHOLDER_WORDS = ("change", "replace", "example", "placeholder", "secret", "quorum", "password", "cookie")
+MIN_COOKIE_KEY_BITS = 256  # 32 random bytes
+MIN_PRODUCTION_ADMIN_PASSWORD = 12
+COOKIE_KEY_FILE = "cookie_key"  # in data_dir, made once in development
+_BASE64_CHARACTERS = frozenset(string.ascii_letters + string.digits + "+/=-_")
+GENERATE_KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 # USD prices used to estimate cost in the usage ledger. Per 1M tokens for text models,
 # per minute of audio for transcription models. Checked 2026-08; override with
@@ -43,6 +64,61 @@ DEFAULT_MODEL_DURATION_CAPS: dict[str, float] = {
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+def _estimated_bits(secret: str) -> float:
+    """A generous estimate of a string's randomness: its length times the bits per character
+    of the alphabet it is spelled in (hex, base64, or the character classes present), cut
+    down when characters or patterns repeat (aaaa..., abab..., 0123456789 0123456789...)."""
+    if not secret:
+        return 0.0
+    if all(ch in string.hexdigits for ch in secret):
+        alphabet = 16
+    elif all(ch in _BASE64_CHARACTERS for ch in secret) and secret.lower() != secret != secret.upper():
+        alphabet = 64
+    else:
+        classes = (
+            (26, str.islower),
+            (26, str.isupper),
+            (10, str.isdigit),
+            (33, lambda ch: not ch.isalnum()),
+        )
+        alphabet = sum(size for size, test in classes if any(test(ch) for ch in secret))
+    counts = Counter(secret)
+    observed = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    per_character = math.log2(alphabet) if observed >= 3.0 else observed
+    # A repeated pattern (0123456789 0123456789 ...) is worth only its distinct part.
+    trigrams = [secret[i : i + 3] for i in range(len(secret) - 2)]
+    distinct = len(set(trigrams))
+    counted = len(secret) if not trigrams or distinct >= 0.8 * len(trigrams) else distinct
+    return counted * per_character
+
+
+def cookie_key_problem(key: str | None) -> str | None:
+    """Why `key` cannot sign production sessions, or None when it looks like 32+ random bytes."""
+    if not key:
+        return f"production needs QUORUM_COOKIE_KEY: a random secret of at least 32 bytes ({GENERATE_KEY_HINT})"
+    lowered = key.lower()
+    if key in PLACEHOLDER_SECRETS or any(word in lowered for word in PLACEHOLDER_WORDS):
+        return f"QUORUM_COOKIE_KEY is an example value, public to anyone; {GENERATE_KEY_HINT}"
+    if _estimated_bits(key) < MIN_COOKIE_KEY_BITS:
+        return f"QUORUM_COOKIE_KEY is too weak: it needs at least 32 random bytes; {GENERATE_KEY_HINT}"
+    return None
+
+
+def admin_password_problem(password: str | None) -> str | None:
+    """Why `password` is not fit for the first admin of a production install, or None."""
+    if not password:
+        return "production needs QUORUM_ADMIN_PASSWORD set for the first admin"
+    lowered = password.lower()
+    if password in PLACEHOLDER_SECRETS or any(word in lowered for word in (*PLACEHOLDER_WORDS, "admin")):
+        return "QUORUM_ADMIN_PASSWORD is an example value; choose a real password"
+    if len(password) < MIN_PRODUCTION_ADMIN_PASSWORD or len(set(password)) < 6 or _estimated_bits(password) < 60:
+        return (
+            f"QUORUM_ADMIN_PASSWORD is too weak: use {MIN_PRODUCTION_ADMIN_PASSWORD}+ characters, "
+            "not a word or a pattern (a passphrase or a generated password)"
+        )
+    return None
 
 
 class Settings(BaseSettings):
@@ -160,7 +236,11 @@ class Settings(BaseSettings):
 
     # Sign-in.
     cookie_name: str = "quorum_auth"
-    cookie_key: str = DEFAULT_COOKIE_KEY
+    # Signs the sign-in cookie. Unset in development: a random key made once in data_dir.
+    cookie_key: str | None = None
+    # Secure flag of the sign-in cookie. Unset: set when the page is served over https
+    # (directly or behind a proxy sending X-Forwarded-Proto: https).
+    cookie_secure: bool | None = None
     cookie_expiry_days: float = 7.0
     # Wrong passwords for one account from one client address before each further one makes
     # that address wait (1 s, doubling, up to login_lockout_minutes) - see sign_in_throttle.
@@ -223,14 +303,35 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_secrets(self) -> Settings:
         if self.environment == "production":
-            if self.cookie_key == DEFAULT_COOKIE_KEY or len(self.cookie_key) < 32:
-                raise ValueError("production needs QUORUM_COOKIE_KEY set to a random secret of 32+ characters")
-            if not self.admin_password:
-                raise ValueError("production needs QUORUM_ADMIN_PASSWORD set for the first admin")
+            problem = cookie_key_problem(self.cookie_key) or admin_password_problem(self.admin_password)
+            if problem:
+                raise ValueError(problem)
         self._check_sign_in_methods()
         if self.chunk_overlap_tokens >= self.chunk_size_tokens:
             raise ValueError("QUORUM_CHUNK_OVERLAP_TOKENS must be smaller than QUORUM_CHUNK_SIZE_TOKENS")
         return self
+
+    @cached_property
+    def cookie_signing_key(self) -> bytes:
+        """The key signing sign-in cookies: QUORUM_COOKIE_KEY, or in development a random
+        key generated once into data_dir (so no two installs share one and it survives
+        restarts). Creates that file (mode 0600) on first use."""
+        if self.cookie_key:
+            return self.cookie_key.encode("utf-8")
+        if self.environment == "production":  # refused by the validator; kept for mypy and safety
+            raise ValueError("production needs QUORUM_COOKIE_KEY")
+        path = self.data_dir / COOKIE_KEY_FILE
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f"{COOKIE_KEY_FILE}.{secrets.token_hex(8)}.tmp")
+            draft.write_text(secrets.token_urlsafe(48), encoding="ascii")
+            draft.chmod(0o600)
+            # link() is atomic and refuses an existing name: when the app and a worker start
+            # together exactly one key wins, and nobody reads a half-written file.
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+            draft.unlink()
+        return path.read_text(encoding="ascii").strip().encode("ascii")
 
     def _check_sign_in_methods(self) -> None:
         oidc_parts = (self.oidc_issuer or self.oidc_metadata_url, self.oidc_client_id, self.oidc_client_secret)

@@ -8,7 +8,7 @@
 3. Nobody reads another user's chats or private documents and recordings through any
    service (search, chat, listing, download, export).
 4. The sign-in cookie expires after settings.cookie_expiry_days, and an expired or forged
-   one is refused.
+   one is refused (revocation: tests/reliability/test_security.py).
 5. Uploaded files are never served with a content type a browser would run.
 """
 
@@ -19,12 +19,11 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 from sqlalchemy import select, update
 
@@ -43,7 +42,7 @@ from core.meetings import action_items, exports, minutes
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import NotFound, PermissionDenied, QuorumError
-from core.platform.models import Document, MessageFeedback, Role, TranscriptionJob, User
+from core.platform.models import Document, MessageFeedback, Role, TranscriptionJob, User, UserSession
 from core.platform.storage import get_storage
 from tests.admin_data import make_chat, make_feedback, make_recording
 from tests.conftest import unique
@@ -592,17 +591,11 @@ def _signed_in(app: Any) -> bool:
 def test_the_sign_in_cookie_expires_as_configured_and_expired_or_forged_ones_are_refused(
     short_sessions: float, database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import extra_streamlit_components as stx
+    import ui.auth_ui
 
     member = _user(USER_ROLE)
-    sent: list[tuple[str, str, datetime]] = []
-    original = stx.CookieManager.set
-
-    def spy(self: Any, cookie: str, val: Any, expires_at: datetime | None = None, **kwargs: Any) -> Any:
-        sent.append((cookie, val, expires_at))  # type: ignore[arg-type]
-        return original(self, cookie, val, expires_at=expires_at, **kwargs)
-
-    monkeypatch.setattr(stx.CookieManager, "set", spy)
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(ui.auth_ui, "_cookie_component", lambda **call: sent.append(call))
     app = _app().run()
     inputs = {field.label: field for field in app.text_input}
     inputs["Username"].input(member.username)
@@ -611,28 +604,36 @@ def test_the_sign_in_cookie_expires_as_configured_and_expired_or_forged_ones_are
     assert _signed_in(app)
 
     settings = get_settings()
-    [(name, token, expires_at)] = sent
+    [stored] = [call for call in sent if call["method"] == "set"]
+    name, token = stored["cookie"], stored["value"]
     assert name == settings.cookie_name
-    claims = jwt.decode(token, settings.cookie_key, algorithms=["HS256"])
     lifetime = timedelta(days=short_sessions)
-    assert claims["username"] == member.username
-    expected_end = datetime.now() + lifetime
-    assert abs(datetime.fromtimestamp(claims["exp_date"]) - expected_end) < timedelta(minutes=5)
-    assert abs(expires_at - expected_end) < timedelta(minutes=5)
+    expected_end = datetime.now(UTC) + lifetime
+    assert abs(datetime.fromisoformat(stored["options"]["expires"]) - expected_end) < timedelta(minutes=5)
+    with session_scope() as session:
+        row = session.scalar(select(UserSession).where(UserSession.user_id == member.id))
+        assert row is not None and abs(row.expires_at - expected_end) < timedelta(minutes=5)
 
     # Coming back with the cookie signs in without a password...
     assert _signed_in(_visit_with(monkeypatch, {name: token}))
 
-    # ...but not once it has expired, nor with one signed by anyone else.
-    def token_for(key: str, expires: datetime) -> str:
-        return jwt.encode({"username": member.username, "exp_date": expires.timestamp()}, key, algorithm="HS256")
-
-    expired = token_for(settings.cookie_key, datetime.now() - timedelta(seconds=1))
-    forged = token_for("not-the-server-key-" + "x" * 20, datetime.now() + lifetime)
-    for refused in (expired, forged):
+    # ...but not with one signed by anyone else, nor once it has expired.
+    user_id, random_part, _ = token.split(".")
+    forged = f"{user_id}.{random_part}.{'0' * 64}"
+    other_user = f"{int(user_id) + 1}.{random_part}.{token.split('.')[2]}"
+    for refused in (forged, other_user):
         app = _visit_with(monkeypatch, {name: refused})
         assert not _signed_in(app)
         assert "Username" in [field.label for field in app.text_input]
+    with session_scope() as session:
+        session.execute(
+            update(UserSession)
+            .where(UserSession.user_id == member.id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    app = _visit_with(monkeypatch, {name: token})
+    assert not _signed_in(app)
+    assert "Username" in [field.label for field in app.text_input]
 
 
 # --------------------------------------------------------------------------- inert downloads
@@ -693,8 +694,8 @@ def test_production_refuses_short_cookie_keys_and_a_process_will_not_start_on_de
 
     from core.platform.config import Settings
 
-    with pytest.raises(ValidationError, match="random secret of 32"):
-        Settings(environment="production", cookie_key="k" * 31, admin_password="a-real-password-1")
+    with pytest.raises(ValidationError, match="32 random bytes"):
+        Settings(environment="production", cookie_key="k" * 31, admin_password="Vq8-lantern-orbit")
     env = {
         "PATH": "/usr/bin:/bin",
         "QUORUM_ENVIRONMENT": "production",
@@ -710,6 +711,6 @@ def test_production_refuses_short_cookie_keys_and_a_process_will_not_start_on_de
         timeout=60,
     )
     assert result.returncode != 0
-    assert "production needs QUORUM_COOKIE_KEY set to a random secret of 32+ characters" in result.stderr
+    assert "production needs QUORUM_COOKIE_KEY: a random secret of at least 32 bytes" in result.stderr
     assert not (ROOT / ".quorum-never-created").exists()
     assert re.search(r"ValidationError", result.stderr)

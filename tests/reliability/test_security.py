@@ -1,0 +1,302 @@
+"""Issue 13, tried as an attacker would: each test here failed on the code before the fix.
+
+1. Secrets: production refuses the example file's placeholders, weak cookie keys and weak
+   admin passwords; development signs with a random key made once per data folder; the
+   image and compose run as production.
+2. Sessions: a sign-in is a revocable server-side session bound to the user id; sign-out,
+   a password change or reset, disabling and deleting end it; a reused username inherits
+   nothing; the cookie is Secure over TLS.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dotenv import dotenv_values
+from pydantic import ValidationError
+from sqlalchemy import select
+
+import ui.auth_ui
+from core.access.accounts import change_own_password, sign_in_with_password
+from core.access.rbac import ADMIN_ROLE, USER_ROLE, Actor
+from core.access.sessions import check_session, sign_out_everywhere
+from core.admin import users as admin_users
+from core.platform.config import PLACEHOLDER_SECRETS, Settings
+from core.platform.db import session_scope
+from core.platform.models import UserSession
+from tests.conftest import unique
+from tests.reliability.processes import ROOT
+from ui import session_keys
+
+PASSWORD = "correct-horse-9"
+GOOD_ADMIN_PASSWORD = "Vq8-lantern-orbit"
+
+# --------------------------------------------------------------------------- 1. secrets
+
+
+def test_production_refuses_the_example_env_file_as_shipped() -> None:
+    example = {key: value for key, value in dotenv_values(ROOT / ".env.example").items() if value}
+    assert "QUORUM_ENVIRONMENT" not in example  # compose and the image set production
+    with pytest.raises(ValidationError, match="QUORUM_COOKIE_KEY"):
+        Settings(_env_file=ROOT / ".env.example", environment="production")  # type: ignore[call-arg]
+    # Filling in only the cookie key still leaves the admin password to set.
+    with pytest.raises(ValidationError, match="QUORUM_ADMIN_PASSWORD"):
+        Settings(
+            _env_file=ROOT / ".env.example",  # type: ignore[call-arg]
+            environment="production",
+            cookie_key=secrets.token_urlsafe(32),
+        )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        *sorted(PLACEHOLDER_SECRETS),
+        "replace-with-64-random-characters-from-openssl-rand-hex-32",  # the old .env.example
+        "change-me-quorum-development-cookie-key",  # the old built-in development key
+        "k" * 64,
+        "ab" * 32,
+        "0123456789" * 7,
+        "thequickbrownfoxjumpsoverthelazydog",
+        secrets.token_urlsafe(24),  # random, but only 24 bytes
+        secrets.token_hex(16),
+    ],
+)
+def test_production_refuses_placeholder_and_weak_cookie_keys(key: str) -> None:
+    with pytest.raises(ValidationError, match="QUORUM_COOKIE_KEY"):
+        Settings(environment="production", cookie_key=key, admin_password=GOOD_ADMIN_PASSWORD)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        secrets.token_urlsafe(32),
+        secrets.token_hex(32),
+        secrets.token_urlsafe(64),
+        "Zr0p8fQ2/x+Lk9Vb3Nw7Ye1Tg5Hs4Jd6Ma2Pc8Ru0Q=",  # openssl rand -base64 32
+    ],
+)
+def test_production_accepts_32_random_bytes(key: str) -> None:
+    assert Settings(environment="production", cookie_key=key, admin_password=GOOD_ADMIN_PASSWORD).cookie_key == key
+
+
+@pytest.mark.parametrize(
+    "password", ["replace-me", "replace-me-too", "admin1234567", "Password1234", "aaaaaaaaaaa1", "short-1"]
+)
+def test_production_refuses_placeholder_and_weak_admin_passwords(password: str) -> None:
+    with pytest.raises(ValidationError, match="QUORUM_ADMIN_PASSWORD"):
+        Settings(environment="production", cookie_key=secrets.token_urlsafe(32), admin_password=password)
+
+
+def test_development_signs_with_a_random_key_made_once_per_data_folder(tmp_path: Path) -> None:
+    first = Settings(data_dir=tmp_path / "one", cookie_key=None).cookie_signing_key
+    again = Settings(data_dir=tmp_path / "one", cookie_key=None).cookie_signing_key
+    other = Settings(data_dir=tmp_path / "two", cookie_key=None).cookie_signing_key
+    assert first == again  # kept across restarts: sessions survive them
+    assert first != other  # no two installs share a key
+    assert len(first) >= 43 and first.decode() not in PLACEHOLDER_SECRETS
+    key_file = tmp_path / "one" / "cookie_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert not list((tmp_path / "one").glob("*.tmp"))
+
+
+def test_the_image_and_compose_run_as_production() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ENV\b[^#]*QUORUM_ENVIRONMENT=production", dockerfile, re.MULTILINE | re.DOTALL)
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert re.search(r"QUORUM_ENVIRONMENT:\s*production", compose)
+    # The example file leaves every secret empty: nothing public to copy as is.
+    for name in ("QUORUM_COOKIE_KEY", "QUORUM_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"):
+        assert dotenv_values(ROOT / ".env.example").get(name) in ("", None), name
+
+
+# --------------------------------------------------------------------------- 2. sessions
+
+
+class _Browser:
+    """What a browser sends with its requests: cookies and headers."""
+
+    def __init__(self, cookies: dict[str, str], headers: dict[str, str] | None = None) -> None:
+        self.cookies = cookies
+        self.headers = list((headers or {}).items())
+        self.remote_ip = "127.0.0.1"
+
+
+@pytest.fixture
+def cookie_jar(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Every call the app makes to the browser's cookie component."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(ui.auth_ui, "_cookie_component", lambda **call: calls.append(call))
+    yield calls
+
+
+def _app() -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=30)
+
+
+def _visit(monkeypatch: pytest.MonkeyPatch, cookie: str | None, headers: dict[str, str] | None = None) -> Any:
+    """A fresh session of the real app (a reload, another tab) whose browser sends `cookie`."""
+    import streamlit.runtime.context as context
+
+    from core.platform.config import get_settings
+
+    cookies = {get_settings().cookie_name: cookie} if cookie else {}
+    monkeypatch.setattr(context, "_get_client_context", lambda: _Browser(cookies, headers))
+    return _app().run()
+
+
+def _open_tab(cookie: str, actor: Actor, **state: Any) -> Any:
+    """The next run of a tab signed in earlier (its session state holds the session).
+
+    A fresh AppTest each time: AppTest runs a file page of the pages/ folder by itself on
+    later runs, without the router, where a browser always runs streamlit_app.py first.
+    """
+    app = _app()
+    app.session_state[session_keys.ACTOR] = actor
+    app.session_state[session_keys.SESSION_COOKIE] = cookie
+    for key, value in state.items():
+        app.session_state[key] = value
+    return app.run()
+
+
+def _signed_in_as(app: Any) -> str | None:
+    if session_keys.ACTOR not in app.session_state:
+        return None
+    actor = app.session_state[session_keys.ACTOR]
+    return actor.username if actor else None
+
+
+def _sign_in_on_the_form(app: Any, username: str, password: str = PASSWORD) -> Any:
+    app.run()
+    fields = {field.label: field for field in app.text_input}
+    fields["Username"].input(username)
+    fields["Password"].input(password)
+    return next(b for b in app.button if b.label == "Sign in").click().run()
+
+
+def _new_cookie(username: str) -> str:
+    outcome = sign_in_with_password(username=username, password=PASSWORD)
+    assert outcome.session is not None, outcome.refusal
+    return outcome.session.cookie
+
+
+def test_a_cookie_names_a_session_bound_to_the_user_and_signing_out_ends_it(
+    make_user: Any, cookie_jar: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = make_user()
+    app = _sign_in_on_the_form(_app(), member.username)
+    assert _signed_in_as(app) == member.username
+    [stored] = [call for call in cookie_jar if call["method"] == "set"]
+    cookie = stored["value"]
+    assert member.username not in cookie  # no name to forge: an id, a random token, a MAC
+    assert stored["options"]["sameSite"] == "strict" and "secure" not in stored["options"]  # plain http here
+
+    # Another tab (or a reload) with the cookie is signed in...
+    assert _signed_in_as(_visit(monkeypatch, cookie)) == member.username
+    # ...until the user signs out: the session ends on the server, not only in this browser.
+    app = _open_tab(cookie, member, **{session_keys.SIGN_OUT_REQUESTED: True})
+    assert _signed_in_as(app) is None
+    assert [call["method"] for call in cookie_jar][-1] == "delete"
+    assert check_session(cookie).actor is None
+    copied = _visit(monkeypatch, cookie)  # a copy of the cookie kept elsewhere
+    assert _signed_in_as(copied) is None
+    assert "Username" in [field.label for field in copied.text_input]
+
+
+def test_a_password_change_signs_out_every_other_session(make_user: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    member = make_user()
+    here, laptop, phone = (_new_cookie(member.username) for _ in range(3))
+    ended = change_own_password(
+        actor=member, current_password=PASSWORD, new_password="a-new-secret-77", keep_session=here
+    )
+    assert ended == 2
+    assert check_session(here).actor is not None
+    for elsewhere in (laptop, phone):
+        verdict = check_session(elsewhere)
+        assert verdict.actor is None and "password was changed" in (verdict.refusal or "")
+    app = _visit(monkeypatch, laptop)
+    assert _signed_in_as(app) is None
+    assert "password was changed" in " ".join(w.value for w in app.warning)
+
+
+def test_sign_out_everywhere(make_user: Any) -> None:
+    member = make_user()
+    here, other = _new_cookie(member.username), _new_cookie(member.username)
+    assert sign_out_everywhere(actor=member, keep=here) == 1
+    assert check_session(here).actor is not None and check_session(other).actor is None
+    assert sign_out_everywhere(actor=member) == 1
+    assert check_session(here).actor is None
+
+
+def test_an_admin_reset_or_disable_signs_the_user_out_everywhere_for_good(
+    make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = make_user(ADMIN_ROLE)
+    member = make_user()
+    before_reset = _new_cookie(member.username)
+    admin_users.reset_password(actor=admin, user_id=member.id, new_password="reset-by-admin-5")
+    assert "reset your password" in (check_session(before_reset).refusal or "")
+
+    member_cookie = sign_in_with_password(username=member.username, password="reset-by-admin-5").session
+    assert member_cookie is not None
+    assert _signed_in_as(_open_tab(member_cookie.cookie, member)) == member.username
+    admin_users.set_user_active(actor=admin, user_id=member.id, active=False)
+    open_tab = _open_tab(member_cookie.cookie, member)  # the tab's next click
+    assert _signed_in_as(open_tab) is None
+    assert "disabled" in " ".join(w.value for w in open_tab.warning)
+    # Enabling the account again does not revive the browsers signed in before.
+    admin_users.set_user_active(actor=admin, user_id=member.id, active=True)
+    assert check_session(member_cookie.cookie).actor is None
+    assert _signed_in_as(_visit(monkeypatch, member_cookie.cookie)) is None
+
+
+def test_a_new_user_given_a_deleted_users_name_inherits_no_session(
+    make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = make_user(ADMIN_ROLE)
+    name = unique("reused")
+    departed = make_user(username=name)
+    old_cookie = _new_cookie(name)
+    admin_users.delete_user(actor=admin, user_id=departed.id)
+    with session_scope() as session:
+        assert not session.scalars(select(UserSession).where(UserSession.user_id == departed.id)).all()
+    newcomer: Actor = make_user(username=name, role=USER_ROLE)
+    assert newcomer.id != departed.id
+    assert check_session(old_cookie).actor is None
+    assert _signed_in_as(_visit(monkeypatch, old_cookie)) is None
+    # The old token under the new user's id does not pass the signature either.
+    _, token, signature = old_cookie.split(".")
+    assert check_session(f"{newcomer.id}.{token}.{signature}").actor is None
+
+
+@pytest.mark.parametrize(
+    ("context_url", "headers"),
+    [("https://quorum.example.com/", {}), (None, {"X-Forwarded-Proto": "https"})],
+    ids=["https", "behind-a-tls-proxy"],
+)
+def test_the_cookie_is_secure_when_served_over_tls(
+    make_user: Any,
+    cookie_jar: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    context_url: str | None,
+    headers: dict[str, str],
+) -> None:
+    import streamlit.runtime.context as context
+
+    member = make_user()
+    monkeypatch.setattr(context, "_get_client_context", lambda: _Browser({}, headers))
+    app = _app()
+    if context_url:
+        app.context["url"] = context_url
+    _sign_in_on_the_form(app, member.username)
+    assert _signed_in_as(app) == member.username
+    [stored] = [call for call in cookie_jar if call["method"] == "set"]
+    assert stored["options"]["secure"] is True
