@@ -104,7 +104,7 @@ def _end_local_session(*, message: str | None) -> None:
     must not sign in with that value again."""
     for key in _USER_KEYS:
         st.session_state.pop(key, None)
-    opened_with = st.context.cookies.get(get_settings().cookie_name)
+    opened_with = _opened_with_cookie()
     if opened_with:
         st.session_state[session_keys.DISCARDED_COOKIE] = opened_with
     # The sign-in page deletes the browser's cookie below its form (render_login_form).
@@ -113,13 +113,17 @@ def _end_local_session(*, message: str | None) -> None:
         st.session_state[session_keys.SIGN_IN_MESSAGE] = message
 
 
+def _opened_with_cookie() -> str | None:
+    """The sign-in cookie the browser sent when this tab connected, if any."""
+    cookie = st.context.cookies.get(get_settings().cookie_name)
+    return cookie if isinstance(cookie, str) and cookie else None
+
+
 def _cookie_from_browser() -> str | None:
     if not get_settings().password_sign_in:
         return None
-    cookie = st.context.cookies.get(get_settings().cookie_name)
-    if not cookie or cookie == st.session_state.get(session_keys.DISCARDED_COOKIE):
-        return None
-    return str(cookie)
+    cookie = _opened_with_cookie()
+    return None if cookie == st.session_state.get(session_keys.DISCARDED_COOKIE) else cookie
 
 
 def restore_session() -> None:
