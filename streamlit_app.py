@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.ai import is_offline, provider_status
 from core.platform.health import database_problem
-from ui import session_keys
+from ui import page_access, session_keys
 from ui.auth_ui import render_login_form, request_sign_out, restore_session
 from ui.common import current_actor
 
@@ -41,21 +41,11 @@ actor = current_actor()
 # (page file, title, icon, permissions: any one of them opens the page)
 PAGES: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("pages/home.py", "Home", ":material/home:", ()),
-    (
-        "pages/ingestion_hub.py",
-        "Ingestion Hub",
-        ":material/upload_file:",
-        ("ingest_documents", "read_documents", "transcribe_audio"),
-    ),
-    ("pages/transcripts.py", "Transcripts & Minutes", ":material/graphic_eq:", ("read_transcripts",)),
-    ("pages/action_items.py", "Action items", ":material/checklist:", ("read_transcripts",)),
-    ("pages/chat.py", "Chat", ":material/chat:", ("use_chat",)),
-    (
-        "pages/admin.py",
-        "Admin",
-        ":material/admin_panel_settings:",
-        ("manage_users", "manage_roles", "review_feedback", "view_jobs", "view_audit_log"),
-    ),
+    ("pages/ingestion_hub.py", "Ingestion Hub", ":material/upload_file:", page_access.INGESTION_HUB),
+    ("pages/transcripts.py", "Transcripts & Minutes", ":material/graphic_eq:", page_access.TRANSCRIPTS),
+    ("pages/action_items.py", "Action items", ":material/checklist:", page_access.ACTION_ITEMS),
+    ("pages/chat.py", "Chat", ":material/chat:", page_access.CHAT),
+    ("pages/admin.py", "Admin", ":material/admin_panel_settings:", page_access.ADMIN),
     ("pages/account.py", "Account", ":material/person:", ()),
 ]
 

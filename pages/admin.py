@@ -15,7 +15,7 @@ import core.admin as admin_service
 import pandas as pd
 import streamlit as st
 from core.access.audit import AuditFilters, audit_actions, export_audit_csv, export_audit_xlsx, list_audit
-from core.access.rbac import ADMIN_ROLE, PERMISSIONS
+from core.access.rbac import ADMIN_ROLE, PERMISSIONS, Actor
 from core.admin import JobRow
 from core.admin.analytics import usage_analytics
 from core.chat.feedback_review import (
@@ -29,6 +29,7 @@ from core.chat.feedback_review import (
 from core.platform.config import get_settings
 from core.platform.models import REVIEW_STATUSES
 from ui import session_keys
+from ui.auth_ui import recheck_account
 from ui.common import current_actor, format_seconds, run_action
 
 JOBS_REFRESH_SECONDS = 5
@@ -490,13 +491,15 @@ def _job_stage(row: JobRow) -> str:
     return row.stage[:1].upper() + row.stage[1:]
 
 
-def _retry(row: JobRow) -> bool:
+def _retry(actor: Actor, row: JobRow) -> bool:
     admin_service.retry_job(actor=actor, kind=row.kind, job_id=row.id)
     return True
 
 
 @st.fragment(run_every=timedelta(seconds=JOBS_REFRESH_SECONDS))
 def jobs_panel() -> None:
+    # Reruns every few seconds without the router: a disabled or demoted admin stops here.
+    actor = recheck_account("view_jobs")
     depths = admin_service.job_queue_depths(actor=actor)
     kind_col, status_col, _ = st.columns([1, 1, 3])
     kind = kind_col.selectbox(
@@ -549,7 +552,7 @@ def jobs_panel() -> None:
         text_col, button_col = st.columns([5, 1])
         text_col.markdown(f"**{row.kind} #{row.id}** · {row.name} · {row.error or 'stalled'}")
         clicked = button_col.button("Retry", key=f"admin_retry_{row.kind}_{row.id}", icon=":material/replay:")
-        if clicked and run_action(partial(_retry, row), success=f"{row.kind} #{row.id} queued again."):
+        if clicked and run_action(partial(_retry, actor, row), success=f"{row.kind} #{row.id} queued again."):
             st.rerun(scope="fragment")
 
 

@@ -26,7 +26,8 @@ from core.documents import (
 from core.documents.filetypes import SUPPORTED_DESCRIPTION, UPLOAD_PICKER_EXTENSIONS
 from core.platform.config import get_settings
 from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES
-from ui import session_keys
+from ui import page_access, session_keys
+from ui.auth_ui import recheck_account
 from ui.common import current_actor, format_bytes, format_seconds, run_action
 
 ACTIVE_REFRESH_SECONDS = 2
@@ -122,16 +123,16 @@ def render_upload_notes(actor: Actor) -> None:
         return
     ids = [document_id for status, _, document_id in notes if status == "accepted" and document_id is not None]
 
-    def current() -> dict[int, DocumentInfo]:
+    def current(viewer: Actor) -> dict[int, DocumentInfo]:
         if not ids:
             return {}
-        return {d.id: d for d in run_action(lambda: list_documents(actor=actor, document_ids=ids)) or []}
+        return {d.id: d for d in run_action(lambda: list_documents(actor=viewer, document_ids=ids)) or []}
 
-    active = any(_is_active(d) for d in current().values())
+    active = any(_is_active(d) for d in current(actor).values())
 
     @st.fragment(run_every=ACTIVE_REFRESH_SECONDS if active else None)
     def upload_notes() -> None:
-        latest = current()
+        latest = current(recheck_account(*page_access.INGESTION_HUB))
         for status, message, document_id in notes:
             if status == "accepted" and document_id is not None:
                 if document_id in latest:  # gone when deleted meanwhile
@@ -233,7 +234,8 @@ def render_table(actor: Actor, filters: dict[str, Any], documents: list[Document
 
     @st.fragment(run_every=ACTIVE_REFRESH_SECONDS if active else IDLE_REFRESH_SECONDS)
     def content_table() -> None:
-        current = run_action(lambda: list_documents(actor=actor, **filters)) or []
+        fresh = recheck_account(*page_access.INGESTION_HUB)
+        current = run_action(lambda: list_documents(actor=fresh, **filters)) or []
         if not current:
             st.info("Nothing matches. Upload documents or recordings above, or change the filters.")
             return
@@ -261,7 +263,8 @@ def render_table(actor: Actor, filters: dict[str, Any], documents: list[Document
 
 
 @st.dialog("Chunks", width="large")
-def show_chunks(actor: Actor, document: DocumentInfo) -> None:
+def show_chunks(document: DocumentInfo) -> None:
+    actor = recheck_account(*page_access.INGESTION_HUB)
     chunks = run_action(lambda: document_chunks(actor=actor, document_id=document.id, limit=CHUNKS_SHOWN))
     if chunks is None:
         return
@@ -284,7 +287,8 @@ def show_chunks(actor: Actor, document: DocumentInfo) -> None:
 
 
 @st.dialog("Delete document")
-def confirm_delete(actor: Actor, document: DocumentInfo) -> None:
+def confirm_delete(document: DocumentInfo) -> None:
+    actor = recheck_account(*page_access.INGESTION_HUB)
     st.write(
         f"Delete **{document.filename}**? Its chunks and its stored file are removed, and search "
         "will never return it again. This cannot be undone."
@@ -326,7 +330,7 @@ def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
         (st.error if document.status == "FAILED" else st.warning)(document.error, icon=":material/error:")
     view, download, reindex, retry, remove = st.columns(5)
     if view.button("View chunks", icon=":material/segment:", width="stretch", disabled=not document.searchable):
-        show_chunks(actor, document)
+        show_chunks(document)
     prepared = run_action(lambda: _download(actor, actor.id, document.id))
     if prepared is not None:
         filename, content_type, data = prepared
@@ -356,7 +360,7 @@ def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
     ) and _succeeded(lambda: retry_document(actor=actor, document_id=document.id)):
         _flash(f"{document.filename} is queued again.")
     if remove.button("Delete", icon=":material/delete:", width="stretch", disabled=not document.can_delete):
-        confirm_delete(actor, document)
+        confirm_delete(document)
 
 
 # --------------------------------------------------------------------------- page

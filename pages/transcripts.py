@@ -30,7 +30,8 @@ from core.meetings import (
 from core.meetings.action_items import list_action_items
 from core.meetings.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
 from core.meetings.stitching import TranscriptLine
-from ui import session_keys
+from ui import page_access, session_keys
+from ui.auth_ui import recheck_account
 from ui.common import current_actor, format_bytes, format_seconds, run_action
 from ui.speaker_naming import render_speakers
 from ui.transcripts_upload import render_audio_upload
@@ -113,7 +114,8 @@ def render_job_list(actor: Actor, jobs: list[RecordingSummary], mine_only: bool)
 
     @st.fragment(run_every=LIST_REFRESH_SECONDS if any(job.is_active for job in jobs) else None)
     def job_table() -> None:
-        current = list_recordings(actor=actor, mine_only=mine_only)
+        fresh = recheck_account(*page_access.TRANSCRIPTS)
+        current = list_recordings(actor=fresh, mine_only=mine_only)
         st.dataframe(
             _job_rows(current),
             hide_index=True,
@@ -136,7 +138,8 @@ def render_progress(actor: Actor, job: RecordingSummary) -> None:
 
     @st.fragment(run_every=PROGRESS_REFRESH_SECONDS)
     def live() -> None:
-        current = run_action(lambda: get_recording_summary(actor=actor, job_id=job.id))
+        fresh = recheck_account(*page_access.TRANSCRIPTS)
+        current = run_action(lambda: get_recording_summary(actor=fresh, job_id=job.id))
         if current is None:
             return
         label = "Waiting for a worker" if current.status == "PENDING" else current.stage_label

@@ -13,11 +13,13 @@ from typing import Any
 
 import streamlit as st
 
+from core.access.rbac import Actor
 from core.meetings import RecordingSummary, get_recording_summary, submit_recording
 from core.meetings.audio import ACCEPTED_EXTENSIONS
 from core.platform.config import get_settings
 from core.platform.errors import DuplicateRecording, NotFound, QuorumError
 from ui import session_keys
+from ui.auth_ui import recheck_account
 from ui.common import current_actor, format_seconds, plain
 
 TRANSCRIPTS_PAGE = "pages/transcripts.py"
@@ -93,19 +95,19 @@ def _render_notes(key: str, *, link: bool) -> None:
         return
     actor = current_actor()
 
-    def current() -> dict[int, RecordingSummary]:
+    def current(viewer: Actor) -> dict[int, RecordingSummary]:
         jobs: dict[int, RecordingSummary] = {}
         for status, _, job_id in notes:
             if status == "accepted" and job_id is not None:
                 with contextlib.suppress(NotFound):  # deleted meanwhile: its message goes
-                    jobs[job_id] = get_recording_summary(actor=actor, job_id=job_id)
+                    jobs[job_id] = get_recording_summary(actor=viewer, job_id=job_id)
         return jobs
 
-    active = any(job.is_active for job in current().values())
+    active = any(job.is_active for job in current(actor).values())
 
     @st.fragment(run_every=REFRESH_SECONDS if active else None)
     def queued_recordings() -> None:
-        latest = current()
+        latest = current(recheck_account())
         for status, message, job_id in notes:
             if status == "duplicate" and job_id is not None:
                 _duplicate_note(key, message, job_id)

@@ -6,10 +6,12 @@
 2. Sessions: a sign-in is a revocable server-side session bound to the user id; sign-out,
    a password change or reset, disabling and deleting end it; a reused username inherits
    nothing; the cookie is Secure over TLS.
+3. Fragments and dialogs (which rerun without the router) re-check the account first.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import secrets
 import stat
@@ -29,7 +31,7 @@ from core.access.sessions import check_session, sign_out_everywhere
 from core.admin import users as admin_users
 from core.platform.config import PLACEHOLDER_SECRETS, Settings
 from core.platform.db import session_scope
-from core.platform.models import UserSession
+from core.platform.models import Role, UserSession
 from tests.conftest import unique
 from tests.reliability.processes import ROOT
 from ui import session_keys
@@ -300,3 +302,119 @@ def test_the_cookie_is_secure_when_served_over_tls(
     assert _signed_in_as(app) == member.username
     [stored] = [call for call in cookie_jar if call["method"] == "set"]
     assert stored["options"]["secure"] is True
+
+
+# --------------------------------------------------------------------------- 3. fragments and dialogs
+
+
+def _fragments_and_dialogs() -> list[tuple[str, ast.FunctionDef]]:
+    """Every function of pages/ and ui/ decorated with st.fragment or st.dialog."""
+    found = []
+    for path in sorted([*(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for decorator in node.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                if isinstance(target, ast.Attribute) and target.attr in ("fragment", "dialog"):
+                    found.append((f"{path.name}:{node.name}", node))
+    return found
+
+
+def test_every_fragment_and_dialog_rechecks_the_account_first() -> None:
+    """Fragments and dialogs rerun without the router: each must re-read the account before
+    it shows or does anything (ui.auth_ui.recheck_account)."""
+    found = _fragments_and_dialogs()
+    assert len(found) >= 6, found  # the scan itself works
+    for where, function in found:
+        calls = [node for node in ast.walk(function.body[0]) if isinstance(node, ast.Call)]
+        names = {getattr(call.func, "id", None) for call in calls}
+        assert "recheck_account" in names, f"{where} does not start with recheck_account()"
+
+
+@pytest.fixture
+def stale_admin(make_user: Any) -> tuple[Actor, str]:
+    """An admin signed in in some browser: their Actor as that tab holds it, and its cookie."""
+    signed = make_user(ADMIN_ROLE)
+    return signed, _new_cookie(signed.username)
+
+
+def _page_run(page: str, actor: Actor, cookie: str, **state: Any) -> Any:
+    """A rerun of a page's fragments as the tab sees it: the page script without the router
+    (which is what a fragment's rerun skips), with the session the tab holds."""
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
+    app.session_state[session_keys.ACTOR] = actor
+    app.session_state[session_keys.SESSION_COOKIE] = cookie
+    for key, value in state.items():
+        app.session_state[key] = value
+    return app.run()
+
+
+def _shown(app: Any) -> str:
+    """Everything the run drew as text, tables included."""
+    kinds = ("markdown", "caption", "error", "warning", "info")
+    parts = [str(element.value) for kind in kinds for element in getattr(app, kind)]
+    parts += [frame.value.to_csv() for frame in app.dataframe]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("change", ["disabled", "demoted", "deleted"])
+def test_the_jobs_tab_stops_at_once_for_an_admin_disabled_demoted_or_deleted(
+    redis_server: str, make_user: Any, stale_admin: tuple[Actor, str], change: str
+) -> None:
+    from tests.job_factory import insert_job
+
+    admin = make_user(ADMIN_ROLE)
+    owner = make_user()
+    private_name = f"{unique('board-salaries')}.mp3"
+    insert_job(owner, status="FAILED", visibility="private", filename=private_name)
+    actor, cookie = stale_admin
+    assert private_name in _shown(_page_run("admin.py", actor, cookie))  # the admin sees it...
+
+    if change == "disabled":
+        admin_users.set_user_active(actor=admin, user_id=actor.id, active=False)
+    elif change == "demoted":
+        with session_scope() as session:
+            user_role = session.scalar(select(Role.id).where(Role.name == USER_ROLE))
+        assert user_role is not None
+        admin_users.change_user_role(actor=admin, user_id=actor.id, role_id=user_role)
+    else:
+        admin_users.delete_user(actor=admin, user_id=actor.id)
+    app = _page_run("admin.py", actor, cookie)  # ...and the Jobs tab's next refresh:
+    assert not app.exception
+    assert private_name not in _shown(app)
+    if change == "demoted":
+        assert not app.session_state[session_keys.ACTOR].can("view_jobs")
+    else:
+        assert session_keys.ACTOR not in app.session_state
+
+
+def test_the_hub_table_and_delete_dialog_stop_for_a_disabled_user(
+    redis_server: str, make_user: Any, stale_admin: tuple[Actor, str]
+) -> None:
+    import io
+
+    from core.documents import index_document, upload_documents
+    from core.platform.models import Document
+
+    admin = make_user(ADMIN_ROLE)
+    actor, cookie = stale_admin
+    name = f"{unique('merger-plan')}.txt"
+    stream = io.BytesIO(b"The merger closes on Friday.")
+    stream.name = name  # type: ignore[attr-defined]
+    [outcome] = upload_documents(actor=actor, files=[stream])
+    assert outcome.document_id is not None
+    index_document(outcome.document_id)
+    app = _page_run("ingestion_hub.py", actor, cookie)
+    assert name in _shown(app)
+    app.selectbox(key=session_keys.SELECTED_DOCUMENT_ID).select(outcome.document_id).run()
+
+    admin_users.set_user_active(actor=admin, user_id=actor.id, active=False)
+    next(button for button in app.button if button.label == "Delete").click().run()
+    assert session_keys.ACTOR not in app.session_state  # the dialog signed them out first
+    assert not any(getattr(button, "key", None) == "hub_confirm_delete" for button in app.button)
+    assert name not in _shown(app)
+    with session_scope() as session:
+        assert session.get(Document, outcome.document_id) is not None
