@@ -170,29 +170,48 @@ def bm25s_rankings(qset: QuestionSet) -> dict[str, list[str]]:
 # Worker: one fresh database, one embedder ---------------------------------------------------
 
 
-def run_worker(set_name: str, embedder: str, out: Path) -> None:
-    """Ingest and ask. The environment already points core at a fresh database."""
-    from sqlalchemy import select
+def run_worker(set_name: str, embedder: str, out: Path, *, reuse: bool) -> None:
+    """Ingest and ask. The environment already points core at the database (fresh unless `reuse`)."""
+    from sqlalchemy import func, select, update
 
     from core.access.accounts import actor_from_user, insert_user
     from core.ai import get_provider
-    from core.chat.retrieval import embed_question, search_chunks
-    from core.documents import ingest_paths
-    from core.platform.config import get_settings
+    from core.ai.embedding_space import fusion_vector_weight
     from core.platform.db import session_scope
-    from core.platform.models import Document
+    from core.platform.models import Document, DocumentChunk, EmbeddingSpace, User
     from core.platform.schema import upgrade_database
 
     qset = load_set(set_name)
     upgrade_database()
     with session_scope() as session:
-        user = insert_user(
-            session, username="quality", email="quality@example.com", password="quality-pass-1", role_name="admin"
-        )
-        session.flush()
+        user = session.scalar(select(User).where(User.username == "quality"))
+        reused = reuse and user is not None and session.scalar(select(func.count()).select_from(Document)) > 0
+        if user is None:
+            user = insert_user(
+                session, username="quality", email="quality@example.com", password="quality-pass-1", role_name="admin"
+            )
+            session.flush()
         actor = actor_from_user(session, user)
 
     started = time.perf_counter()
+    if reused:
+        # Ingested by an earlier run through the same path: ask with the current code. The
+        # fusion weight is the one the current code records for this embedder.
+        space = get_provider().embedding_space
+        with session_scope() as session:
+            session.execute(update(EmbeddingSpace).values(vector_weight=fusion_vector_weight(space)))
+    else:
+        _ingest(qset, actor)
+    ingest_s = time.perf_counter() - started
+    with session_scope() as session:
+        doc_of = {row.id: Path(row.filename).stem for row in session.execute(select(Document.id, Document.filename))}
+        chunk_count = session.scalar(select(func.count()).select_from(DocumentChunk)) or 0
+    _ask(qset, set_name, embedder, actor, out, doc_of=doc_of, ingest_s=ingest_s, chunks=chunk_count, reused=reused)
+
+
+def _ingest(qset: QuestionSet, actor: Any) -> list[Any]:
+    from core.documents import ingest_paths
+
     with tempfile.TemporaryDirectory(prefix="quorum-quality-") as folder:
         parts = [Path(folder) / str(part) for part in range(INGEST_THREADS)]
         for part in parts:
@@ -204,12 +223,28 @@ def run_worker(set_name: str, embedder: str, out: Path) -> None:
             ingested = [
                 item for batch in pool.map(lambda p: ingest_paths(actor=actor, paths=[p]), parts) for item in batch
             ]
-    ingest_s = time.perf_counter() - started
     failed = [item for item in ingested if item.status != "COMPLETED"]
     if failed:
         log.warning("%d documents not indexed, e.g. %s", len(failed), failed[0])
-    with session_scope() as session:
-        doc_of = {row.id: Path(row.filename).stem for row in session.execute(select(Document.id, Document.filename))}
+    return ingested
+
+
+def _ask(
+    qset: QuestionSet,
+    set_name: str,
+    embedder: str,
+    actor: Any,
+    out: Path,
+    *,
+    doc_of: dict[int, str],
+    ingest_s: float,
+    chunks: int,
+    reused: bool,
+) -> None:
+    from core.ai import get_provider
+    from core.chat.retrieval import embed_question, search_chunks
+    from core.platform.config import get_settings
+    from core.platform.db import session_scope
 
     provider = get_provider()
     settings = get_settings()
@@ -259,8 +294,9 @@ def run_worker(set_name: str, embedder: str, out: Path) -> None:
         "embedding_model": provider.embedding_space.describe(),
         "documents": len(qset.documents),
         "questions": len(qset.questions),
-        "chunks": sum(item.chunks for item in ingested),
+        "chunks": chunks,
         "ingest_s": ingest_s,
+        "reused": reused,
         "hybrid_p50_ms": 1000 * sorted(latencies)[len(latencies) // 2],
         "systems": {
             "Quorum hybrid": mean_scores(hybrid, qset),
@@ -283,13 +319,17 @@ def run_worker(set_name: str, embedder: str, out: Path) -> None:
 # Orchestrator -------------------------------------------------------------------------------
 
 
-def _database_url(name: str) -> str:
+def _database_url(name: str, *, reuse: bool) -> str:
     import pgserver
     import psycopg
 
     server = pgserver.get_server(str(WORK / "pg"), cleanup_mode="stop")
     uri: str = server.get_uri()
     with psycopg.connect(uri, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if reuse and exists:
+            base, query = uri.split("?", 1)
+            return base.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}?{query}"
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
         # Scratch data: commits need not wait for the disk (no effect on what is measured).
@@ -315,8 +355,13 @@ def render(results: list[dict[str, Any]], total_s: float) -> str:
         lines += [
             f"## {result['set']}, {result['embedder']} ({result['embedding_model']})",
             "",
-            f"{result['documents']:,} documents -> {result['chunks']:,} chunks (ingested in "
-            f"{result['ingest_s']:.0f} s), {result['questions']} questions; BM25 k1 {settings['bm25_k1']}, "
+            f"{result['documents']:,} documents -> {result['chunks']:,} chunks ("
+            + (
+                "ingested by an earlier run, asked again"
+                if result.get("reused")
+                else f"ingested in {result['ingest_s']:.0f} s"
+            )
+            + f"), {result['questions']} questions; BM25 k1 {settings['bm25_k1']}, "
             f"b {settings['bm25_b']}; hybrid p50 {result['hybrid_p50_ms']:.1f} ms.",
             "",
             "| system | nDCG@10 | recall@10 | MRR@10 |",
@@ -337,12 +382,15 @@ def main() -> None:
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--notes", default="", help="a file appended to the results")
     parser.add_argument("--no-write", action="store_true", help="print the report, keep the recorded results")
+    parser.add_argument(
+        "--reuse", action="store_true", help="ask again over a database an earlier run ingested (no re-ingest)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     (WORK / "quality").mkdir(parents=True, exist_ok=True)
     if args.worker:
         set_name, embedder = args.worker
-        run_worker(set_name, embedder, WORK / "quality" / f"result-{set_name}-{embedder}.json")
+        run_worker(set_name, embedder, WORK / "quality" / f"result-{set_name}-{embedder}.json", reuse=args.reuse)
         return
 
     began = time.perf_counter()
@@ -352,7 +400,7 @@ def main() -> None:
         for embedder in args.embedders.split(","):
             name = f"quorum_quality_{set_name}_{embedder}"
             env = os.environ | {
-                "DATABASE_URL": _database_url(name),
+                "DATABASE_URL": _database_url(name, reuse=args.reuse),
                 "QUORUM_DATA_DIR": str(WORK / "quality" / f"data-{set_name}-{embedder}"),
                 "QUORUM_ENVIRONMENT": "development",
                 "QUORUM_OFFLINE_EMBEDDER": "minilm" if embedder == "minilm" else "hashing",
@@ -363,7 +411,8 @@ def main() -> None:
             for variable in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "REDIS_URL", "STORAGE_URL"):
                 env.pop(variable, None)
             log.info("%s with %s embeddings", set_name, embedder)
-            subprocess.run([sys.executable, __file__, "--worker", set_name, embedder], env=env, check=True)
+            command = [sys.executable, __file__, "--worker", set_name, embedder] + (["--reuse"] if args.reuse else [])
+            subprocess.run(command, env=env, check=True)
             result = json.loads((WORK / "quality" / f"result-{set_name}-{embedder}.json").read_text())
             result["systems"]["bm25s (PyStemmer English, stopwords, k1 0.9, b 0.4)"] = mean_scores(
                 baseline, load_set(set_name)
