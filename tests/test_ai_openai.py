@@ -66,7 +66,7 @@ def test_get_provider_is_openai_with_a_key(openai_provider: OpenAIProvider, fake
     assert isinstance(openai_provider, OpenAIProvider)
     assert get_provider() is openai_provider and openai_provider.generates_text
     status = provider_status()
-    assert status.startswith(f"OpenAI-compatible API at {fake_openai.base_url}")
+    assert status.startswith(f"OpenAI-compatible API at 127.0.0.1:{fake_openai.port},")
     assert "gpt-4o-mini" in status and "text-embedding-3-small" in status
     space = openai_provider.embedding_space
     assert (space.provider, space.model, space.dimensions) == (
@@ -361,7 +361,7 @@ def test_an_unreachable_server_names_the_base_url(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("QUORUM_OPENAI_MAX_RETRIES", "0")
     restore_settings()
     try:
-        with pytest.raises(ProviderError, match=f"Could not reach the AI service at http://127.0.0.1:{port}/v1"):
+        with pytest.raises(ProviderError, match=rf"Could not reach the AI service at 127\.0\.0\.1:{port} \("):
             get_provider().embed(["x"], usage=UsageContext(purpose="embedding"))
     finally:
         monkeypatch.undo()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import bcrypt
@@ -292,9 +292,10 @@ def forget_deleted_identity(session: Session, email: str) -> None:
 
 
 def actor_for_username(username: str) -> Actor:
-    """The Actor of an active account, for the command line. Raises NotFound otherwise."""
+    """The Actor of an active account, for the command line (its audit rows say "via":
+    "cli": nobody signed in as that user). Raises NotFound otherwise."""
     with session_scope() as session:
         user = session.scalar(_by_username(username))
         if user is None or not user.is_active:
             raise NotFound(f"There is no active user named {username!r}.")
-        return actor_from_user(session, user)
+        return replace(actor_from_user(session, user), via="cli")

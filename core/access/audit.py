@@ -82,7 +82,10 @@ def record_audit(
     someone not signed in whose claimed name is `actor_username` (a refused sign-in).
 
     `details` must be JSON-serialisable (ids, names, before/after values; never secrets).
+    An action taken through the command line carries details["via"] = "cli".
     """
+    if actor is not None and actor.via != "app":
+        details = {**(details or {}), "via": actor.via}
     session.add(
         AuditLog(
             actor_id=actor.id if actor is not None else None,

@@ -61,6 +61,7 @@ class Actor:
     permissions: frozenset[str] = field(default_factory=frozenset)
     display_name: str = ""
     email: str = ""
+    via: str = "app"  # "cli" when acting through core.cli (audit rows say so)
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions

@@ -1,4 +1,10 @@
-"""The job monitor: every transcription and indexing job, queue depths, and retry."""
+"""The job monitor: every transcription and indexing job, queue depths, and retry.
+
+view_jobs shows that a job exists, its owner, state and timings, not what it is about: the
+filename of a recording or document the viewer may not read themselves (someone's private
+upload, or a transcript without read_transcripts) is replaced by a placeholder, in its
+error message too.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from sqlalchemy import select
 from core.access.audit import record_audit
 from core.access.rbac import Actor, require
 from core.admin.users import DELETED_USER_LABEL
+from core.documents.access import visible_documents_clause
+from core.meetings.recording_access import job_visible_clause
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
@@ -58,6 +66,17 @@ def _is_stale(running: bool, heartbeat: datetime | None, started: datetime | Non
     return running and last_sign is not None and now - last_sign > limit
 
 
+PRIVATE_RECORDING = "(a recording you cannot open)"
+PRIVATE_DOCUMENT = "(a document you cannot open)"
+
+
+def _shown(name: str, error: str | None, *, readable: bool, placeholder: str) -> tuple[str, str | None]:
+    """(name, error) as the viewer may see them: the real ones, or with the name hidden."""
+    if readable:
+        return name, error
+    return placeholder, error.replace(name, placeholder) if error and name else error
+
+
 def list_jobs(
     *, actor: Actor, kind: JobKind | None = None, status: str | None = None, limit: int = 200
 ) -> list[JobRow]:
@@ -75,19 +94,30 @@ def list_jobs(
             query = select(TranscriptionJob).order_by(TranscriptionJob.created_at.desc(), TranscriptionJob.id.desc())
             if status:
                 query = query.where(TranscriptionJob.status == status)
-            for job in session.scalars(query.limit(limit)):
+            jobs = list(session.scalars(query.limit(limit)))
+            readable = set(
+                session.scalars(
+                    select(TranscriptionJob.id).where(
+                        TranscriptionJob.id.in_([job.id for job in jobs]), job_visible_clause(actor)
+                    )
+                )
+            )
+            for job in jobs:
                 running = job.status == "PROCESSING"
+                name, error = _shown(
+                    job.filename, job.error, readable=job.id in readable, placeholder=PRIVATE_RECORDING
+                )
                 rows.append(
                     JobRow(
                         kind="transcription",
                         id=job.id,
-                        name=job.filename,
+                        name=name,
                         owner=job.owner.username if job.owner else DELETED_USER_LABEL,
                         status=job.status,
                         stage=job.stage,
                         progress=float(job.progress or 0.0),
                         attempts=job.attempts,
-                        error=job.error,
+                        error=error,
                         created_at=job.created_at,
                         started_at=job.started_at,
                         finished_at=job.completed_at,
@@ -100,8 +130,19 @@ def list_jobs(
             documents = select(Document).order_by(Document.upload_date.desc(), Document.id.desc())
             if status:
                 documents = documents.where(Document.status == ("INDEXING" if status == "PROCESSING" else status))
-            for document in session.scalars(documents.limit(limit)):
+            listed = list(session.scalars(documents.limit(limit)))
+            readable = set(
+                session.scalars(
+                    select(Document.id).where(
+                        Document.id.in_([document.id for document in listed]), visible_documents_clause(actor)
+                    )
+                )
+            )
+            for document in listed:
                 running = document.status == "INDEXING"
+                name, error = _shown(
+                    document.filename, document.error, readable=document.id in readable, placeholder=PRIVATE_DOCUMENT
+                )
                 total = document.chunks_total or 0
                 progress = 1.0 if document.status == "COMPLETED" else (document.chunks_done / total if total else 0.0)
                 stage = {
@@ -114,13 +155,13 @@ def list_jobs(
                     JobRow(
                         kind="indexing",
                         id=document.id,
-                        name=document.filename,
+                        name=name,
                         owner=document.uploader.username if document.uploader else DELETED_USER_LABEL,
                         status=document.status,
                         stage=stage,
                         progress=min(1.0, progress),
                         attempts=document.attempts,
-                        error=document.error,
+                        error=error,
                         created_at=document.upload_date,
                         started_at=document.started_at,
                         finished_at=document.indexed_at,

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.access.audit import record_audit
 from core.access.rbac import ADMIN_ROLE, PERMISSIONS, USER_ROLE, Actor, permissions_of_role, require
-from core.admin.safeguards import ensure_administrable, guard_grant, load_role
+from core.admin.safeguards import ensure_administrable, guard_grant, guard_role_change, load_role
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput
 from core.platform.models import Permission, Role, RolePermission, User
@@ -215,6 +215,8 @@ def set_permission_matrix(*, actor: Actor, matrix: Mapping[int, Iterable[str]]) 
                     "Create another role for a narrower set."
                 )
             guard_grant(actor, wanted - have, f"change the role {role.name!r}")
+            if have - wanted:
+                guard_role_change(actor, have, role.name)
             added, removed = _set_grants(session, role, wanted)
             changed = True
             record_audit(

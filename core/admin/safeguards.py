@@ -11,8 +11,9 @@ one audit row (core.access.audit) in that same transaction.
 - Disabling a user or resetting their password signs out every browser they are signed in
   on (core.access.sessions); deleting them deletes their sessions with them.
 - No privilege escalation: an actor can only give out (by role assignment or matrix edit)
-  permissions they hold, and can only act on (reset, disable, delete, re-role) users whose
-  permissions are a subset of their own. Seeded admins hold everything, so they never hit it.
+  permissions they hold, can only act on (reset, disable, delete, re-role, unlock) users whose
+  permissions are a subset of their own, and can only take permissions away from a role
+  whose grants are a subset of their own. Seeded admins hold everything, so they never hit it.
 - Built-in roles ("admin", "user") are recreated at every start, so they cannot be deleted
   or renamed; the admin role always holds every permission, so its row of the matrix is fixed.
 """
@@ -65,6 +66,16 @@ def guard_grant(actor: Actor, permissions: Iterable[str], what: str) -> None:
     missing = sorted(set(permissions) - actor.permissions)
     if missing:
         raise PermissionDenied(f"You cannot {what}: it grants permissions you do not hold ({', '.join(missing)}).")
+
+
+def guard_role_change(actor: Actor, granted: Iterable[str], role_name: str) -> None:
+    """Changing what a role grants demotes (or promotes) everyone holding it: allowed only
+    when the actor holds every permission the role grants now, as for re-roling a user."""
+    missing = sorted(set(granted) - actor.permissions)
+    if missing:
+        raise PermissionDenied(
+            f"You cannot change the role {role_name!r}: it grants permissions you do not hold ({', '.join(missing)})."
+        )
 
 
 def guard_target(session: Session, actor: Actor, user: User, what: str) -> None:

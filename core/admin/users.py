@@ -256,10 +256,13 @@ def reset_password(*, actor: Actor, user_id: int, new_password: str | None = Non
 
 def unlock_user(*, actor: Actor, user_id: int) -> UserSummary:
     """Clear a sign-in lock and the failed-sign-in counter. Commits, with an audit row
-    (user.unlock). Idempotent. Raises PermissionDenied without manage_users; NotFound."""
+    (user.unlock). Idempotent. Raises PermissionDenied without manage_users or when the user
+    holds permissions the actor lacks (unlocking an account helps whoever is guessing its
+    password: only its peers and superiors may); NotFound."""
     require(actor, "manage_users")
     with session_scope() as session:
         user = load_user(session, user_id)
+        guard_target(session, actor, user, "unlock")
         was_locked_until = user.locked_until
         user.failed_login_count = 0
         user.locked_until = None

@@ -62,7 +62,7 @@ def provider_status() -> str:
         return (
             f"Offline mode: no OPENAI_API_KEY set; local Whisper tiny.en, extractive minutes and answers, {embeddings}"
         )
-    where = settings.openai_base_url or "https://api.openai.com/v1 (default)"
+    where = settings.openai_host + ("" if settings.openai_base_url else " (default)")
     return (
         f"OpenAI-compatible API at {where}, models: transcription {settings.transcription_model}, "
         f"chat {settings.chat_model}, embeddings {settings.embedding_model} ({settings.embedding_dim} dimensions)"

@@ -111,7 +111,7 @@ class OpenAIProvider:
         if not self.settings.openai_api_key:
             raise ProviderRejected("OPENAI_API_KEY is not set: the OpenAI provider needs an API key.")
         self.chat_model = self.settings.chat_model
-        self.base_url = self.settings.openai_base_url or "https://api.openai.com/v1"
+        self.host = self.settings.openai_host  # errors name the host only, never the whole URL
         self.client = OpenAI(
             api_key=self.settings.openai_api_key,
             base_url=self.settings.openai_base_url,
@@ -141,7 +141,7 @@ class OpenAIProvider:
             ) from error
         if isinstance(error, openai.APIConnectionError):
             raise ProviderError(
-                f"Could not reach the AI service at {self.base_url} (after {retries} retries): "
+                f"Could not reach the AI service at {self.host} (after {retries} retries): "
                 "check OPENAI_BASE_URL and the network."
             ) from error
         if not isinstance(error, openai.APIStatusError):
@@ -157,7 +157,7 @@ class OpenAIProvider:
         if status == 404:
             raise ProviderRejected(
                 f"Model {model} or the endpoint was not found (404): check the model setting and "
-                f"OPENAI_BASE_URL ({self.base_url}). ({detail})"
+                f"OPENAI_BASE_URL (host {self.host}). ({detail})"
             ) from error
         if status == 413:
             raise ProviderRejected(

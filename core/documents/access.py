@@ -1,7 +1,8 @@
 """Who may see and change a document: one rule, also applied inside the retrieval SQL.
 
 Who sees what (`visible_documents_clause`):
-- a "team" document: everyone holding read_documents;
+- a "team" document: everyone holding read_documents; a team transcript or minutes document
+  (made from a recording) also needs read_transcripts, as the recording itself does;
 - a "private" document: its uploader only;
 - holders of delete_documents (admins; core.meetings.recording_access.SEE_ALL_PRIVATE) see every document,
   since they must see what they may delete;
@@ -31,9 +32,12 @@ def visible_documents_clause(actor: Actor) -> ColumnElement[bool]:
     if actor.can(SEE_ALL_PRIVATE):
         return true()
     own = Document.uploaded_by == actor.id
-    if actor.can("read_documents"):
-        return or_(own, Document.visibility == "team")
-    return own
+    if not actor.can("read_documents"):
+        return own
+    team = Document.visibility == "team"
+    if not actor.can("read_transcripts"):
+        team = and_(team, Document.document_type == "general_document")
+    return or_(own, team)
 
 
 def searchable_documents_clause(actor: Actor) -> ColumnElement[bool]:

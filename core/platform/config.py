@@ -17,6 +17,7 @@ from decimal import Decimal
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -368,6 +369,18 @@ class Settings(BaseSettings):
     def offline(self) -> bool:
         """True when no API key is configured and the offline provider answers."""
         return not self.openai_api_key
+
+    @property
+    def openai_host(self) -> str:
+        """Where AI calls go, for people to read: the host (and port) of OPENAI_BASE_URL only,
+        never its user, password, path or query (a gateway URL may carry a key in them)."""
+        parts = urlsplit(self.openai_base_url or "https://api.openai.com/v1")
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        host = parts.hostname or "an unreadable OPENAI_BASE_URL"
+        return f"{host}:{port}" if port else host
 
     @property
     def max_document_bytes(self) -> int:

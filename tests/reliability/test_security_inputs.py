@@ -7,7 +7,9 @@ tests' private Redis (conftest.private_queue).
 
 from __future__ import annotations
 
+import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,22 +17,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
+import redis
+from sqlalchemy import delete, select
 
 from core.access import sign_in_throttle
 from core.access.accounts import actor_for_username, check_sign_in, record_failed_sign_in
 from core.access.audit import AuditFilters, list_audit
 from core.access.rbac import Actor
 from core.access.sign_in_throttle import seconds_to_wait
-from core.documents import index_document, upload_documents
+from core.admin import list_jobs, set_role_permissions, set_user_active, unlock_user
+from core.ai import get_provider, provider_status
+from core.ai.base import UsageContext
+from core.chat.retrieval import retrieve
+from core.documents import index_document, index_recording_documents, list_documents, upload_documents
 from core.meetings import audio, get_recording_summary, submit_recording, transcribe_recording
+from core.platform.config import Settings
 from core.platform.db import session_scope
-from core.platform.errors import InvalidInput, PermanentError
-from core.platform.models import Document, SignInThrottle
+from core.platform.embedded import redis_url, stop_embedded_redis
+from core.platform.errors import InvalidInput, PermanentError, PermissionDenied, ProviderError
+from core.platform.models import Document, Role, SignInThrottle
 from tests import audio_samples
 from tests.admin_data import get_row
 from tests.conftest import unique
 from tests.doc_factory import make_pdf, make_pdf_bomb, make_xlsx_shared_string_bomb
+from tests.fake_openai import restore_settings
+from tests.job_factory import insert_job, make_role
 from tests.reliability.processes import PrivateQueue
 from tests.reliability.test_bad_input import Upload
 from tests.test_auth_ui import PASSWORD, _app, _errors, _sign_in
@@ -349,3 +360,120 @@ def test_usernames_are_case_insensitive(
         at = _sign_in(_app(), typed, PASSWORD)
         assert at.session_state[session_keys.ACTOR].username == name, typed
     assert actor_for_username(name.upper()).id == user.id
+
+
+# --------------------------------------------------------------------------- Low: access details
+
+
+def test_transcript_and_minutes_documents_also_need_read_transcripts(
+    make_user: Callable[..., Actor], offline: Callable[..., None]
+) -> None:
+    offline()
+    owner = make_user()
+    token = unique("quokka")
+    segments = [{"start": 0.0, "end": 6.0, "text": f"The {token} launch moves to May, said Dana."}]
+    job_id = insert_job(owner, segments=segments, minutes_markdown=f"## Summary\n\nThe {token} launch moves to May.")
+    index_recording_documents(job_id)
+    reader = make_user(role=make_role("read_documents", "use_chat"))
+    listener = make_user(role=make_role("read_documents", "read_transcripts", "use_chat"))
+
+    def found(actor: Actor) -> set[str]:
+        listed = {d.document_type for d in list_documents(actor=actor) if d.transcription_job_id == job_id}
+        searched = {c.document_type for c in retrieve(actor=actor, query=f"{token} launch") if token in c.content}
+        return listed | searched
+
+    assert found(listener) == {"full_transcript", "meeting_minutes"}
+    assert found(reader) == set()  # the recording itself is closed to them, so are its documents
+
+
+def test_the_job_monitor_hides_names_of_uploads_the_viewer_cannot_open(
+    make_user: Callable[..., Actor], private_queue: PrivateQueue, offline: Callable[..., None]
+) -> None:
+    offline(max_document_pages=1)
+    owner = make_user()
+    [outcome] = upload_documents(
+        actor=owner, files=[Upload("layoffs-2027.pdf", make_pdf(["Plan A", "Plan B"]))], visibility="private"
+    )
+    assert outcome.document_id is not None
+    index_document(outcome.document_id)  # fails: its error names the file
+    recording = insert_job(owner, text="Private talk.", visibility="private", filename="merger-call.mp3")
+    monitor = make_user(role=make_role("view_jobs"))
+    rows = {(row.kind, row.id): row for row in list_jobs(actor=monitor)}
+    document_row, recording_row = rows[("indexing", outcome.document_id)], rows[("transcription", recording)]
+    assert document_row.name == "(a document you cannot open)" and recording_row.name == "(a recording you cannot open)"
+    assert document_row.error is not None and document_row.error.startswith("(a document you cannot open) has 2 pages")
+    assert document_row.owner == owner.username and document_row.status == "FAILED"  # the rest is still there
+    admin_rows = {(row.kind, row.id): row for row in list_jobs(actor=make_user(role="admin"))}
+    assert admin_rows[("indexing", outcome.document_id)].name == "layoffs-2027.pdf"
+
+
+def test_unlock_and_taking_permissions_away_are_guarded_like_role_changes(make_user: Callable[..., Actor]) -> None:
+    junior = make_user(role=make_role("manage_users", "manage_roles"))
+    boss = make_user(role="admin", failed_login_count=3)
+    with pytest.raises(PermissionDenied, match=r"You cannot unlock .*: they hold permissions you do not hold"):
+        unlock_user(actor=junior, user_id=boss.id)
+    auditors = make_role("view_audit_log", "view_jobs")
+    with session_scope() as session:
+        role_id = session.scalar(select(Role.id).where(Role.name == auditors))
+    assert role_id is not None
+    with pytest.raises(PermissionDenied, match=r"You cannot change the role .*: it grants permissions you do not hold"):
+        set_role_permissions(actor=junior, role_id=role_id, permissions=["view_jobs"])
+    admin = make_user(role="admin")
+    assert set_role_permissions(actor=admin, role_id=role_id, permissions=["view_jobs"]).permissions == {"view_jobs"}
+    assert unlock_user(actor=admin, user_id=boss.id).failed_login_count == 0
+
+
+def test_the_ai_service_is_named_by_host_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://gateway-user:s3cret@llm.example.com:8443/v1?api-key=k3y")
+    restore_settings()
+    try:
+        status = provider_status()
+        assert status.startswith("OpenAI-compatible API at llm.example.com:8443,")
+        monkeypatch.setenv("OPENAI_BASE_URL", "http://gateway-user:s3cret@127.0.0.1:9/v1?api-key=k3y")
+        monkeypatch.setenv("QUORUM_OPENAI_MAX_RETRIES", "0")
+        restore_settings()
+        with pytest.raises(ProviderError) as raised:
+            get_provider().embed(["x"], usage=UsageContext(purpose="embedding"))
+        message = str(raised.value)
+        assert message.startswith("Could not reach the AI service at 127.0.0.1:9 (")
+        assert not {"s3cret", "k3y", "gateway-user"} & set(re.findall(r"[\w-]+", message + status))
+    finally:
+        monkeypatch.undo()
+        restore_settings()
+
+
+def test_cli_actions_are_marked_as_cli_in_the_audit_log(admin: Actor, make_user: Callable[..., Actor]) -> None:
+    target = make_user()
+    via_cli = actor_for_username(admin.username.upper())
+    assert via_cli.via == "cli"
+    set_user_active(actor=via_cli, user_id=target.id, active=False)
+    [row] = list_audit(actor=admin, filters=AuditFilters(action="user.disable", target_id=str(target.id)))
+    assert row.actor_username == admin.username and row.details["via"] == "cli"
+    set_user_active(actor=admin, user_id=target.id, active=True)
+    [row] = list_audit(actor=admin, filters=AuditFilters(action="user.enable", target_id=str(target.id)))
+    assert "via" not in row.details
+
+
+def test_two_data_folders_never_share_an_embedded_redis(tmp_path: Path) -> None:
+    port = _free_port()
+    first = Settings(data_dir=tmp_path / "first", embedded_redis_port=port)
+    second = Settings(data_dir=tmp_path / "second", embedded_redis_port=port)
+    try:
+        first_url = redis_url(first)
+        redis.Redis.from_url(first_url).rpush("dramatiq:default", "a job of the first folder")
+        second_url = redis_url(second)
+        assert second_url != first_url and first_url == f"redis://127.0.0.1:{port}/0"
+        assert redis.Redis.from_url(second_url).llen("dramatiq:default") == 0
+        assert redis_url(first) == first_url and redis_url(second) == second_url  # each finds its own again
+        stop_embedded_redis(second)
+        assert redis.Redis.from_url(first_url).llen("dramatiq:default") == 1  # the first one still runs
+    finally:
+        stop_embedded_redis(second)
+        stop_embedded_redis(first)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
