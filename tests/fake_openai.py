@@ -796,6 +796,10 @@ def fake_openai(fake_openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
     fake_openai_server.reset()
 
 
+# Timeouts of the client in tests: far above any fake answer on a busy machine (see openai_provider).
+CLIENT_TIMEOUT_SECONDS = "120"
+
+
 def use_fake_openai(monkeypatch: pytest.MonkeyPatch, fake: FakeOpenAI, **settings: str) -> Any:
     """Point the settings at `fake` (plus QUORUM_<NAME>=value for each extra setting) and
     return a fresh provider. The caller's monkeypatch undoes the environment; call
@@ -825,11 +829,16 @@ def restore_settings() -> None:
 def openai_provider(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """get_provider() as an OpenAIProvider talking to the fake server, for this test only.
 
-    Short client timeouts keep slow-server tests fast. Settings and provider caches are
-    cleared before and after, so later tests see the offline default again.
+    Client timeouts are generous (CLIENT_TIMEOUT_SECONDS): on a loaded shared machine the
+    fake's ffprobe and the database can be slow, and a timed-out request would be retried,
+    doubling the calls tests count. Tests of timeouts set their own short ones. Settings and
+    provider caches are cleared before and after, so later tests see the offline default again.
     """
     provider = use_fake_openai(
-        monkeypatch, fake_openai, openai_timeout_seconds="5", openai_transcription_timeout_seconds="10"
+        monkeypatch,
+        fake_openai,
+        openai_timeout_seconds=CLIENT_TIMEOUT_SECONDS,
+        openai_transcription_timeout_seconds=CLIENT_TIMEOUT_SECONDS,
     )
     yield provider
     monkeypatch.undo()

@@ -14,7 +14,7 @@ from core.access.rbac import Actor
 from core.ai.embedding_space import current_embedding_space, reset_embedding_space
 from core.meetings import submit_recording
 from tests import audio_samples
-from tests.fake_openai import FakeOpenAI, restore_settings, use_fake_openai
+from tests.fake_openai import CLIENT_TIMEOUT_SECONDS, FakeOpenAI, restore_settings, use_fake_openai
 
 SENTENCES = [
     "Good morning everyone, welcome to the planning meeting.",
@@ -60,7 +60,12 @@ def fake_api(
     """configure(**settings): point the app at the fake server with these QUORUM_ settings."""
 
     def configure(**settings: object) -> FakeOpenAI:
-        values = {"openai_timeout_seconds": "5", "openai_max_retries": "0", **settings}
+        values = {
+            "openai_timeout_seconds": CLIENT_TIMEOUT_SECONDS,
+            "openai_transcription_timeout_seconds": CLIENT_TIMEOUT_SECONDS,
+            "openai_max_retries": "0",
+            **settings,
+        }
         use_fake_openai(monkeypatch, fake_openai, **{k: str(v) for k, v in values.items()})
         return fake_openai
 

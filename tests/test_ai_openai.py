@@ -22,7 +22,7 @@ from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, ProviderError, ProviderRejected
 from core.platform.models import UsageRecord
 from core.platform.tokens import count_tokens
-from tests.fake_openai import FakeOpenAI, restore_settings, use_fake_openai
+from tests.fake_openai import CLIENT_TIMEOUT_SECONDS, FakeOpenAI, restore_settings, use_fake_openai
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -39,7 +39,8 @@ def configure(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> Itera
     """configure(**settings) -> a fresh OpenAIProvider on the fake with those QUORUM_ settings."""
 
     def _configure(**settings: str) -> OpenAIProvider:
-        settings.setdefault("openai_timeout_seconds", "5")
+        settings.setdefault("openai_timeout_seconds", CLIENT_TIMEOUT_SECONDS)
+        settings.setdefault("openai_transcription_timeout_seconds", CLIENT_TIMEOUT_SECONDS)
         provider = use_fake_openai(monkeypatch, fake_openai, **settings)
         assert isinstance(provider, OpenAIProvider)
         return provider

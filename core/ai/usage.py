@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Date, cast, func, select
@@ -19,6 +19,7 @@ from core.access.rbac import Actor, require
 from core.ai.base import UsageContext
 from core.platform.config import get_settings
 from core.platform.db import session_scope
+from core.platform.errors import QuotaExceeded
 from core.platform.models import UsageRecord, User
 
 log = logging.getLogger(__name__)
@@ -238,4 +239,29 @@ def summarize_usage(*, actor: Actor, since: date | None = None) -> UsageSummary:
             )
             for r in model_rows
         ],
+    )
+
+
+def check_ai_budget(actor: Actor) -> None:
+    """Refuse a new AI-costing action of `actor` once their ledger total over the last
+    settings.user_ai_budget_days days reaches settings.user_ai_budget_usd (no limit when
+    unset). Read-only. Raises QuotaExceeded with when it frees up; work already queued runs."""
+    settings = get_settings()
+    budget = settings.user_ai_budget_usd
+    if budget is None:
+        return
+    since = datetime.now(UTC) - timedelta(days=settings.user_ai_budget_days)
+    with session_scope() as session:
+        spent, oldest = session.execute(
+            select(func.coalesce(func.sum(UsageRecord.cost_usd), 0), func.min(UsageRecord.created_at)).where(
+                UsageRecord.user_id == actor.id, UsageRecord.created_at >= since
+            )
+        ).one()
+    if Decimal(spent) < budget:
+        return
+    frees = (oldest + timedelta(days=settings.user_ai_budget_days)) if oldest else datetime.now(UTC)
+    raise QuotaExceeded(
+        f"You have used ${Decimal(spent):.2f} of your ${budget:.2f} AI budget for the last "
+        f"{settings.user_ai_budget_days} days, so Quorum cannot start more AI work for you now. "
+        f"Ask an admin to raise QUORUM_USER_AI_BUDGET_USD, or try again after {frees:%Y-%m-%d %H:%M} UTC."
     )

@@ -40,6 +40,7 @@ from core.access.rbac import Actor, require
 from core.ai import extractive
 from core.ai.base import AIProvider, Message, StreamResult, UsageContext
 from core.ai.embedding_space import check_embedding_space
+from core.ai.usage import check_ai_budget
 from core.chat.moments import pin_moments, without_repeated_minutes
 from core.chat.retrieval import (
     MAX_QUERY_CHARS,
@@ -631,6 +632,7 @@ def answer_question(
     """
     require(actor, "use_chat")
     question = _check_question(question)
+    check_ai_budget(actor)
     with session_scope() as session:
         chat = _owned_chat(session, actor, chat_id)
         history = _history(session, chat.id)
@@ -648,6 +650,7 @@ def regenerate_last_answer(*, actor: Actor, chat_id: int, filters: RetrievalFilt
     answer_question's. Raises NotFound (chat) and InvalidInput when the chat has no question.
     """
     require(actor, "use_chat")
+    check_ai_budget(actor)
     with session_scope() as session:
         chat = _owned_chat(session, actor, chat_id)
         last_question = session.execute(
@@ -671,6 +674,7 @@ def ask(*, actor: Actor, question: str, filters: RetrievalFilters | None = None)
     """
     require(actor, "use_chat")
     question = _check_question(question)
+    check_ai_budget(actor)
     outcome = _Outcome()
     provider = _provider()
     for _ in _generate(actor=actor, question=question, history=[], filters=filters, provider=provider, outcome=outcome):

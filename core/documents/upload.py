@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from core.access.rbac import Actor, require
+from core.ai.usage import check_ai_budget
 from core.documents.access import visible_documents_clause
 from core.documents.filetypes import detect_kind, stream_size
 from core.documents.indexing import ACTOR_NAME, index_document
@@ -229,6 +230,7 @@ def upload_documents(
     """
     require(actor, "ingest_documents")
     check_visibility(visibility)
+    check_ai_budget(actor)  # indexing embeds what is uploaded
     return [accept_upload(actor, file, visibility, send=True) for file in files]
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 
 from core.access.rbac import Actor
 from core.ai.base import TranscriptPiece, UsageContext
+from core.ai.usage import check_ai_budget
 from core.meetings.action_items import sync_action_items
 from core.meetings.minutes_format import Minutes, minutes_from_json, pieces_from_segments
 from core.meetings.minutes_writer import generate_minutes
@@ -146,6 +147,7 @@ def regenerate_minutes(*, actor: Actor, job_id: int) -> MinutesView:
         job = load_managed_job(session, actor=actor, job_id=job_id)
         if job.transcript_segments is None and job.transcript_text is None:
             raise Conflict("This recording has no transcript yet; minutes can be written once it is transcribed.")
+    check_ai_budget(actor)
     write_minutes_for_recording(job_id, regenerate=True, requested_by=actor.id)
     _reindex_minutes_document(job_id)
     return get_minutes(actor=actor, job_id=job_id)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.access.rbac import Actor, require
+from core.ai.usage import check_ai_budget
 from core.meetings.audio import CONTENT_TYPES, extension_of, probe_audio
 from core.meetings.recordings import RecordingSummary, enqueue_transcription, get_recording_summary
 from core.platform.config import get_settings
@@ -91,6 +92,7 @@ def submit_recording(
     when the queue cannot be reached (the job is then FAILED and can be retried).
     """
     require(actor, "transcribe_audio")
+    check_ai_budget(actor)  # transcription, minutes and indexing are AI work
     if visibility not in VISIBILITIES:
         raise InvalidInput("Visibility must be 'team' or 'private'.")
     name = _clean_filename(filename)

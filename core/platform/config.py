@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     embedding_dim: int = 1536
     chat_context_tokens: int = 128_000
     prices: dict[str, dict[str, Decimal]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # Most a user's own actions may cost in AI calls (usage ledger, USD) over a rolling
+    # window; unset = no limit. Checked before chat answers, regenerations, minutes and uploads.
+    user_ai_budget_usd: Decimal | None = None
+    user_ai_budget_days: int = 30
     offline_whisper_model_dir: Path | None = None
     offline_whisper_threads: int = 2
     # Offline embedder: "hashing" (lexical, built in) or "minilm" (semantic; needs

@@ -59,3 +59,7 @@ def describe_error(error: BaseException) -> str:
         return str(error)
     text_ = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {text_}"[:500] if text_ else type(error).__name__
+
+
+class QuotaExceeded(QuorumError):
+    """The user has spent their AI budget (Settings.user_ai_budget_usd) for now."""

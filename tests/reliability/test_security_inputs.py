@@ -28,14 +28,16 @@ from core.access.sign_in_throttle import seconds_to_wait
 from core.admin import list_jobs, set_role_permissions, set_user_active, unlock_user
 from core.ai import get_provider, provider_status
 from core.ai.base import UsageContext
+from core.chat.answers import answer_question, ask, create_chat, regenerate_last_answer
 from core.chat.retrieval import retrieve
 from core.documents import index_document, index_recording_documents, list_documents, upload_documents
 from core.meetings import audio, get_recording_summary, submit_recording, transcribe_recording
+from core.meetings.minutes import regenerate_minutes
 from core.platform.config import Settings
 from core.platform.db import session_scope
 from core.platform.embedded import redis_url, stop_embedded_redis
-from core.platform.errors import InvalidInput, PermanentError, PermissionDenied, ProviderError
-from core.platform.models import Document, Role, SignInThrottle
+from core.platform.errors import InvalidInput, PermanentError, PermissionDenied, ProviderError, QuotaExceeded
+from core.platform.models import Document, Role, SignInThrottle, UsageRecord
 from tests import audio_samples
 from tests.admin_data import get_row
 from tests.conftest import unique
@@ -477,3 +479,39 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- Low: AI spend per user
+
+
+def test_a_user_over_their_ai_budget_gets_a_clear_refusal(
+    make_user: Callable[..., Actor],
+    private_queue: PrivateQueue,
+    offline: Callable[..., None],
+    spoken_wav: Path,
+) -> None:
+    offline(user_ai_budget_usd="0.50", user_ai_budget_days=7)
+    spender, other = make_user(), make_user()
+    job_id = insert_job(spender, text="The budget review moved to Thursday.")
+    with session_scope() as session:
+        for cost in ("0.30", "0.25"):  # two earlier calls of theirs: $0.55
+            session.add(
+                UsageRecord(purpose="chat", provider="openai", model="gpt-4o-mini", cost_usd=cost, user_id=spender.id)
+            )
+    chat = create_chat(actor=spender)
+    refused = (
+        r"^You have used \$0\.55 of your \$0\.50 AI budget for the last 7 days, so Quorum cannot start more AI work"
+    )
+    attempts: list[Callable[[], object]] = [
+        lambda: answer_question(actor=spender, chat_id=chat.id, question="When is the review?"),
+        lambda: regenerate_last_answer(actor=spender, chat_id=chat.id),
+        lambda: ask(actor=spender, question="When is the review?"),
+        lambda: regenerate_minutes(actor=spender, job_id=job_id),
+        lambda: upload_documents(actor=spender, files=[Upload("notes.txt", b"Quarterly notes.")]),
+        lambda: submit_recording(actor=spender, file=_audio_upload(spoken_wav), filename="standup.wav"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(QuotaExceeded, match=refused):
+            attempt()
+    [outcome] = upload_documents(actor=other, files=[Upload("notes.txt", f"Notes {unique('n')}.".encode())])
+    assert outcome.status == "accepted"  # the budget is per user
