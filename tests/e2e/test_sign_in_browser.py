@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.access.rbac import Actor
+from core.access.sign_in_throttle import UNKNOWN_ADDRESS
+from core.platform.db import session_scope
+from core.platform.models import SignInThrottle
 from tests.e2e.conftest import LiveApp, screenshot, sign_in
 
 
@@ -35,3 +39,24 @@ def test_wrong_password_in_browser(live_app: LiveApp, page: Any, member: Actor) 
     page.get_by_role("textbox", name="Password").fill("not-the-password-1")
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_text("Wrong username or password").wait_for()
+
+
+def test_a_browser_that_must_wait_is_told_so(live_app: LiveApp, page: Any, make_user: Any) -> None:
+    """An address that guessed too often waits, whatever it types (the right password too)."""
+    guessed = make_user()
+    with session_scope() as session:  # as the throttle leaves it after many wrong passwords here
+        session.add(
+            SignInThrottle(
+                key=f"account:{guessed.username.lower()}|{UNKNOWN_ADDRESS}",  # a browser on localhost has no address
+                failures=9,
+                last_failure_at=datetime.now(UTC),
+                blocked_until=datetime.now(UTC) + timedelta(minutes=10),
+            )
+        )
+    page.goto(live_app.url)
+    page.get_by_role("textbox", name="Username").fill(guessed.username)
+    page.get_by_role("textbox", name="Password").fill("correct-horse-9")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_text("Too many failed sign-in attempts. Wait 10 minutes before trying again.").wait_for()
+    screenshot(page, "sign-in-wait")
+    assert not page.get_by_text("Signed in as").count()
