@@ -140,14 +140,13 @@ def test_reading_is_stopped_at_the_deadline(
 def test_reading_is_held_to_its_memory_cap(
     index_upload: Callable[[str, bytes], Document], offline: Callable[..., None]
 ) -> None:
-    offline(extraction_memory_mb=48)
-    page = b"<html><body>" + b"<div><p>word and more words</p></div>" * 120_000 + b"</body></html>"  # 4.5 MB
-    offline(max_document_mb=10)
+    offline(extraction_memory_mb=16)
+    page = b"<html><body>" + b"<div><p>word and more words</p></div>" * 40_000 + b"</body></html>"  # 1.5 MB
     document = index_upload("page.html", page)
     assert document.status == "FAILED"
     # Out of memory the reader usually reports it; if even that fails, its exit is reported.
     assert document.error in (
-        "page.html needs more than 48 MB of memory to read and was stopped (QUORUM_EXTRACTION_MEMORY_MB). "
+        "page.html needs more than 16 MB of memory to read and was stopped (QUORUM_EXTRACTION_MEMORY_MB). "
         "Split it into smaller files.",
         "page.html could not be read: the document reader stopped on it (out of memory or a crash).",
     )
