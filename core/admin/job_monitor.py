@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
 
 from core.access.audit import record_audit
 from core.access.rbac import Actor, require
@@ -77,6 +78,11 @@ def _shown(name: str, error: str | None, *, readable: bool, placeholder: str) ->
     return placeholder, error.replace(name, placeholder) if error and name else error
 
 
+def _readable_ids(session: Session, id_column: Any, ids: list[int], visible: ColumnElement[bool]) -> set[int]:
+    """Those of `ids` whose rows satisfy the viewer's own `visible` rule."""
+    return set(session.scalars(select(id_column).where(id_column.in_(ids), visible)))
+
+
 def list_jobs(
     *, actor: Actor, kind: JobKind | None = None, status: str | None = None, limit: int = 200
 ) -> list[JobRow]:
@@ -95,13 +101,7 @@ def list_jobs(
             if status:
                 query = query.where(TranscriptionJob.status == status)
             jobs = list(session.scalars(query.limit(limit)))
-            readable = set(
-                session.scalars(
-                    select(TranscriptionJob.id).where(
-                        TranscriptionJob.id.in_([job.id for job in jobs]), job_visible_clause(actor)
-                    )
-                )
-            )
+            readable = _readable_ids(session, TranscriptionJob.id, [job.id for job in jobs], job_visible_clause(actor))
             for job in jobs:
                 running = job.status == "PROCESSING"
                 name, error = _shown(
@@ -131,13 +131,7 @@ def list_jobs(
             if status:
                 documents = documents.where(Document.status == ("INDEXING" if status == "PROCESSING" else status))
             listed = list(session.scalars(documents.limit(limit)))
-            readable = set(
-                session.scalars(
-                    select(Document.id).where(
-                        Document.id.in_([document.id for document in listed]), visible_documents_clause(actor)
-                    )
-                )
-            )
+            readable = _readable_ids(session, Document.id, [d.id for d in listed], visible_documents_clause(actor))
             for document in listed:
                 running = document.status == "INDEXING"
                 name, error = _shown(
