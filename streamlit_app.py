@@ -11,11 +11,12 @@ import streamlit as st
 
 from core.ai import is_offline, provider_status
 from core.platform.health import database_problem
-from ui import page_access, session_keys
+from ui import page_access, session_keys, untrusted
 from ui.auth_ui import render_login_form, request_sign_out, restore_session
 from ui.common import current_actor
 
 st.set_page_config(page_title="Quorum", page_icon=":material/forum:", layout="wide")
+untrusted.content_security_policy()
 
 problem = database_problem()
 if problem:

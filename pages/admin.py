@@ -28,7 +28,7 @@ from core.chat.feedback_review import (
 )
 from core.platform.config import get_settings
 from core.platform.models import REVIEW_STATUSES
-from ui import session_keys
+from ui import session_keys, untrusted
 from ui.auth_ui import recheck_account
 from ui.common import current_actor, format_seconds, run_action
 
@@ -451,14 +451,14 @@ def feedback_tab() -> None:
     item = items_by_id[picked_item]
     st.caption(f"Rated {item.rating} · review status {item.review_status}")
     st.markdown(f"**Question** ({item.username}, {_when(item.created_at)})")
-    st.markdown(f"> {item.question or '—'}")
+    st.markdown(f"> {untrusted.plain(item.question) or '—'}")
     st.markdown("**Answer**")
-    st.markdown(item.answer)
+    st.markdown(untrusted.markdown(item.answer))
     if item.sources:
-        st.caption("Sources: " + " · ".join(item.sources))
+        st.caption("Sources: " + " · ".join(untrusted.plain(source) for source in item.sources))
     if item.correction:
         st.markdown("**Correction**")
-        st.info(item.correction, icon=":material/edit_note:")
+        st.info(untrusted.plain(item.correction), icon=":material/edit_note:")
     with st.form(f"admin_review_{item.id}"):
         decision = st.radio(
             "Review status", list(REVIEW_STATUSES), index=REVIEW_STATUSES.index(item.review_status), horizontal=True
@@ -550,7 +550,9 @@ def jobs_panel() -> None:
         st.subheader("Retry")
     for row in retryable:
         text_col, button_col = st.columns([5, 1])
-        text_col.markdown(f"**{row.kind} #{row.id}** · {row.name} · {row.error or 'stalled'}")
+        text_col.markdown(
+            f"**{row.kind} #{row.id}** · {untrusted.plain(row.name)} · {untrusted.plain(row.error) or 'stalled'}"
+        )
         clicked = button_col.button("Retry", key=f"admin_retry_{row.kind}_{row.id}", icon=":material/replay:")
         if clicked and run_action(partial(_retry, actor, row), success=f"{row.kind} #{row.id} queued again."):
             st.rerun(scope="fragment")

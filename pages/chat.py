@@ -28,7 +28,7 @@ from core.chat.retrieval import RetrievalFilters
 from core.documents import list_documents
 from core.platform.errors import QuorumError
 from core.platform.models import DOCUMENT_TYPES
-from ui import session_keys
+from ui import session_keys, untrusted
 from ui.answer_in_progress import AnswerInProgress
 from ui.common import current_actor, format_seconds, plain, run_action
 
@@ -162,10 +162,10 @@ def _filters(actor: Actor) -> RetrievalFilters | None:
 
 def _source_line(source: Source, message_id: int) -> None:
     if source.kind == "correction":
-        st.markdown(f"**[{source.number}]** :green-badge[Reviewed correction] {source.excerpt}")
+        st.markdown(f"**[{source.number}]** :green-badge[Reviewed correction] {untrusted.plain(source.excerpt)}")
         return
     left, right = st.columns([5, 1], vertical_alignment="center")
-    left.markdown(f"**[{source.number}]** {source.label}", help=source.excerpt[:600])
+    left.markdown(f"**[{source.number}]** {untrusted.plain(source.label)}", help=untrusted.plain(source.excerpt[:600]))
     if source.quote:  # the sentence the answer took, said at the moment the play button opens
         left.caption(f"“{plain(source.quote)}”")
     if (
@@ -231,7 +231,14 @@ def _follow(chat_id: int) -> None:
     """
     answer = _answers()[chat_id]
     with st.chat_message("assistant"):
-        st.write_stream(answer.follow())
+        # Shown as it streams through the same rendering as stored answers: a model told by a
+        # document to write an image of a URL must not make the browser fetch it even once.
+        shown = st.empty()
+        text = ""
+        for piece in answer.follow():
+            text += piece
+            shown.markdown(untrusted.markdown(text) + " ▌")
+        shown.markdown(untrusted.markdown(text))
         _answers().pop(chat_id, None)
         if answer.error is not None:
             st.error(f"{answer.error} Use “Regenerate” to try again.", icon=":material/error:")
@@ -269,7 +276,7 @@ if not messages:
 last_assistant = max((m.id for m in messages if m.role == "assistant"), default=None)
 for message in messages:
     with st.chat_message(message.role):
-        st.markdown(message.content)
+        st.markdown(untrusted.markdown(message.content))
         if message.role != "assistant":
             continue
         if message.sources:
@@ -306,7 +313,7 @@ elif question and filters is not None:
         _select(created.id)
     chat_id, asked = active.id, question
     with st.chat_message("user"):
-        st.markdown(asked)
+        st.markdown(untrusted.markdown(asked))
     stream = run_action(lambda: answer_question(actor=actor, chat_id=chat_id, question=asked, filters=filters))
     if stream is not None:
         _answers()[chat_id] = AnswerInProgress(stream)

@@ -26,7 +26,7 @@ from core.documents import (
 from core.documents.filetypes import SUPPORTED_DESCRIPTION, UPLOAD_PICKER_EXTENSIONS
 from core.platform.config import get_settings
 from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES
-from ui import page_access, session_keys
+from ui import page_access, session_keys, untrusted
 from ui.auth_ui import recheck_account
 from ui.common import current_actor, format_bytes, format_seconds, run_action
 
@@ -268,7 +268,7 @@ def show_chunks(document: DocumentInfo) -> None:
     chunks = run_action(lambda: document_chunks(actor=actor, document_id=document.id, limit=CHUNKS_SHOWN))
     if chunks is None:
         return
-    st.caption(f"{document.filename} · {document.chunks_total} searchable chunks")
+    st.caption(f"{untrusted.plain(document.filename)} · {document.chunks_total} searchable chunks")
     if not chunks:
         st.info("This document has no searchable chunks yet.")
     for chunk in chunks:
@@ -290,7 +290,7 @@ def show_chunks(document: DocumentInfo) -> None:
 def confirm_delete(document: DocumentInfo) -> None:
     actor = recheck_account(*page_access.INGESTION_HUB)
     st.write(
-        f"Delete **{document.filename}**? Its chunks and its stored file are removed, and search "
+        f"Delete **{untrusted.plain(document.filename)}**? Its chunks and its stored file are removed, and search "
         "will never return it again. This cannot be undone."
     )
     keep, remove = st.columns(2)
@@ -300,7 +300,7 @@ def confirm_delete(document: DocumentInfo) -> None:
         deleted = run_action(lambda: delete_documents(actor=actor, document_ids=[document.id]))
         if deleted is not None:
             st.session_state.pop(session_keys.SELECTED_DOCUMENT_ID, None)
-            _flash(f"Deleted {document.filename}.")
+            _flash(f"Deleted {untrusted.plain(document.filename)}.")
 
 
 @st.cache_data(max_entries=4, ttl=300, show_spinner=False)
@@ -350,7 +350,7 @@ def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
         help="Rebuild the chunks (for example after an embedding model change); the current ones stay "
         "searchable until the new ones are ready.",
     ) and _succeeded(lambda: reindex_document(actor=actor, document_id=document.id)):
-        _flash(f"Re-indexing {document.filename}.")
+        _flash(f"Re-indexing {untrusted.plain(document.filename)}.")
     retryable = document.status in ("FAILED", "PENDING") or document.stalled
     if retry.button(
         "Retry",
@@ -358,7 +358,7 @@ def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
         width="stretch",
         disabled=not document.can_manage or not retryable,
     ) and _succeeded(lambda: retry_document(actor=actor, document_id=document.id)):
-        _flash(f"{document.filename} is queued again.")
+        _flash(f"{untrusted.plain(document.filename)} is queued again.")
     if remove.button("Delete", icon=":material/delete:", width="stretch", disabled=not document.can_delete):
         confirm_delete(document)
 

@@ -30,7 +30,7 @@ from core.meetings import (
 from core.meetings.action_items import list_action_items
 from core.meetings.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
 from core.meetings.stitching import TranscriptLine
-from ui import page_access, session_keys
+from ui import page_access, session_keys, untrusted
 from ui.auth_ui import recheck_account
 from ui.common import current_actor, format_bytes, format_seconds, run_action
 from ui.speaker_naming import render_speakers
@@ -145,7 +145,7 @@ def render_progress(actor: Actor, job: RecordingSummary) -> None:
         label = "Waiting for a worker" if current.status == "PENDING" else current.stage_label
         st.progress(min(max(current.progress, 0.0), 1.0), text=f"{label} — {current.progress:.0%}")
         if current.error:
-            st.caption(current.error)
+            st.caption(untrusted.plain(current.error))
         if not current.is_active:
             st.rerun(scope="app")
 
@@ -241,7 +241,7 @@ def render_minutes(actor: Actor, detail: RecordingDetail) -> None:
         return
 
     if view.markdown:
-        st.markdown(view.markdown)
+        st.markdown(untrusted.markdown(view.markdown))
         if view.is_edited and view.edited_at is not None:
             st.caption(f"Edited {view.edited_at:%Y-%m-%d %H:%M}.")
         moments = _moments(view)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -11,7 +10,7 @@ import streamlit as st
 from core.access.rbac import Actor
 from core.platform.errors import QuorumError
 from core.platform.timecodes import short_clock
-from ui import session_keys
+from ui import session_keys, untrusted
 
 T = TypeVar("T")
 
@@ -54,11 +53,7 @@ def format_bytes(size: int | None) -> str:
     return f"{value:.1f} GB"
 
 
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
-
-
 def plain(text: str) -> str:
-    """Untrusted text (transcripts, names, model output) made inert for st.markdown/caption:
-    every Markdown, directive (":red[...]") and math character is escaped, so it cannot
-    become a link, an image loaded from another host, or formatting."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(text.split()))
+    """Untrusted text (transcripts, names, model output) made inert for st.markdown/caption,
+    on one line: ui.untrusted.plain (no link, no image, no formatting, no bare URL link)."""
+    return untrusted.plain(" ".join(text.split()))

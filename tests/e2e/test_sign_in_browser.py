@@ -20,6 +20,9 @@ def test_sign_in_and_out_in_browser(live_app: LiveApp, page: Any, admin: Actor) 
     page.get_by_text(f"Welcome, {admin.display_name}").wait_for()
     # Admins see the admin page in the navigation; the offline notice is on every page.
     assert page.get_by_text("Offline mode").first.is_visible()
+    # The Content-Security-Policy keeps images, media, fonts and frames to Quorum's own host.
+    policy = page.evaluate("document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]')?.content || ''")
+    assert "img-src 'self'" in policy
     screenshot(page, "home")
     # The signed cookie keeps the session through a reload (a new Streamlit session).
     page.reload()
