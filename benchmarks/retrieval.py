@@ -601,7 +601,8 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, total_s: flo
         "",
         f"{args.chunks:,} chunks of synthetic topical text (70 words each, {args.chunks // CHUNKS_PER_DOCUMENT:,} "
         f"documents, 4% private to another user), {VECTOR_KINDS[args.vectors]}, HNSW m=16 ef_construction=64, "
-        f"hnsw.ef_search={args.ef_search}, k={K}, 40 candidates per list, BM25 full-text arm, weighted RRF k=60. "
+        f"hnsw.ef_search={args.ef_search}, k={K}, 40 candidates per list, BM25 full-text arm, "
+        "score fusion weighted by the embedding space. "
         "Latency is wall time per query "
         f"from Python (session, planning query, statement, rows), {args.queries} queries after {args.warmup} warm-up.",
         "",
