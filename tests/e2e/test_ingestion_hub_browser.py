@@ -10,9 +10,10 @@ from typing import Any
 from core.access.rbac import ADMIN_ROLE
 from core.platform.db import session_scope
 from core.platform.models import Document
+from tests import audio_samples
 from tests.conftest import unique
 from tests.doc_factory import PNG_BYTES, make_pdf
-from tests.e2e.conftest import LiveApp, screenshot, sign_in
+from tests.e2e.conftest import LiveApp, screenshot, settle, sign_in
 
 
 def _no_exception(page: Any) -> None:
@@ -90,3 +91,24 @@ def test_upload_index_view_and_delete_in_browser(live_app: LiveApp, page: Any, m
     page.get_by_text(f"Deleted {good.name}.").wait_for()
     _no_exception(page)
     assert _documents_named(good.name) == []
+
+
+def test_a_recording_chosen_in_the_hub_is_queued_followed_and_linked(
+    live_app: LiveApp, page: Any, make_user: Any, tmp_path: Path
+) -> None:
+    member = make_user()
+    recording = audio_samples.speech(tmp_path / f"{unique('standup')}.wav", "We decided to ship on Monday.")
+    sign_in(page, live_app, member)
+    page.get_by_role("link", name="Ingestion Hub").click()
+    page.get_by_role("tab", name="Audio").click()
+    uploader = page.get_by_test_id("stFileUploader").nth(1)
+    uploader.wait_for()
+    settle(page)
+    assert page.get_by_role("button", name="Transcribe", exact=True).count() == 0  # no second step
+    uploader.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(recording))
+    # The message follows the job by itself until the transcript is ready.
+    page.get_by_text(re.compile(re.escape(recording.name) + r".* is transcribed")).wait_for(timeout=120_000)
+    screenshot(page, "ingestion-hub-audio-transcribed")
+    _no_exception(page)
+    page.get_by_role("link", name=f"Open {recording.name} on Transcripts & Minutes").click()
+    page.get_by_role("heading", name=recording.name).wait_for()  # that recording is the one open
