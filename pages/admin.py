@@ -421,7 +421,6 @@ def feedback_tab() -> None:
         column_config={
             "Id": st.column_config.NumberColumn(width="small"),
             "Status": st.column_config.TextColumn(width="small"),
-            "Rating": st.column_config.TextColumn(width="small"),
             "Question": st.column_config.TextColumn(width="medium"),
             "Correction": st.column_config.TextColumn(width="medium"),
             "Trusted": st.column_config.CheckboxColumn(width="small"),

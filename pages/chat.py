@@ -6,6 +6,8 @@ UI only: every action is a core.chat.answers / core.chat.feedback call. Chats be
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from datetime import date
 
 import streamlit as st
@@ -69,10 +71,27 @@ def _when(chat: ChatSummary) -> str:
     return chat.updated_at.astimezone().strftime("%b %d, %H:%M")
 
 
-def _open_if_changed(chosen: int | None, active: ChatSummary | None) -> None:
-    if chosen is not None and (active is None or chosen != active.id):
+def _distinct_labels(chats: list[ChatSummary], *, with_time: bool) -> dict[int, str]:
+    """A label per chat that no other chat shares: the browser sends a picker's choice back as
+    its label, so two chats both called "Budget" would be one choice. Shared titles get the
+    time, then the id."""
+
+    def unique(labels: dict[int, str], extra: Callable[[int], str]) -> dict[int, str]:
+        counts = Counter(labels.values())
+        return {chat_id: label + extra(chat_id) if counts[label] > 1 else label for chat_id, label in labels.items()}
+
+    by_id = {chat.id: chat for chat in chats}
+    labels = {chat.id: chat.title + (f" · {_when(chat)}" if with_time else "") for chat in chats}
+    if not with_time:
+        labels = unique(labels, lambda chat_id: f" · {_when(by_id[chat_id])}")
+    return unique(labels, lambda chat_id: f" (#{chat_id})")
+
+
+def _open_chosen(widget_key: str) -> None:
+    """A chat picker's callback: open the chat chosen in it."""
+    chosen = st.session_state.get(widget_key)
+    if chosen is not None:
         _select(chosen)
-        st.rerun()
 
 
 def _chat_bar(actor: Actor, chats: list[ChatSummary], active: ChatSummary | None) -> None:
@@ -80,17 +99,21 @@ def _chat_bar(actor: Actor, chats: list[ChatSummary], active: ChatSummary | None
 
     In the page itself, not only in the sidebar, which narrow screens fold away.
     """
-    by_id = {chat.id: chat for chat in chats}
+    labels = _distinct_labels(chats, with_time=True)
     pick_col, new_col, manage_col = st.columns([4, 1, 1], vertical_alignment="bottom")
-    chosen = pick_col.selectbox(
+    # Keyed and set from the open chat on every run: a picker's own memory would disagree
+    # with the chat opened elsewhere (the other picker, a new chat, a delete).
+    st.session_state[session_keys.CHAT_PICKER] = active.id if active is not None else None
+    pick_col.selectbox(
         f"Your chats ({len(chats)})",
-        options=list(by_id),
-        index=list(by_id).index(active.id) if active is not None else None,
-        format_func=lambda chat_id: f"{by_id[chat_id].title} · {_when(by_id[chat_id])}",
+        options=list(labels),
+        format_func=labels.__getitem__,
         placeholder="Type to search your chats by title" if chats else "No chats yet",
         disabled=not chats,
+        key=session_keys.CHAT_PICKER,
+        on_change=_open_chosen,
+        args=(session_keys.CHAT_PICKER,),
     )
-    _open_if_changed(chosen, active)
     if new_col.button("New chat", icon=":material/add_comment:", width="stretch", key="chat_new"):
         _select(None)  # the first question creates it: no empty chats piling up
         st.rerun()
@@ -115,15 +138,17 @@ def _sidebar(chats: list[ChatSummary], active: ChatSummary | None) -> None:
     recent = [chat.id for chat in chats[:RECENT_CHATS]]
     if not recent:
         return
-    titles = {chat.id: chat.title for chat in chats}
+    titles = _distinct_labels(chats[:RECENT_CHATS], with_time=False)
+    st.session_state[session_keys.CHAT_RECENT] = active.id if active is not None and active.id in recent else None
     with st.sidebar:
-        chosen = st.radio(
+        st.radio(
             "Recent chats",
             options=recent,
-            index=recent.index(active.id) if active is not None and active.id in recent else None,
             format_func=titles.__getitem__,
+            key=session_keys.CHAT_RECENT,
+            on_change=_open_chosen,
+            args=(session_keys.CHAT_RECENT,),
         )
-    _open_if_changed(chosen, active)
 
 
 def _filters(actor: Actor) -> RetrievalFilters | None:

@@ -28,6 +28,8 @@ QUESTION = "How many days can employees work remotely?"
 def _settle(page: Page) -> None:
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(2500)
+    # Until the run ends, elements of the run before are still drawn (faded).
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
 
 
 def main(url: str, username: str, password: str) -> None:
@@ -51,11 +53,16 @@ def main(url: str, username: str, password: str) -> None:
         for slug, title in PAGES:
             page.get_by_role("link", name=title).first.click()
             _settle(page)
-            if slug == "chat" and QUESTION and not page.get_by_test_id("stChatMessage").count():
+            if slug == "chat" and QUESTION:
+                # The page opens the last chat; ask in a new one so the shot shows a cited answer.
+                page.get_by_role("button", name="New chat").click()
+                _settle(page)
                 box = page.get_by_placeholder("Ask a question")
                 box.fill(QUESTION)
                 box.press("Enter")
                 page.get_by_test_id("stChatMessage").nth(1).wait_for()
+                _settle(page)
+                page.evaluate("window.scrollTo(0, 0)")
                 _settle(page)
             page.screenshot(path=str(OUT / f"{slug}.png"), full_page=True)
             print(f"saved {OUT / slug}.png")

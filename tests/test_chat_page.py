@@ -127,3 +127,17 @@ def test_an_answer_whose_page_run_was_interrupted_is_stored_and_shown(member: Ac
     assert any("Harbour Street" in markdown.value for markdown in app.markdown)
     assert app.session_state[session_keys.ANSWERS_IN_PROGRESS] == {}
     assert len(list_messages(actor=member, chat_id=chat.id)) == 2  # shown once, stored once
+
+
+def test_chats_with_the_same_title_stay_distinct_choices(member: Actor, offline_provider: Any) -> None:
+    from core.chat.answers import create_chat
+
+    first = create_chat(actor=member, title="Budget")
+    second = create_chat(actor=member, title="Budget")
+    app = _page(member).run()
+    recent = app.sidebar.radio[0]
+    assert len(set(recent.options)) == 2 and all(option.startswith("Budget") for option in recent.options)
+    assert app.session_state[session_keys.ACTIVE_CHAT_ID] == second.id
+    recent.set_value(first.id).run()
+    assert app.session_state[session_keys.ACTIVE_CHAT_ID] == first.id
+    assert app.sidebar.radio[0].value == first.id

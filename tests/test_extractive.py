@@ -149,6 +149,10 @@ def test_only_sentences_that_answer_the_question_are_kept() -> None:
     assert answering_indexes("How many days can employees work remotely?", sentences) == [2]
     assert answering_indexes("When is the on-call engineer paged?", sentences) == [0]
     assert answering_indexes("What is the refund policy for days off?", sentences) == []
+    # Two of five question words (employees, days) in a vacation rule do not answer a
+    # question about remote work that another sentence answers.
+    handbook = [*sentences, "Every full-time employee receives 25 days of paid vacation per calendar year."]
+    assert answering_indexes("How many days can employees work remotely?", handbook) == [2]
 
 
 def test_extractive_answer_quotes_answering_sentences_and_says_when_none_does() -> None:

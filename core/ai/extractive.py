@@ -274,7 +274,7 @@ def overlap_scores(question: str, sentences: Sequence[str]) -> list[float]:
 # content words, and at least this share of the best sentence's score: one shared common
 # word ("week", "team") must not pull an unrelated passage into an answer.
 ANSWER_MIN_COVERAGE = 0.25
-ANSWER_MIN_SHARE_OF_BEST = 0.6
+ANSWER_MIN_SHARE_OF_BEST = 0.7
 
 
 def answering_indexes(question: str, sentences: Sequence[str]) -> list[int]:
