@@ -30,6 +30,8 @@ def _settle(page: Page) -> None:
     page.wait_for_timeout(2500)
     # Until the run ends, elements of the run before are still drawn (faded).
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    # Widgets whose code is still loading are drawn as grey placeholders.
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')")
 
 
 def main(url: str, username: str, password: str) -> None:
