@@ -189,8 +189,9 @@ def test_hostile_document_uploads_get_a_clear_outcome_and_leave_nothing_half_sto
         # Content that is only found bad when it is opened.
         Upload("contract.docx", make_zip_bomb_docx(20)),
         Upload("ledger.xlsx", make_zip_bomb_xlsx(20)),
-        Upload("brochure.pdf", make_pdf_bomb(50)),  # 9 KB, 8.8 M characters of text
-        Upload("totals.xlsx", make_xlsx_shared_string_bomb()),  # 200 KB, 6.5 G characters of cell text
+        # Sizes differ from test_security_inputs' bombs: identical content would be a duplicate.
+        Upload("brochure.pdf", make_pdf_bomb(49)),  # 9 KB, 8.6 M characters of text
+        Upload("totals.xlsx", make_xlsx_shared_string_bomb(rows=1999)),  # 200 KB, 6.5 G characters of cell text
         Upload("broken-xref.pdf", _broken_xref_pdf(f"Recovered page about {token} and the vendor audit.")),
         Upload("truncated.pdf", _pdf_without_xref(f"Lost page about {token}.")),
         Upload("huge-rows.csv", f"name,notes\nann,{huge_field}\nbob,short row {token}\n".encode()),
