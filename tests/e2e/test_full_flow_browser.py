@@ -130,7 +130,8 @@ def test_member_flow_and_admin_review(
     admin_page.get_by_role("tab", name="Feedback review").click()
     admin_page.get_by_test_id("stSelectbox").filter(has_text="Feedback").last.click()
     admin_page.get_by_role("option", name=re.compile(re.escape(question[:60]))).first.click()
-    admin_page.get_by_text(correction).wait_for()
+    # The review panel shows the correction whole (the table above shows it cut).
+    admin_page.get_by_test_id("stAlertContentInfo").get_by_text(correction).wait_for()
     screenshot(admin_page, "flow-feedback-review")
     _no_exception(admin_page)
 
