@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.platform.config import get_settings
-from core.platform.models import DOCUMENT_TYPES
+from core.platform.models import DOCUMENT_TYPES, DocumentStatus, RecordingStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("quorum")
@@ -59,7 +59,7 @@ def prepare() -> tuple[str, str]:
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    from core.platform.jobs import start_stale_job_watch
+    from core.platform.stale_job_watch import start_stale_job_watch
 
     prepare()
     # In production (compose) migrate runs once per deploy: a good moment to start the watch.
@@ -115,8 +115,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"{outcome.status:9} {result.path}: {outcome.message}")
             continue
         status = result.status or "QUEUED"
-        failed += status == "FAILED"
-        detail = f"{result.chunks} chunks" if status == "COMPLETED" else (result.error or "")
+        failed += status == DocumentStatus.FAILED
+        detail = f"{result.chunks} chunks" if status == DocumentStatus.COMPLETED else (result.error or "")
         print(f"{status:9} {result.path} -> document {outcome.document_id} {detail}".rstrip())
     return 1 if failed else 0
 
@@ -138,11 +138,11 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     transcribe_recording(job.id)
     while True:
         job = get_recording_summary(actor=actor, job_id=job.id)
-        if job.status in ("COMPLETED", "FAILED"):
+        if job.status in (RecordingStatus.COMPLETED, RecordingStatus.FAILED):
             break
         time.sleep(2)
     print(f"job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
-    return 0 if job.status == "COMPLETED" else 1
+    return 0 if job.status == RecordingStatus.COMPLETED else 1
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -181,7 +181,11 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     if args.all:
         reset_embedding_space(space=get_provider().embedding_space)
     if args.all:
-        ids = [d.id for d in list_documents(actor=actor, limit=10_000) if d.status in ("COMPLETED", "FAILED")]
+        ids = [
+            d.id
+            for d in list_documents(actor=actor, limit=10_000)
+            if d.status in (DocumentStatus.COMPLETED, DocumentStatus.FAILED)
+        ]
     else:
         ids = args.document_ids
     for document_id in ids:
@@ -225,7 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """Everything `make run` starts: services, migrations, first admin, worker, Streamlit."""
     from core.platform.embedded import stop_embedded_redis
-    from core.platform.jobs import start_stale_job_watch
+    from core.platform.stale_job_watch import start_stale_job_watch
 
     settings = get_settings()
     db_url, redis = prepare()

@@ -16,7 +16,7 @@ from tests.conftest import signed_in
 from tests.retrieval_corpus import build_corpus
 from ui import session_keys
 
-PAGE = Path(__file__).resolve().parent.parent / "pages" / "chat.py"
+PAGE = Path(__file__).resolve().parent.parent / "views" / "chat.py"
 
 
 # No recorded embedding space during each test (offline and fake-server vectors are both
@@ -127,6 +127,27 @@ def test_an_answer_whose_page_run_was_interrupted_is_stored_and_shown(member: Ac
     assert any("Harbour Street" in markdown.value for markdown in app.markdown)
     assert app.session_state[session_keys.ANSWERS_IN_PROGRESS] == {}
     assert len(list_messages(actor=member, chat_id=chat.id)) == 2  # shown once, stored once
+
+
+def test_deleting_the_open_chat_removes_it_and_says_so(member: Actor, offline_provider: Any) -> None:
+    """delete_chat returns None: the page must still see that it worked (run_action's ok)."""
+    from core.chat.answers import create_chat
+
+    keep = create_chat(actor=member, title="Budget questions")
+    doomed = create_chat(actor=member, title="Scratch chat")
+    app = _page(member)
+    app.session_state[session_keys.ACTIVE_CHAT_ID] = doomed.id
+    app.run()
+    assert not app.exception
+    assert app.session_state[session_keys.ACTIVE_CHAT_ID] == doomed.id
+
+    app.button(key="chat_delete").click().run()
+    assert not app.exception
+    assert [chat.id for chat in list_chats(actor=member)] == [keep.id]
+    assert app.session_state[session_keys.ACTIVE_CHAT_ID] is None
+    assert [success.value for success in app.success] == ["Chat deleted."]
+    listed = [option for radio in app.sidebar.radio for option in radio.options]
+    assert "Budget questions" in listed and "Scratch chat" not in listed
 
 
 def test_chats_with_the_same_title_stay_distinct_choices(member: Actor, offline_provider: Any) -> None:

@@ -35,10 +35,10 @@ from core.documents import (
     upload_documents,
     visible_documents_clause,
 )
-from core.documents.indexing import ACTOR_NAME
 from core.platform.config import get_settings
 from core.platform.db import get_engine, session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProviderError, ProviderRejected
+from core.platform.jobs import DOCUMENTS
 from core.platform.models import Document, DocumentChunk, TranscriptionJob
 from core.platform.storage import get_storage
 from tests.conftest import unique
@@ -385,7 +385,8 @@ def test_an_error_mid_way_hands_the_row_back_and_the_retry_finishes_one_set(
         index_document(document_id)
     interrupted = row(document_id)
     assert interrupted.status == "PENDING"
-    assert interrupted.error == "Interrupted, will retry: The AI provider is unreachable."
+    attempts = get_settings().job_max_attempts
+    assert interrupted.error == f"The AI provider is unreachable. Retrying automatically (attempt 1 of {attempts})."
     assert len(chunk_rows(document_id)) == 2 * small_batches
 
     embed_hook.hooks.clear()
@@ -570,7 +571,7 @@ def test_the_dramatiq_actor_indexes_through_redis_and_redelivery_adds_nothing(se
     finally:
         worker.stop()
     assert chunk_rows(document_id) == first
-    assert document_actors.index_document.actor_name == ACTOR_NAME
+    assert document_actors.index_document.actor_name == DOCUMENTS.actor_name
     assert document_actors.index_document.options["max_retries"] == get_settings().job_max_attempts - 1
     assert document_actors.index_document.options["throws"]
 

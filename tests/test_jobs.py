@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 import core.admin as svc
 from core.access.rbac import Actor
 from core.admin.analytics import usage_analytics
-from core.platform import jobs
+from core.platform import jobs, stale_job_watch
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import PermissionDenied
@@ -59,7 +60,7 @@ def test_a_job_left_running_by_a_dead_worker_is_requeued_once(database: str) -> 
     waiting_document = make_document(None, status="PENDING", started_at=_long_ago())
     depths_before = queue_depths()
 
-    requeued = jobs.requeue_stale_jobs()
+    requeued = stale_job_watch.requeue_stale_jobs()
 
     assert requeued >= 2
     recording = get_row(TranscriptionJob, stale_recording)
@@ -77,7 +78,7 @@ def test_a_job_left_running_by_a_dead_worker_is_requeued_once(database: str) -> 
     assert audit_actions_for("indexing", stale_document) == [("job.requeue_stale", "(system)")]
 
     # Idempotent: a second run finds nothing of these and sends nothing more.
-    jobs.requeue_stale_jobs()
+    stale_job_watch.requeue_stale_jobs()
     assert _sent("transcribe_recording", stale_recording, "audio") == 1
     assert _sent("index_document", stale_document, "default") == 1
     assert len(audit_actions_for("transcription", stale_recording)) == 1
@@ -86,7 +87,7 @@ def test_a_job_left_running_by_a_dead_worker_is_requeued_once(database: str) -> 
 def test_a_job_that_keeps_killing_workers_is_failed_not_requeued(database: str) -> None:
     attempts = get_settings().job_max_attempts
     poison = make_recording(None, status="PROCESSING", attempts=attempts, heartbeat_at=_long_ago())
-    jobs.requeue_stale_jobs()
+    stale_job_watch.requeue_stale_jobs()
     row = get_row(TranscriptionJob, poison)
     assert row.status == "FAILED"
     assert f"stopped {attempts} times" in row.error
@@ -96,23 +97,23 @@ def test_a_job_that_keeps_killing_workers_is_failed_not_requeued(database: str) 
 
 def test_the_periodic_watch_runs_one_chain(database: str) -> None:
     def watch_messages() -> list[dict[str, Any]]:
-        return [m for m in _messages("default") if m["actor_name"] == jobs.WATCH_ACTOR]
+        return [m for m in _messages("default") if m["actor_name"] == stale_job_watch.WATCH_ACTOR]
 
     before = {m["message_id"] for m in watch_messages()}
-    first = jobs.start_stale_job_watch()
+    first = stale_job_watch.start_stale_job_watch()
     scheduled = [m for m in watch_messages() if m["message_id"] not in before]
     assert [m["args"] for m in scheduled] == [[first]]
     assert scheduled[0]["options"]["eta"] > 0  # delayed, not immediate
 
-    second = jobs.start_stale_job_watch()
+    second = stale_job_watch.start_stale_job_watch()
     assert second != first
     # The replaced chain stops at its next run and schedules nothing.
     count = len(watch_messages())
-    assert jobs.continue_stale_job_watch(first) is False
+    assert stale_job_watch.continue_stale_job_watch(first) is False
     assert len(watch_messages()) == count
     # The current chain checks and schedules its next run.
     stale = make_recording(None, status="PROCESSING", attempts=1, heartbeat_at=_long_ago())
-    assert jobs.continue_stale_job_watch(second) is True
+    assert stale_job_watch.continue_stale_job_watch(second) is True
     assert len(watch_messages()) == count + 1
     assert get_row(TranscriptionJob, stale).status == "PENDING"
 
@@ -120,7 +121,7 @@ def test_the_periodic_watch_runs_one_chain(database: str) -> None:
 def test_the_maintenance_actor_is_registered_on_the_broker() -> None:
     from workers import maintenance_actors
 
-    actor = get_broker().get_actor(jobs.WATCH_ACTOR)
+    actor = get_broker().get_actor(stale_job_watch.WATCH_ACTOR)
     assert actor.fn is maintenance_actors.requeue_stale_jobs.fn
     assert actor.options["max_retries"] == 0
 
@@ -146,7 +147,7 @@ def test_the_job_monitor_lists_both_kinds_with_stage_progress_and_staleness(
     document = rows[("indexing", failed)]
     assert (document.status, document.error, document.attempts) == ("FAILED", "The PDF is damaged.", 2)
     assert rows[("indexing", indexing)].progress == pytest.approx(0.5)
-    assert rows[("indexing", indexing)].stage == "indexing 5/10 chunks"
+    assert rows[("indexing", indexing)].stage_label == "Indexing 5/10 chunks"
     assert not rows[("indexing", indexing)].stale
 
     only_failed = svc.list_jobs(actor=admin, kind="indexing", status="FAILED")
@@ -235,3 +236,76 @@ def test_retry_from_the_monitor_requeues_failed_jobs_through_their_owners(admin:
     assert audit_actions_for("indexing", document) == [("job.retry", admin.username)]
     with pytest.raises(PermissionDenied):
         svc.retry_job(actor=member, kind="indexing", job_id=document)
+
+
+# --------------------------------------------------------------------------- one lifecycle for both kinds
+
+
+def test_the_stale_rule_is_the_same_in_python_and_in_sql(database: str) -> None:
+    limit = get_settings().job_stale_after_seconds
+    just_inside = datetime.now(UTC) - timedelta(seconds=limit - 30)
+    ids = {
+        "recording, quiet": make_recording(None, status="PROCESSING", heartbeat_at=_long_ago()),
+        "recording, beating": make_recording(None, status="PROCESSING", heartbeat_at=just_inside),
+        "recording, started long ago, no beat": make_recording(None, status="PROCESSING", started_at=_long_ago()),
+        "recording, failed long ago": make_recording(None, status="FAILED", heartbeat_at=_long_ago()),
+        "document, quiet": make_document(None, status="INDEXING", heartbeat_at=_long_ago()),
+        "document, beating": make_document(None, status="INDEXING", heartbeat_at=just_inside),
+        "document, uploaded long ago, never started": make_document(None, status="INDEXING", upload_date=_long_ago()),
+        "document, waiting long": make_document(None, status="PENDING", upload_date=_long_ago()),
+    }
+    for name, row_id in ids.items():
+        table = jobs.RECORDINGS if name.startswith("recording") else jobs.DOCUMENTS
+        with session_scope() as session:
+            row = session.get(table.model, row_id)
+            in_python = jobs.row_is_stale(table, row)
+            in_sql = session.scalar(select(func.count()).where(table.model.id == row_id, jobs.stale_clause(table)))
+        assert in_python == bool(in_sql), name
+        assert in_python == ("quiet" in name or "long ago, no beat" in name or "never started" in name), name
+
+
+def test_a_job_the_queue_could_not_take_stays_pending_and_is_sent_once_the_queue_is_back(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = make_document(None, status="PENDING")
+    recording = make_recording(None, status="PENDING", stage="queued")
+
+    def unreachable(*_: Any, **__: Any) -> str:
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(jobs, "enqueue", unreachable)
+    assert not jobs.send(jobs.DOCUMENTS, document)
+    assert not jobs.send(jobs.RECORDINGS, recording)
+    for model, row_id in ((Document, document), (TranscriptionJob, recording)):
+        row = get_row(model, row_id)
+        assert (row.status, row.error) == ("PENDING", jobs.NOT_QUEUED)
+    monkeypatch.undo()
+
+    assert stale_job_watch.requeue_stale_jobs() >= 2  # the watch runs from the queue, so the queue is back
+    assert _sent("index_document", document, "default") == 1
+    assert _sent("transcribe_recording", recording, "audio") == 1
+    assert get_row(Document, document).error is None and get_row(TranscriptionJob, recording).error is None
+    stale_job_watch.requeue_stale_jobs()
+    assert _sent("index_document", document, "default") == 1  # sent once
+
+
+def test_both_kinds_share_retry_eligibility_and_home_shows_a_finished_document_as_done(
+    admin: Actor, member: Actor
+) -> None:
+    from core.admin.dashboard import home_overview
+
+    empty = make_document(member.id, status="COMPLETED", chunks_total=0, chunks_done=0)
+    failed = make_recording(member.id, status="FAILED", error="The file is damaged.")
+    waiting = make_recording(member.id, status="PENDING")
+    overview = home_overview(actor=member)
+    items = {item.name: item for item in overview.recent}
+    done = items[get_row(Document, empty).filename]
+    assert (done.state.progress, done.state.stage_label, done.state.active) == (1.0, "Done", False)
+    assert done not in overview.in_progress
+    assert items[get_row(TranscriptionJob, failed).filename].state.retryable
+    assert items[get_row(TranscriptionJob, waiting).filename] in overview.in_progress
+
+    rows = {(row.kind, row.id): row for row in svc.list_jobs(actor=admin)}
+    assert rows[("indexing", empty)].progress == 1.0 and not rows[("indexing", empty)].can_retry
+    assert rows[("transcription", failed)].can_retry and rows[("transcription", failed)].needs_attention
+    assert rows[("transcription", waiting)].can_retry and not rows[("transcription", waiting)].needs_attention

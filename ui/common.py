@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Generic, NoReturn, TypeVar
 
 import streamlit as st
 
@@ -25,16 +27,55 @@ def current_actor() -> Actor:
     return actor
 
 
-def run_action(action: Callable[[], T], *, success: str | None = None) -> T | None:
-    """Call a core service; show its QuorumError as a readable message instead of a traceback."""
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What a core call gave back. `ok` is False when it raised a QuorumError (already shown
+    to the user); `value` is what it returned, which may itself be None (a delete)."""
+
+    ok: bool
+    value: T | None = None
+
+
+def run_action(action: Callable[[], T], *, success: str | None = None) -> Outcome[T]:
+    """Call a core service; show its QuorumError as a readable message instead of a traceback.
+
+    Success and value are separate: `run_action(...).ok` for "did it work", `.value` for what
+    it returned (None when it failed).
+    """
     try:
         result = action()
     except QuorumError as error:
         st.error(str(error), icon=":material/error:")
-        return None
+        return Outcome(ok=False)
     if success:
         st.toast(success, icon=":material/check_circle:")
-    return result
+    return Outcome(ok=True, value=result)
+
+
+def flash_and_rerun(message: str) -> NoReturn:
+    """Rerun the app (so every table shows the change) and say `message` once at the top of
+    the page that show_flash() draws next."""
+    st.session_state[session_keys.FLASH] = message
+    st.rerun()
+
+
+def show_flash() -> None:
+    """The message a flash_and_rerun() left for this run, shown once."""
+    message = st.session_state.pop(session_keys.FLASH, None)
+    if message:
+        st.success(message, icon=":material/check_circle:")
+
+
+def date_range_input(label: str, *, key: str, container: Any = None) -> tuple[date | None, date | None]:
+    """A from-to date picker: (first day, last day), both inclusive; (None, None) when unset.
+    Choosing one day so far means that day alone."""
+    picked = (container or st).date_input(label, value=[], key=key, format="YYYY-MM-DD")
+    if isinstance(picked, date):
+        return picked, picked
+    days = [day for day in picked or () if isinstance(day, date)]
+    if not days:
+        return None, None
+    return days[0], days[-1]
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -16,7 +16,7 @@ from core.meetings.speakers import (
     suggest_speaker_names,
 )
 from ui import session_keys
-from ui.common import format_seconds, plain, run_action
+from ui.common import flash_and_rerun, format_seconds, plain, run_action
 
 
 def _name_key(job_id: int, label: str) -> str:
@@ -55,7 +55,7 @@ def _render_suggestions(view: SpeakersView) -> None:
 
 def render_speakers(actor: Actor, job_id: int) -> None:
     """The Speakers tab: who spoke how much, with excerpts; the owner names them."""
-    view = run_action(lambda: get_speakers(actor=actor, job_id=job_id))
+    view = run_action(lambda: get_speakers(actor=actor, job_id=job_id)).value
     if view is None:
         return
     if not view.diarized:
@@ -66,13 +66,13 @@ def render_speakers(actor: Actor, job_id: int) -> None:
     if view.can_rename and view.diarized:
         if st.button("Suggest names", icon=":material/auto_awesome:", key=f"suggest_speakers_{job_id}"):
             with st.spinner("Reading the transcript for names…"):
-                found = run_action(lambda: suggest_speaker_names(actor=actor, job_id=job_id))
+                found = run_action(lambda: suggest_speaker_names(actor=actor, job_id=job_id)).value
             if found is not None:
                 stored = st.session_state.setdefault(session_keys.SPEAKER_SUGGESTIONS, {})
                 stored[job_id] = [(s.label, s.name, s.evidence) for s in found]
         _render_suggestions(view)
 
-    known = run_action(lambda: known_speaker_names(actor=actor)) or []
+    known = run_action(lambda: known_speaker_names(actor=actor)).value or []
     names: dict[str, str | None] = {}
     with st.form(f"speaker_names_{job_id}", border=False):
         for speaker in view.speakers:
@@ -100,10 +100,6 @@ def render_speakers(actor: Actor, job_id: int) -> None:
         st.caption("Only the owner of this recording or an admin can name its speakers.")
     if saved:
         wanted = {label: (name or "") for label, name in names.items()}
-        result = run_action(lambda: rename_speakers(actor=actor, job_id=job_id, names=wanted))
-        if result is not None:
+        if run_action(lambda: rename_speakers(actor=actor, job_id=job_id, names=wanted)).ok:
             st.session_state.get(session_keys.SPEAKER_SUGGESTIONS, {}).pop(job_id, None)
-            st.session_state[session_keys.TRANSCRIPTS_FLASH] = (
-                "Speaker names saved: the transcript, exports, minutes owners and search now use them."
-            )
-            st.rerun()
+            flash_and_rerun("Speaker names saved: the transcript, exports, minutes owners and search now use them.")

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import dramatiq
 
-from core.meetings.recordings import ACTOR_NAME
-from core.meetings.transcription import transcribe_recording as transcribe_recording_job
+from core.meetings import transcribe_recording as transcribe_recording_job
 from core.platform.config import get_settings
 from core.platform.errors import PermanentError
-from core.platform.queue import AUDIO_QUEUE
+from core.platform.jobs import RECORDINGS
 from workers import broker  # noqa: F401  (the broker must be set up before actors are declared)
 
 _settings = get_settings()
 
 
 @dramatiq.actor(
-    actor_name=ACTOR_NAME,
-    queue_name=AUDIO_QUEUE,
+    actor_name=RECORDINGS.actor_name,
+    queue_name=RECORDINGS.queue_name,
     # The job counts its own claims and fails itself at job_max_attempts, so Dramatiq
     # needs one fewer retry; each retry resumes from the checkpointed segments.
     max_retries=max(_settings.job_max_attempts - 1, 0),

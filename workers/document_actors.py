@@ -5,18 +5,17 @@ from __future__ import annotations
 import dramatiq
 
 from core.documents import index_document as index_document_job
-from core.documents.indexing import ACTOR_NAME
 from core.platform.config import get_settings
 from core.platform.errors import PermanentError
-from core.platform.queue import DEFAULT_QUEUE
+from core.platform.jobs import DOCUMENTS
 from workers import broker  # noqa: F401  (the broker must be set up before actors are declared)
 
 _settings = get_settings()
 
 
 @dramatiq.actor(
-    actor_name=ACTOR_NAME,
-    queue_name=DEFAULT_QUEUE,
+    actor_name=DOCUMENTS.actor_name,
+    queue_name=DOCUMENTS.queue_name,
     # The job counts its own claims and fails itself at job_max_attempts, so Dramatiq
     # needs one fewer retry; a retry resumes with the chunks already written.
     max_retries=max(_settings.job_max_attempts - 1, 0),

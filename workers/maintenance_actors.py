@@ -7,7 +7,7 @@ import dramatiq
 from core.documents.vector_segments import ACTOR_NAME as VECTOR_INDEX_ACTOR
 from core.documents.vector_segments import maintain_vector_index as maintain_vector_index_job
 from core.platform.errors import PermanentError
-from core.platform.jobs import WATCH_ACTOR, continue_stale_job_watch
+from core.platform.stale_job_watch import WATCH_ACTOR, continue_stale_job_watch
 from workers import broker  # noqa: F401  (the broker must be set up before actors are declared)
 
 

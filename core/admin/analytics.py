@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from core.access.rbac import Actor, require
 from core.ai.usage import UsageSummary, summarize_usage
 from core.platform.db import session_scope
-from core.platform.models import Document, MessageFeedback, TranscriptionJob
+from core.platform.models import Document, MessageFeedback, RecordingStatus, TranscriptionJob
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def usage_analytics(*, actor: Actor, since: date | None = None) -> UsageAnalytic
                 func.count(TranscriptionJob.id),
                 func.coalesce(func.sum(TranscriptionJob.duration_seconds), 0.0),
             )
-            .where(TranscriptionJob.status == "COMPLETED", TranscriptionJob.completed_at.is_not(None))
+            .where(TranscriptionJob.status == RecordingStatus.COMPLETED, TranscriptionJob.completed_at.is_not(None))
             .group_by(completed_day)
             .order_by(completed_day)
         )

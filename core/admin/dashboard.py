@@ -9,20 +9,25 @@ from sqlalchemy import func, select
 
 from core.access.rbac import Actor
 from core.documents import visible_documents_clause
+from core.documents.indexing import indexing_state
 from core.meetings.recording_access import job_visible_clause
+from core.meetings.recordings import recording_state
 from core.platform.db import session_scope
-from core.platform.models import Chat, Document, TranscriptionJob
+from core.platform.jobs import JobState
+from core.platform.models import Chat, Document, DocumentStatus, RecordingStatus, TranscriptionJob
 
 
 @dataclass(frozen=True)
 class OverviewItem:
-    kind: str
+    kind: str  # "Recording" or "Document"
     name: str
-    status: str
-    stage: str
-    progress: float
+    state: JobState  # status, stage, progress as every page shows them
     created_at: datetime
     duration_seconds: float | None = None
+
+    @property
+    def status(self) -> str:
+        return self.state.status
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,13 @@ def home_overview(*, actor: Actor, recent_limit: int = 8) -> HomeOverview:
     jobs_visible = job_visible_clause(actor)
     with session_scope() as session:
         documents = session.scalar(
-            select(func.count()).select_from(Document).where(documents_visible, Document.status == "COMPLETED")
+            select(func.count())
+            .select_from(Document)
+            .where(documents_visible, Document.status == DocumentStatus.COMPLETED)
         )
         meetings, audio_seconds = session.execute(
             select(func.count(), func.coalesce(func.sum(TranscriptionJob.duration_seconds), 0.0)).where(
-                jobs_visible, TranscriptionJob.status == "COMPLETED"
+                jobs_visible, TranscriptionJob.status == RecordingStatus.COMPLETED
             )
         ).one()
         chats = session.scalar(select(func.count()).select_from(Chat).where(Chat.owner_id == actor.id))
@@ -63,25 +70,15 @@ def home_overview(*, actor: Actor, recent_limit: int = 8) -> HomeOverview:
             .limit(recent_limit)
         ).all()
         items = [
-            OverviewItem("Recording", j.filename, j.status, j.stage, j.progress, j.created_at, j.duration_seconds)
+            OverviewItem("Recording", j.filename, recording_state(j), j.created_at, j.duration_seconds)
             for j in own_jobs
-        ] + [
-            OverviewItem(
-                "Document",
-                d.filename,
-                d.status,
-                d.status.lower(),
-                d.chunks_done / d.chunks_total if d.chunks_total else 0.0,
-                d.upload_date,
-            )
-            for d in own_documents
-        ]
+        ] + [OverviewItem("Document", d.filename, indexing_state(d), d.upload_date) for d in own_documents]
     items.sort(key=lambda item: item.created_at, reverse=True)
     return HomeOverview(
         documents_visible=int(documents or 0),
         meetings_completed=int(meetings or 0),
         audio_hours=float(audio_seconds or 0.0) / 3600,
         chats=int(chats or 0),
-        in_progress=[item for item in items if item.status in ("PENDING", "PROCESSING", "INDEXING")],
+        in_progress=[item for item in items if item.state.active],
         recent=items[:recent_limit],
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import ColumnElement, select
@@ -21,16 +21,17 @@ from core.access.audit import record_audit
 from core.access.rbac import Actor, require
 from core.admin.users import DELETED_USER_LABEL
 from core.documents.access import visible_documents_clause
+from core.documents.catalog import retry_document
+from core.documents.indexing import indexing_state
 from core.meetings.recording_access import job_visible_clause
-from core.platform.config import get_settings
+from core.meetings.recordings import recording_state, retry_recording
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
-from core.platform.models import Document, TranscriptionJob
+from core.platform.jobs import JobKind
+from core.platform.models import Document, DocumentStatus, RecordingStatus, TranscriptionJob
 from core.platform.queue import queue_depths
 
 log = logging.getLogger(__name__)
-
-JobKind = Literal["transcription", "indexing"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class JobRow:
     name: str
     owner: str
     status: str
-    stage: str
+    stage: str  # machine name of the step
+    stage_label: str  # the step in words
     progress: float  # 0..1
     attempts: int
     error: str | None
@@ -52,6 +54,16 @@ class JobRow:
     heartbeat_at: datetime | None
     duration_seconds: float | None
     stale: bool  # running, but no heartbeat for longer than job_stale_after_seconds
+    can_retry: bool  # failed, never taken, or stale: Retry may send it again
+    needs_attention: bool  # failed, stale, or waiting with a problem noted
+
+    @property
+    def running(self) -> bool:
+        return self.status in (RecordingStatus.PROCESSING, DocumentStatus.INDEXING)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == RecordingStatus.FAILED
 
 
 def _duration(started: datetime | None, finished: datetime | None, running: bool, now: datetime) -> float | None:
@@ -59,12 +71,6 @@ def _duration(started: datetime | None, finished: datetime | None, running: bool
         return None
     end = finished or (now if running else None)
     return None if end is None else max(0.0, (end - started).total_seconds())
-
-
-def _is_stale(running: bool, heartbeat: datetime | None, started: datetime | None, now: datetime) -> bool:
-    last_sign = heartbeat or started
-    limit = timedelta(seconds=get_settings().job_stale_after_seconds)
-    return running and last_sign is not None and now - last_sign > limit
 
 
 PRIVATE_RECORDING = "(a recording you cannot open)"
@@ -96,26 +102,28 @@ def list_jobs(
     now = datetime.now(UTC)
     rows: list[JobRow] = []
     with session_scope() as session:
-        if kind in (None, "transcription"):
+        if kind in (None, JobKind.TRANSCRIPTION):
             query = select(TranscriptionJob).order_by(TranscriptionJob.created_at.desc(), TranscriptionJob.id.desc())
             if status:
                 query = query.where(TranscriptionJob.status == status)
             jobs = list(session.scalars(query.limit(limit)))
             readable = _readable_ids(session, TranscriptionJob.id, [job.id for job in jobs], job_visible_clause(actor))
             for job in jobs:
-                running = job.status == "PROCESSING"
+                running = job.status == RecordingStatus.PROCESSING
+                state = recording_state(job, now=now)
                 name, error = _shown(
                     job.filename, job.error, readable=job.id in readable, placeholder=PRIVATE_RECORDING
                 )
                 rows.append(
                     JobRow(
-                        kind="transcription",
+                        kind=JobKind.TRANSCRIPTION,
                         id=job.id,
                         name=name,
                         owner=job.owner.username if job.owner else DELETED_USER_LABEL,
                         status=job.status,
-                        stage=job.stage,
-                        progress=float(job.progress or 0.0),
+                        stage=state.stage,
+                        stage_label=state.stage_label,
+                        progress=state.progress,
                         attempts=job.attempts,
                         error=error,
                         created_at=job.created_at,
@@ -123,37 +131,35 @@ def list_jobs(
                         finished_at=job.completed_at,
                         heartbeat_at=job.heartbeat_at,
                         duration_seconds=_duration(job.started_at, job.completed_at, running, now),
-                        stale=_is_stale(running, job.heartbeat_at, job.started_at, now),
+                        stale=state.stale,
+                        can_retry=state.retryable,
+                        needs_attention=state.needs_attention,
                     )
                 )
-        if kind in (None, "indexing"):
+        if kind in (None, JobKind.INDEXING):
             documents = select(Document).order_by(Document.upload_date.desc(), Document.id.desc())
             if status:
-                documents = documents.where(Document.status == ("INDEXING" if status == "PROCESSING" else status))
+                documents = documents.where(
+                    Document.status == (DocumentStatus.INDEXING if status == RecordingStatus.PROCESSING else status)
+                )
             listed = list(session.scalars(documents.limit(limit)))
             readable = _readable_ids(session, Document.id, [d.id for d in listed], visible_documents_clause(actor))
             for document in listed:
-                running = document.status == "INDEXING"
+                running = document.status == DocumentStatus.INDEXING
+                state = indexing_state(document, now=now)
                 name, error = _shown(
                     document.filename, document.error, readable=document.id in readable, placeholder=PRIVATE_DOCUMENT
                 )
-                total = document.chunks_total or 0
-                progress = 1.0 if document.status == "COMPLETED" else (document.chunks_done / total if total else 0.0)
-                stage = {
-                    "PENDING": "queued",
-                    "INDEXING": f"indexing {document.chunks_done}/{total} chunks" if total else "extracting text",
-                    "COMPLETED": "done",
-                    "FAILED": "failed",
-                }.get(document.status, document.status.lower())
                 rows.append(
                     JobRow(
-                        kind="indexing",
+                        kind=JobKind.INDEXING,
                         id=document.id,
                         name=name,
                         owner=document.uploader.username if document.uploader else DELETED_USER_LABEL,
                         status=document.status,
-                        stage=stage,
-                        progress=min(1.0, progress),
+                        stage=state.stage,
+                        stage_label=state.stage_label,
+                        progress=state.progress,
                         attempts=document.attempts,
                         error=error,
                         created_at=document.upload_date,
@@ -161,7 +167,9 @@ def list_jobs(
                         finished_at=document.indexed_at,
                         heartbeat_at=document.heartbeat_at,
                         duration_seconds=_duration(document.started_at, document.indexed_at, running, now),
-                        stale=_is_stale(running, document.heartbeat_at, document.started_at, now),
+                        stale=state.stale,
+                        can_retry=state.retryable,
+                        needs_attention=state.needs_attention,
                     )
                 )
     rows.sort(key=lambda row: (row.created_at, row.id), reverse=True)
@@ -180,22 +188,18 @@ def job_queue_depths(*, actor: Actor) -> dict[str, int] | None:
 
 
 def retry_job(*, actor: Actor, kind: JobKind, job_id: int) -> None:
-    """Retry a failed or stalled transcription or indexing job through its owner's retry
-    function (core.meetings.transcription.retry_job, core.documents.indexing.retry_document), which commits
-    and enqueues it.
+    """Retry a failed or stalled transcription or indexing job through the service that owns
+    it (core.meetings.retry_recording, core.documents.retry_document), which commits and
+    enqueues it.
 
-    Requires view_jobs. An audit row (job.retry) is written by core.meetings.transcription for
-    recordings and here for documents (core.documents.indexing does not audit retries). Raises
-    what the owning service raises (NotFound; Conflict when the job is running or done).
+    Requires view_jobs. An audit row (job.retry) is written by core.meetings for recordings
+    and here for documents (core.documents does not audit retries). Raises what the owning
+    service raises (NotFound; Conflict when the job is running or done).
     """
     require(actor, "view_jobs")
-    if kind == "transcription":
-        from core.meetings import retry_recording
-
+    if kind == JobKind.TRANSCRIPTION:
         retry_recording(actor=actor, job_id=job_id)
-    elif kind == "indexing":
-        from core.documents import retry_document
-
+    elif kind == JobKind.INDEXING:
         retry_document(actor=actor, document_id=job_id)
         with session_scope() as session:
             record_audit(session, actor=actor, action="job.retry", target_type="indexing", target_id=job_id, details={})

@@ -6,7 +6,7 @@ Visibility and who may change a document: core.documents.access.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -21,13 +21,12 @@ from core.documents.access import (
     visible_documents_clause,
 )
 from core.documents.filetypes import safe_download_type
-from core.documents.indexing import ACTOR_NAME
+from core.documents.indexing import indexing_state
 from core.documents.text_source import TEXT_SOURCE_TYPE, parse_text_source, render_pieces, render_sections
-from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound
-from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES, Document, DocumentChunk, User
-from core.platform.queue import enqueue
+from core.platform.jobs import DOCUMENTS, JobState, reset_for_retry, send
+from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES, Document, DocumentChunk, DocumentStatus, User
 from core.platform.storage import delete_stored, get_storage
 
 log = logging.getLogger(__name__)
@@ -54,10 +53,20 @@ class DocumentInfo:
     error: str | None
     indexed_at: datetime | None
     searchable: bool  # has an active generation of chunks (also during a re-index)
-    stalled: bool  # INDEXING but no heartbeat for settings.job_stale_after_seconds
+    state: JobState  # status, stage, progress and staleness of its indexing
     transcription_job_id: int | None
-    can_manage: bool  # may re-index / retry
+    can_manage: bool  # the viewer may re-index / retry it (when its state allows)
     can_delete: bool
+
+    @property
+    def can_retry(self) -> bool:
+        """The viewer may press Retry now: failed, never taken, or abandoned by its worker."""
+        return self.can_manage and self.state.retryable
+
+    @property
+    def can_reindex(self) -> bool:
+        """The viewer may rebuild its chunks now (finished or failed)."""
+        return self.can_manage and self.status in _REINDEXABLE
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,9 @@ class DocumentDownload:
     data: bytes
 
 
+_REINDEXABLE = (DocumentStatus.COMPLETED, DocumentStatus.FAILED)
+
+
 def reindex_document(*, actor: Actor, document_id: int) -> None:
     """Queue a rebuild of a COMPLETED or FAILED document's chunks (e.g. after a model change).
 
@@ -87,7 +99,7 @@ def reindex_document(*, actor: Actor, document_id: int) -> None:
     leaves them in place. Commits, then enqueues. Raises NotFound, PermissionDenied, or
     Conflict while the document is already waiting or indexing.
     """
-    _requeue(actor, document_id, allowed=("COMPLETED", "FAILED"), verb="re-indexed")
+    _requeue(actor, document_id, allowed=lambda document: document.status in _REINDEXABLE, verb="re-indexed")
 
 
 def retry_document(*, actor: Actor, document_id: int) -> None:
@@ -96,28 +108,17 @@ def retry_document(*, actor: Actor, document_id: int) -> None:
     Commits, then enqueues. Raises NotFound, PermissionDenied, or Conflict when the
     document is COMPLETED (use reindex_document) or being indexed by a live worker.
     """
-    _requeue(actor, document_id, allowed=("FAILED", "PENDING", "STALLED"), verb="retried")
+    _requeue(actor, document_id, allowed=lambda document: indexing_state(document).retryable, verb="retried")
 
 
-def _is_stalled(document: Document) -> bool:
-    if document.status != "INDEXING":
-        return False
-    beat = document.heartbeat_at or document.started_at or document.upload_date
-    return beat < datetime.now(UTC) - timedelta(seconds=get_settings().job_stale_after_seconds)
-
-
-def _requeue(actor: Actor, document_id: int, *, allowed: tuple[str, ...], verb: str) -> None:
+def _requeue(actor: Actor, document_id: int, *, allowed: Callable[[Document], bool], verb: str) -> None:
     with session_scope() as session:
         document = managed_document_row(session, actor, document_id)
-        state = "STALLED" if _is_stalled(document) else document.status
-        if state not in allowed:
+        if not allowed(document):
             raise Conflict(f"“{document.filename}” is {document.status.lower()} and cannot be {verb} now.")
-        document.status = "PENDING"
-        document.error = None
-        document.attempts = 0
-        document.heartbeat_at = None
+        reset_for_retry(DOCUMENTS, document)
         document.chunks_done = 0
-    enqueue(ACTOR_NAME, document_id)
+    send(DOCUMENTS, document_id)
 
 
 def delete_documents(*, actor: Actor, document_ids: Iterable[int]) -> int:
@@ -155,8 +156,7 @@ def delete_documents(*, actor: Actor, document_ids: Iterable[int]) -> int:
     return len(rows)
 
 
-def _info(actor: Actor, document: Document, uploader: str | None, stale_before: datetime) -> DocumentInfo:
-    beat = document.heartbeat_at or document.started_at or document.upload_date
+def _info(actor: Actor, document: Document, uploader: str | None, now: datetime) -> DocumentInfo:
     return DocumentInfo(
         id=document.id,
         filename=document.filename,
@@ -173,7 +173,7 @@ def _info(actor: Actor, document: Document, uploader: str | None, stale_before: 
         error=document.error,
         indexed_at=document.indexed_at,
         searchable=document.active_generation > 0,
-        stalled=document.status == "INDEXING" and beat < stale_before,
+        state=indexing_state(document, now=now),
         transcription_job_id=document.transcription_job_id,
         can_manage=may_manage_document(actor, document),
         can_delete=actor.can("delete_documents"),
@@ -228,9 +228,9 @@ def list_documents(
     if filename_contains and filename_contains.strip():
         pattern = filename_contains.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         statement = statement.where(Document.filename.ilike(f"%{pattern}%", escape="\\"))
-    stale_before = datetime.now(UTC) - timedelta(seconds=get_settings().job_stale_after_seconds)
+    now = datetime.now(UTC)
     with session_scope() as session:
-        return [_info(actor, document, username, stale_before) for document, username in session.execute(statement)]
+        return [_info(actor, document, username, now) for document, username in session.execute(statement)]
 
 
 def list_uploaders(*, actor: Actor) -> list[tuple[int, str]]:
@@ -248,11 +248,11 @@ def list_uploaders(*, actor: Actor) -> list[tuple[int, str]]:
 
 def get_document(*, actor: Actor, document_id: int) -> DocumentInfo:
     """One document the actor may see. Read-only. Raises NotFound."""
-    stale_before = datetime.now(UTC) - timedelta(seconds=get_settings().job_stale_after_seconds)
+    now = datetime.now(UTC)
     with session_scope() as session:
         document = visible_document_row(session, actor, document_id)
         uploader = session.scalar(select(User.username).where(User.id == document.uploaded_by))
-        return _info(actor, document, uploader, stale_before)
+        return _info(actor, document, uploader, now)
 
 
 def document_chunks(*, actor: Actor, document_id: int, limit: int | None = None) -> list[ChunkInfo]:

@@ -20,7 +20,7 @@ from core.meetings.plain_text import plain_minutes_text
 from core.meetings.speakers import named_segments
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound
-from core.platform.models import Document, TranscriptionJob
+from core.platform.models import Document, DocumentStatus, TranscriptionJob
 from core.platform.storage import delete_stored, get_storage
 
 DERIVED_KIND = "derived"  # storage key prefix of transcript/minutes sources
@@ -104,7 +104,7 @@ def index_text_document(
     filename = clean_filename(stem[: MAX_FILENAME_CHARS - len(suffix)] + suffix)
     payload = text_source_bytes(stem, items)
     sha256 = hashlib.sha256(payload).hexdigest()
-    if existing is not None and existing.sha256 == sha256 and existing.status != "FAILED":
+    if existing is not None and existing.sha256 == sha256 and existing.status != DocumentStatus.FAILED:
         return int(existing.id)
 
     storage = get_storage()
@@ -125,7 +125,7 @@ def index_text_document(
                 "sha256": stored.sha256,
                 "uploaded_by": owner,
                 "visibility": visibility,
-                "status": "PENDING",
+                "status": DocumentStatus.PENDING,
                 "error": None,
                 "attempts": 0,
                 "heartbeat_at": None,
@@ -136,7 +136,7 @@ def index_text_document(
                 insert.on_conflict_do_update(
                     constraint="uq_documents_job_type",
                     set_=values,
-                    where=or_(Document.sha256 != insert.excluded.sha256, Document.status == "FAILED"),
+                    where=or_(Document.sha256 != insert.excluded.sha256, Document.status == DocumentStatus.FAILED),
                 ).returning(Document.id)
             )
     except BaseException:

@@ -19,13 +19,13 @@ from core.access.rbac import Actor, require
 from core.ai.usage import check_ai_budget
 from core.documents.access import visible_documents_clause
 from core.documents.filetypes import detect_kind, stream_size
-from core.documents.indexing import ACTOR_NAME, index_document
+from core.documents.indexing import index_document
 from core.documents.vector_segments import maintain_vector_index, maintenance_due
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, QuorumError, describe_error
-from core.platform.models import VISIBILITIES, Document
-from core.platform.queue import enqueue
+from core.platform.jobs import DOCUMENTS, send
+from core.platform.models import VISIBILITIES, Document, DocumentStatus
 from core.platform.storage import get_storage
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def _accept_one(actor: Actor, file: UploadedFileLike, visibility: str, *, send: 
                     sha256=stored.sha256,
                     uploaded_by=actor.id,
                     visibility=visibility,
-                    status="PENDING",
+                    status=DocumentStatus.PENDING,
                     document_type="general_document",
                 )
                 session.add(document)
@@ -204,11 +204,11 @@ def accept_upload(actor: Actor, file: UploadedFileLike, visibility: str, *, send
 
 def send_for_indexing(document_id: int, filename: str) -> str:
     """Enqueue indexing; a message for the user either way (the row is already committed)."""
-    try:
-        enqueue(ACTOR_NAME, document_id)
-    except Exception:
-        log.exception("could not enqueue indexing of document %s", document_id)
-        return f"{filename}: stored, but the indexing queue is unreachable; press Retry once it is back."
+    if not send(DOCUMENTS, document_id):
+        return (
+            f"{filename}: stored, but the indexing queue is unreachable; press Retry once it is back "
+            "(the system also sends it by itself then)."
+        )
     return f"{filename}: uploaded; indexing has been queued."
 
 

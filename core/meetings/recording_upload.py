@@ -16,7 +16,7 @@ from core.meetings.recordings import RecordingSummary, enqueue_transcription, ge
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import DuplicateRecording, InvalidInput
-from core.platform.models import VISIBILITIES, TranscriptionJob
+from core.platform.models import VISIBILITIES, RecordingStage, RecordingStatus, TranscriptionJob
 from core.platform.storage import get_storage
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,8 @@ def submit_recording(
                 duration_seconds=info.duration_seconds,
                 language=language or None,
                 visibility=visibility,
-                status="PENDING",
-                stage="queued",
+                status=RecordingStatus.PENDING,
+                stage=RecordingStage.QUEUED,
                 progress=0.0,
             )
             session.add(job)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core.access.audit import record_audit
@@ -26,25 +26,28 @@ from core.meetings.stitching import StoredSegment, TranscriptLine, stitch_segmen
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, NotFound, PermissionDenied, QuorumError
-from core.platform.models import Document, TranscriptionJob, TranscriptionSegment, UsageRecord
-from core.platform.queue import AUDIO_QUEUE, enqueue
+from core.platform.jobs import RECORDINGS, JobState, reset_for_retry, row_is_stale, send
+from core.platform.models import (
+    Document,
+    RecordingStage,
+    RecordingStatus,
+    TranscriptionJob,
+    TranscriptionSegment,
+    UsageRecord,
+)
 from core.platform.storage import delete_stored, get_storage
 
 log = logging.getLogger(__name__)
 
-ACTOR_NAME = "transcribe_recording"
-
-
 STAGE_LABELS: dict[str, str] = {
-    "queued": "Waiting for a worker",
-    "normalising": "Preparing the audio",
-    "splitting": "Finding pauses to split at",
-    "transcribing": "Transcribing",
-    "minutes": "Writing the minutes",
-    "indexing": "Indexing for search",
-    "done": "Done",
+    RecordingStage.QUEUED: "Waiting for a worker",
+    RecordingStage.NORMALISING: "Preparing the audio",
+    RecordingStage.SPLITTING: "Finding pauses to split at",
+    RecordingStage.TRANSCRIBING: "Transcribing",
+    RecordingStage.MINUTES: "Writing the minutes",
+    RecordingStage.INDEXING: "Indexing for search",
+    RecordingStage.DONE: "Done",
 }
-ACTIVE_STATUSES = ("PENDING", "PROCESSING")
 _SERVABLE_TYPES = frozenset(CONTENT_TYPES.values())
 
 
@@ -72,22 +75,40 @@ class RecordingSummary:
     started_at: datetime | None
     completed_at: datetime | None
     heartbeat_at: datetime | None
+    state: JobState  # status, stage, progress and staleness as every page shows them
+    can_retry: bool  # the viewer may press Retry now
+    can_delete: bool  # the viewer may delete it
 
     @property
     def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
+        """Waiting, or running with a live worker: pages keep following it."""
+        return self.state.active
 
     @property
     def stage_label(self) -> str:
-        return STAGE_LABELS.get(self.stage, self.stage)
+        return self.state.stage_label
 
-    def is_stale(self, now: datetime | None = None) -> bool:
-        """True when it says PROCESSING but its worker has not been heard of for too long."""
-        if self.status != "PROCESSING":
-            return False
-        last = self.heartbeat_at or self.started_at or self.created_at
-        now = now or datetime.now(UTC)
-        return (now - last).total_seconds() > get_settings().job_stale_after_seconds
+    @property
+    def stale(self) -> bool:
+        return self.state.stale
+
+
+def recording_state(job: TranscriptionJob, *, now: datetime | None = None) -> JobState:
+    """The recording's transcription as every page shows it."""
+    done = job.status == RecordingStatus.COMPLETED
+    return JobState(
+        status=job.status,
+        stage=job.stage,
+        stage_label=STAGE_LABELS.get(job.stage, job.stage),
+        progress=1.0 if done else min(max(float(job.progress or 0.0), 0.0), 1.0),
+        stale=row_is_stale(RECORDINGS, job, now),
+        error=job.error,
+    )
+
+
+def may_retry_recording(actor: Actor, job: TranscriptionJob) -> bool:
+    """The owner, admins (core.meetings.recording_access) and holders of view_jobs."""
+    return may_manage_job(actor, job) or actor.can("view_jobs")
 
 
 @dataclass(frozen=True)
@@ -113,17 +134,13 @@ class RecordingFile:
 
 
 def enqueue_transcription(job_id: int) -> None:
-    """Send the job's message; when the queue is down, mark it FAILED so the UI offers a retry."""
-    try:
-        enqueue(ACTOR_NAME, job_id, queue_name=AUDIO_QUEUE)
-    except Exception as error:
-        log.exception("could not enqueue transcription job %s", job_id)
-        message = "The recording was saved but could not be queued (the job queue is unreachable). Retry it."
-        with session_scope() as session:
-            session.execute(
-                update(TranscriptionJob).where(TranscriptionJob.id == job_id).values(status="FAILED", error=message)
-            )
-        raise QuorumError(message) from error
+    """Send the committed PENDING recording to the workers. When the queue cannot be reached
+    the recording stays PENDING (core.platform.jobs.send) and QuorumError says so."""
+    if not send(RECORDINGS, job_id):
+        raise QuorumError(
+            "The recording was saved but could not be queued (the job queue is unreachable). "
+            "It is sent by itself once the queue is back; Retry sends it now."
+        )
 
 
 def _ledger_cost() -> Any:
@@ -135,8 +152,9 @@ def _ledger_cost() -> Any:
     )
 
 
-def _summary(job: TranscriptionJob, cost: Decimal | float | None) -> RecordingSummary:
+def _summary(actor: Actor, job: TranscriptionJob, cost: Decimal | float | None) -> RecordingSummary:
     owner = job.owner
+    state = recording_state(job)
     return RecordingSummary(
         id=job.id,
         filename=job.filename,
@@ -158,6 +176,9 @@ def _summary(job: TranscriptionJob, cost: Decimal | float | None) -> RecordingSu
         started_at=job.started_at,
         completed_at=job.completed_at,
         heartbeat_at=job.heartbeat_at,
+        state=state,
+        can_retry=state.retryable and may_retry_recording(actor, job),
+        can_delete=_may_delete(actor, job),
     )
 
 
@@ -185,13 +206,13 @@ def list_recordings(
         statement = statement.where(TranscriptionJob.owner_id == actor.id)
     statement = statement.order_by(TranscriptionJob.created_at.desc(), TranscriptionJob.id.desc()).limit(limit)
     with session_scope() as session:
-        return [_summary(job, cost) for job, cost in session.execute(statement).all()]
+        return [_summary(actor, job, cost) for job, cost in session.execute(statement).all()]
 
 
 def get_recording_summary(*, actor: Actor, job_id: int) -> RecordingSummary:
     """One recording's summary. Read-only. Raises NotFound when the actor may not see it."""
     with session_scope() as session:
-        return _summary(*_readable_row(session, actor, job_id))
+        return _summary(actor, *_readable_row(session, actor, job_id))
 
 
 def stored_segments(session: Session, job_id: int) -> list[StoredSegment]:
@@ -216,7 +237,7 @@ def get_recording(*, actor: Actor, job_id: int) -> RecordingDetail:
     """
     with session_scope() as session:
         job, cost = _readable_row(session, actor, job_id)
-        summary = _summary(job, cost)
+        summary = _summary(actor, job, cost)
         stored = stored_segments(session, job_id)
         if job.transcript_segments is not None:
             lines = tuple(_line_from_json(item) for item in named_segments(job))
@@ -281,12 +302,11 @@ def retry_recording(*, actor: Actor, job_id: int) -> RecordingSummary:
     """
     with session_scope() as session:
         job = _locked_readable(session, actor, job_id)
-        if not (may_manage_job(actor, job) or actor.can("view_jobs")):
+        if not may_retry_recording(actor, job):
             raise PermissionDenied("Only the owner of this recording or an admin can retry it.")
-        summary = _summary(job, None)
-        if job.status == "COMPLETED":
+        if job.status == RecordingStatus.COMPLETED:
             raise Conflict("This recording is already transcribed. Regenerate its minutes instead.")
-        if job.status == "PROCESSING" and not summary.is_stale():
+        if not recording_state(job).retryable:
             raise Conflict("This recording is being transcribed right now.")
         record_audit(
             session,
@@ -296,7 +316,7 @@ def retry_recording(*, actor: Actor, job_id: int) -> RecordingSummary:
             target_id=job_id,
             details={"previous_status": job.status, "previous_error": job.error, "attempts": job.attempts},
         )
-        job.status, job.stage, job.error, job.attempts, job.heartbeat_at = "PENDING", "queued", None, 0, None
+        reset_for_retry(RECORDINGS, job)
         session.flush()
     enqueue_transcription(job_id)
     return get_recording_summary(actor=actor, job_id=job_id)

@@ -1,163 +1,388 @@
-"""Finding work a dead worker left behind, and putting it back in the queue.
+"""One lifecycle for every background job: document indexing and recording transcription.
 
-A worker that is killed (SIGKILL, OOM, power loss) leaves its job PROCESSING (recordings)
-or INDEXING (documents) forever: Dramatiq only redelivers the message when the worker
-acks late and Redis notices, which does not cover every case. Running jobs stamp
-heartbeat_at every few seconds; a job whose heartbeat (or start, before the first beat)
-is older than settings.job_stale_after_seconds is taken to be orphaned and requeued.
+A job is a row (documents, transcription_jobs) that moves PENDING -> running (INDEXING or
+PROCESSING) -> COMPLETED or FAILED. Everything about that movement is decided here, once:
 
-The periodic check is one message chain: start_stale_job_watch() sends the first message
-to the "requeue_stale_jobs" actor with a fresh token and records that token in Redis;
-each run calls continue_stale_job_watch(token), which does the work and sends the next
-message with a delay. A chain whose token is no longer the recorded one stops, so however
-often the app and workers are started, one chain runs.
+- Claim. `claim` takes the row with one atomic UPDATE: a PENDING row, or a running row
+  whose worker went quiet (stale) and that has attempts left. Each claim increments
+  `attempts` and stamps `started_at`; (attempts, started_at) fence every later write of the
+  run (`write`), so a run that lost its claim (killed, timed out, retried from the UI,
+  deleted) can change nothing more and gets ClaimLost instead.
+- Heartbeat. `Heartbeat` stamps heartbeat_at every settings.job_heartbeat_seconds while the
+  run works, so a long request is not mistaken for a dead worker.
+- Stale. One rule, in SQL (`stale_clause`) and in Python (`is_stale`): a running row whose
+  last sign of life (heartbeat_at, else started_at, else its creation) is older than
+  settings.job_stale_after_seconds. The stale-job watch requeues such rows; a retry may
+  take them over.
+- Failure. `record_failure` writes a readable error (`failure_message`) and decides: a
+  permanent error (bad input, a refusal retrying cannot fix, a time limit) or the last of
+  settings.job_max_attempts attempts -> FAILED; anything else -> back to PENDING for
+  Dramatiq's retry.
+- Retry from the UI. `retryable` (FAILED, PENDING, or stale) and `reset_for_retry`.
+- Unreachable queue. `send` enqueues after the commit; when Redis cannot be reached the row
+  stays PENDING with NOT_QUEUED as its error, the UI offers Retry, and the stale-job watch
+  sends it by itself once the queue answers again.
+- What people see. `JobState` carries status, stage, its label, progress and staleness, so
+  pages, the admin job monitor and Home never re-derive them.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from dramatiq.middleware import TimeLimitExceeded
+from sqlalchemy import ColumnElement, Update, and_, func, or_, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from core.access.audit import record_audit
 from core.platform.config import get_settings
 from core.platform.db import session_scope
-from core.platform.models import Document, TranscriptionJob
-from core.platform.queue import AUDIO_QUEUE, enqueue, get_broker
+from core.platform.errors import EmbeddingSpaceMismatch, InvalidInput, NotFound, PermanentError, QuorumError
+from core.platform.models import Document, DocumentStatus, RecordingStage, RecordingStatus, TranscriptionJob
+from core.platform.queue import AUDIO_QUEUE, DEFAULT_QUEUE, enqueue
 
 log = logging.getLogger(__name__)
 
-WATCH_ACTOR = "requeue_stale_jobs"
-VECTOR_INDEX_ACTOR = "maintain_vector_index"  # core.documents.vector_segments.ACTOR_NAME
-_WATCH_TOKEN_KEY = "quorum:maintenance:stale-job-watch"
+NOT_QUEUED = (
+    "Saved, but the job queue could not be reached, so it is not queued yet. It is sent by itself "
+    "once the queue is back; Retry sends it now."
+)
+# Retrying cannot fix these: bad or missing input, a provider's refusal, a changed embedding
+# model, a run that hit the time limit (it would hit it again).
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    PermanentError,
+    InvalidInput,
+    NotFound,
+    EmbeddingSpaceMismatch,
+    TimeLimitExceeded,
+)
+
+
+class JobKind(StrEnum):
+    TRANSCRIPTION = "transcription"
+    INDEXING = "indexing"
 
 
 @dataclass(frozen=True)
-class _Orphan:
-    kind: str  # "transcription" or "indexing"
+class JobTable:
+    """How one kind of job is stored and sent: its table, its running status, its actor."""
+
+    kind: JobKind
+    model: type[Document] | type[TranscriptionJob]
+    running: str  # the status of a claimed row
+    created: InstrumentedAttribute[datetime]  # the last sign of life before any claim
+    actor_name: str
+    queue_name: str
+    pending_values: Mapping[str, Any] = field(default_factory=dict)  # also written when back to PENDING
+    verb: str = "working"  # what a failure message says it was doing
+    title: str = "The job"  # what a failure message calls it
+
+    @property
+    def pending(self) -> str:
+        return RecordingStatus.PENDING  # the same word in both tables
+
+
+RECORDINGS = JobTable(
+    kind=JobKind.TRANSCRIPTION,
+    model=TranscriptionJob,
+    running=RecordingStatus.PROCESSING,
+    created=TranscriptionJob.created_at,
+    actor_name="transcribe_recording",
+    queue_name=AUDIO_QUEUE,
+    pending_values={"stage": RecordingStage.QUEUED},
+    verb="transcribing",
+    title="Transcription",
+)
+DOCUMENTS = JobTable(
+    kind=JobKind.INDEXING,
+    model=Document,
+    running=DocumentStatus.INDEXING,
+    created=Document.upload_date,
+    actor_name="index_document",
+    queue_name=DEFAULT_QUEUE,
+    verb="indexing",
+    title="Indexing",
+)
+TABLES = {table.kind: table for table in (RECORDINGS, DOCUMENTS)}
+
+
+# ---------------------------------------------------------------------------- what people see
+
+# PENDING, COMPLETED and FAILED are the same words in both tables; only "running" differs.
+_WAITING_OR_RUNNING = (RecordingStatus.PENDING, RecordingStatus.PROCESSING, DocumentStatus.INDEXING)
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job's state as every page shows it (computed in core, never in a page)."""
+
+    status: str  # the row's own status (PENDING, PROCESSING or INDEXING, COMPLETED, FAILED)
+    stage: str  # machine name of the step
+    stage_label: str  # the step in words
+    progress: float  # 0..1; 1 when COMPLETED
+    stale: bool  # running, but its worker has not been heard of for too long
+    error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Waiting or running with a live worker: pages keep polling while this is true."""
+        return self.status in _WAITING_OR_RUNNING and not self.stale
+
+    @property
+    def retryable(self) -> bool:
+        """Retry may send it again: failed, never taken, or abandoned by its worker."""
+        return self.status in (RecordingStatus.FAILED, RecordingStatus.PENDING) or self.stale
+
+    @property
+    def needs_attention(self) -> bool:
+        """Failed, abandoned, or waiting with a problem noted (not queued, retrying)."""
+        return (
+            self.status == RecordingStatus.FAILED
+            or self.stale
+            or (self.status == RecordingStatus.PENDING and self.error is not None)
+        )
+
+    @property
+    def display_status(self) -> str:
+        """ "Completed", "Failed", "Processing (stalled)", ..."""
+        text = self.status.title()
+        return f"{text} (stalled)" if self.stale else text
+
+
+def stale_after() -> timedelta:
+    return timedelta(seconds=get_settings().job_stale_after_seconds)
+
+
+def is_stale(
+    table: JobTable,
+    *,
+    status: str,
+    heartbeat_at: datetime | None,
+    started_at: datetime | None,
+    created_at: datetime,
+    now: datetime | None = None,
+) -> bool:
+    """The stale rule in Python; `stale_clause` is the same rule in SQL."""
+    if status != table.running:
+        return False
+    last_sign = heartbeat_at or started_at or created_at
+    return (now or datetime.now(UTC)) - last_sign > stale_after()
+
+
+def last_sign_of_life(table: JobTable) -> ColumnElement[datetime]:
+    model = table.model
+    return func.coalesce(model.heartbeat_at, model.started_at, table.created)
+
+
+def stale_clause(table: JobTable) -> ColumnElement[bool]:
+    """SQL condition over table.model: running rows whose worker went quiet (see is_stale)."""
+    return and_(table.model.status == table.running, last_sign_of_life(table) < func.now() - stale_after())
+
+
+def row_is_stale(table: JobTable, row: Document | TranscriptionJob, now: datetime | None = None) -> bool:
+    return is_stale(
+        table,
+        status=row.status,
+        heartbeat_at=row.heartbeat_at,
+        started_at=row.started_at,
+        created_at=getattr(row, table.created.key),
+        now=now,
+    )
+
+
+# ---------------------------------------------------------------------------- a worker's run
+
+
+class ClaimLost(Exception):
+    """This run no longer owns its row: deleted, retried, or taken over after it went quiet."""
+
+
+@dataclass
+class Claim:
+    """One claimed attempt at a job. (attempt, claimed_at) fence every write of the run;
+    claimed_at is part of the fence because a retry from the UI restarts the attempt count."""
+
+    table: JobTable
     id: int
-    attempts: int
+    attempt: int
+    claimed_at: datetime
+    row: Any  # the columns asked for in claim(returning=...), by name
+    stage: str = ""
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
-def requeue_stale_jobs() -> int:
-    """Reset stale PROCESSING recordings and INDEXING documents to PENDING and enqueue them
-    again (transcribe_recording on the audio queue, index_document on the default queue).
-    Returns how many were requeued.
+def claim(
+    table: JobTable, job_id: int, *, returning: Sequence[Any] = (), values: Mapping[str, Any] | None = None
+) -> Claim | None:
+    """Atomically take a PENDING row, or a stale running one with attempts left; None when
+    there is nothing to do (done, failed, running elsewhere, deleted). Commits.
 
-    A job already claimed settings.job_max_attempts times is marked FAILED instead, with a
-    readable error, so one file that kills the worker cannot crash it forever.
-    Rows are taken FOR UPDATE SKIP LOCKED, so concurrent runs split the work; a second run
-    finds nothing to do (idempotent). Commits the resets with one audit row per job, then
-    enqueues. A worker that picks a job up claims it again from PENDING, as for a first run.
+    `values` are written with the claim; `returning` columns come back in Claim.row.
+    """
+    model = table.model
+    settings = get_settings()
+    with session_scope() as session:
+        row = session.execute(
+            update(model)
+            .where(
+                model.id == job_id,
+                or_(
+                    model.status == table.pending,
+                    and_(stale_clause(table), model.attempts < settings.job_max_attempts),
+                ),
+            )
+            .values(
+                status=table.running,
+                attempts=model.attempts + 1,
+                started_at=func.now(),
+                heartbeat_at=func.now(),
+                error=None,
+                **(values or {}),
+            )
+            .returning(model.attempts, model.started_at, *returning)
+            .execution_options(synchronize_session=False)
+        ).first()
+    if row is None:
+        log.info("%s %s: nothing to do (done, failed, running elsewhere or deleted)", table.kind, job_id)
+        return None
+    log.info("%s %s: claimed (attempt %s)", table.kind, job_id, row.attempts)
+    return Claim(table, job_id, row.attempts, cast(datetime, row.started_at), row)
+
+
+def fenced(claim_: Claim) -> Update:
+    """UPDATE of the claimed row that matches only while this run still owns it."""
+    model = claim_.table.model
+    return update(model).where(
+        model.id == claim_.id,
+        model.attempts == claim_.attempt,
+        model.started_at == claim_.claimed_at,
+        model.status == claim_.table.running,
+    )
+
+
+def write(session: Session, claim_: Claim, **values: Any) -> None:
+    """Update the claimed row (and its heartbeat, unless given). Does not commit.
+    Raises ClaimLost when the row is no longer this run's."""
+    values.setdefault("heartbeat_at", func.now())
+    result = session.execute(fenced(claim_).values(**values))
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise ClaimLost(f"{claim_.table.kind} {claim_.id} attempt {claim_.attempt} is no longer this run's")
+
+
+class Heartbeat:
+    """Stamps heartbeat_at every settings.job_heartbeat_seconds while a run works, so a long
+    request is not mistaken for a dead worker; sets claim.stop when the claim is lost."""
+
+    def __init__(self, claim_: Claim) -> None:
+        self._claim = claim_
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{claim_.id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        interval = get_settings().job_heartbeat_seconds
+        while not self._done.wait(interval):
+            try:
+                with session_scope() as session:
+                    write(session, self._claim)
+            except ClaimLost:
+                log.warning("%s %s: claim lost; stopping", self._claim.table.kind, self._claim.id)
+                self._claim.stop.set()
+                return
+            except SQLAlchemyError:
+                log.exception("%s %s: heartbeat failed; will try again", self._claim.table.kind, self._claim.id)
+
+
+def failure_message(table: JobTable, error: BaseException, *, doing: str | None = None) -> str:
+    """A failure in words for the job's owner: a QuorumError's own message, the time limit,
+    or what went wrong while `doing` (default table.verb) with the error's first line."""
+    if isinstance(error, TimeLimitExceeded):
+        hours = get_settings().job_time_limit_seconds / 3600
+        return f"{table.title} took longer than the time limit of {hours:g} hours and was stopped."
+    if isinstance(error, QuorumError):
+        return str(error)
+    detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    return f"Something went wrong while {doing or table.verb}: {type(error).__name__}{': ' + detail if detail else ''}."
+
+
+def record_failure(
+    claim_: Claim,
+    error: BaseException,
+    *,
+    doing: str | None = None,
+    when_failed: Callable[[Session], None] | None = None,
+) -> bool:
+    """Write the failure on the claimed row. Returns True when it goes back to PENDING for
+    another attempt, False when it is now FAILED (a permanent error, or the last of
+    settings.job_max_attempts attempts). `when_failed(session)` runs in the same transaction
+    as the FAILED write (cleanup). Commits; a lost claim or an unreachable database is
+    logged, never raised.
     """
     settings = get_settings()
-    cutoff = datetime.now(UTC) - timedelta(seconds=settings.job_stale_after_seconds)
-    requeued: list[_Orphan] = []
-    with session_scope() as session:
-        recordings = session.execute(
-            select(TranscriptionJob.id, TranscriptionJob.attempts)
-            .where(
-                TranscriptionJob.status == "PROCESSING",
-                func.coalesce(TranscriptionJob.heartbeat_at, TranscriptionJob.started_at, TranscriptionJob.created_at)
-                < cutoff,
-            )
-            .order_by(TranscriptionJob.id)
-            .with_for_update(skip_locked=True)
-        ).all()
-        documents = session.execute(
-            select(Document.id, Document.attempts)
-            .where(
-                Document.status == "INDEXING",
-                func.coalesce(Document.heartbeat_at, Document.started_at, Document.upload_date) < cutoff,
-            )
-            .order_by(Document.id)
-            .with_for_update(skip_locked=True)
-        ).all()
-        orphans = [_Orphan("transcription", row.id, row.attempts) for row in recordings] + [
-            _Orphan("indexing", row.id, row.attempts) for row in documents
-        ]
-        for orphan in orphans:
-            model = TranscriptionJob if orphan.kind == "transcription" else Document
-            give_up = orphan.attempts >= settings.job_max_attempts
-            if give_up:
-                error = (
-                    f"The worker stopped {orphan.attempts} times while working on this; it was not retried "
-                    "again. Check the worker logs, then retry it from the Jobs tab."
-                )
-                session.execute(
-                    update(model).where(model.id == orphan.id).values(status="FAILED", error=error, heartbeat_at=None)
-                )
-            else:
-                values: dict[str, object] = {"status": "PENDING", "error": None, "heartbeat_at": None}
-                if orphan.kind == "transcription":
-                    values["stage"] = "queued"
-                session.execute(update(model).where(model.id == orphan.id).values(**values))
-                requeued.append(orphan)
-            record_audit(
-                session,
-                actor=None,
-                action="job.fail_stale" if give_up else "job.requeue_stale",
-                target_type=orphan.kind,
-                target_id=orphan.id,
-                details={"attempts": orphan.attempts, "stale_after_seconds": settings.job_stale_after_seconds},
-            )
-    # Enqueued after the commit: a worker must find the row PENDING when the message arrives.
-    for orphan in requeued:
-        if orphan.kind == "transcription":
-            enqueue("transcribe_recording", orphan.id, queue_name=AUDIO_QUEUE)
-        else:
-            enqueue("index_document", orphan.id)
-    if orphans:
-        log.warning(
-            "stale jobs: requeued %s, failed %s (no heartbeat for %ss)",
-            len(requeued),
-            len(orphans) - len(requeued),
-            settings.job_stale_after_seconds,
-        )
-    return len(requeued)
-
-
-def start_stale_job_watch() -> str:
-    """Start the periodic stale-job check (call once when the system starts; calling it
-    again replaces the running chain instead of adding one). Runs one check now, in the
-    caller, so jobs orphaned while the system was down are requeued at once (a database
-    error there is logged, not raised). Returns the chain's token.
-    """
-    token = uuid.uuid4().hex
-    get_broker().client.set(_WATCH_TOKEN_KEY, token)
+    table = claim_.table
+    message = failure_message(table, error, doing=doing)
+    retry = not isinstance(error, PERMANENT_ERRORS) and claim_.attempt < settings.job_max_attempts
+    if retry:
+        message += f" Retrying automatically (attempt {claim_.attempt} of {settings.job_max_attempts})."
+    log.warning("%s %s failed (attempt %s): %s", table.kind, claim_.id, claim_.attempt, message, exc_info=error)
+    values: dict[str, Any] = {
+        "status": table.pending if retry else RecordingStatus.FAILED,
+        "error": message,
+        "heartbeat_at": None,
+    }
+    if retry:
+        values.update(table.pending_values)
     try:
-        requeue_stale_jobs()
+        with session_scope() as session:
+            write(session, claim_, **values)
+            if not retry and when_failed is not None:
+                when_failed(session)
+    except ClaimLost:
+        log.info("%s %s: claim lost before its failure was recorded", table.kind, claim_.id)
     except SQLAlchemyError:
-        log.exception("stale-job check at start failed; the periodic check will try again")
-    finally:
-        enqueue(WATCH_ACTOR, token, delay_ms=get_settings().job_stale_check_seconds * 1000)
-    return token
+        log.exception("%s %s: could not record its failure", table.kind, claim_.id)
+    return retry
 
 
-def continue_stale_job_watch(token: str) -> bool:
-    """One run of the periodic check: requeue stale jobs, then schedule the next run with
-    the same token. Returns False, doing nothing, when `token` belongs to a replaced chain.
+# ---------------------------------------------------------------------------- sending and retrying
 
-    The next run is scheduled even when this check fails (database down), so the watch
-    survives outages.
-    """
-    client = get_broker().client
-    current = client.get(_WATCH_TOKEN_KEY)
-    if current is None:
-        # Redis lost the key (flushed): the first chain to run takes over.
-        client.set(_WATCH_TOKEN_KEY, token, nx=True)
-        current = client.get(_WATCH_TOKEN_KEY)
-    if (current.decode() if isinstance(current, bytes) else current) != token:
-        log.info("stale-job watch %s replaced by another; stopping it", token)
-        return False
+
+def send(table: JobTable, job_id: int) -> bool:
+    """Enqueue a committed PENDING row. When the queue cannot be reached the row stays PENDING
+    with NOT_QUEUED as its error (the stale-job watch sends it once the queue is back) and
+    False is returned; never raises for the queue."""
     try:
-        requeue_stale_jobs()
-    finally:
-        enqueue(WATCH_ACTOR, token, delay_ms=get_settings().job_stale_check_seconds * 1000)
-        # Indexes the chunks of a tail that went quiet (core.documents.vector_segments).
-        enqueue(VECTOR_INDEX_ACTOR)
+        enqueue(table.actor_name, job_id, queue_name=table.queue_name)
+    except Exception:
+        log.exception("could not enqueue %s %s", table.kind, job_id)
+        model = table.model
+        with session_scope() as session:
+            session.execute(
+                update(model).where(model.id == job_id, model.status == table.pending).values(error=NOT_QUEUED)
+            )
+        return False
     return True
+
+
+def reset_for_retry(table: JobTable, row: Document | TranscriptionJob) -> None:
+    """Put a loaded (locked) row back to PENDING with a fresh attempt count. Does not commit;
+    send() after the commit."""
+    row.status = table.pending
+    row.error = None
+    row.attempts = 0
+    row.heartbeat_at = None
+    for name, value in table.pending_values.items():
+        setattr(row, name, value)

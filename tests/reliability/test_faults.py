@@ -162,7 +162,7 @@ def test_a_worker_killed_during_indexing_is_requeued_by_the_stale_job_check_and_
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from core.platform.jobs import requeue_stale_jobs
+    from core.platform.stale_job_watch import requeue_stale_jobs
 
     fake = fake_api(embedding_batch_size=4)
     fake.delay_next(1000, 0.3, path=EMBEDDINGS)

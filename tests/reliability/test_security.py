@@ -349,7 +349,7 @@ def _page_run(page: str, actor: Actor, cookie: str, **state: Any) -> Any:
     (which is what a fragment's rerun skips), with the session the tab holds."""
     from streamlit.testing.v1 import AppTest
 
-    app = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
+    app = AppTest.from_file(str(ROOT / "views" / page), default_timeout=60)
     app.session_state[session_keys.ACTOR] = actor
     app.session_state[session_keys.SESSION_COOKIE] = cookie
     for key, value in state.items():
@@ -536,7 +536,7 @@ def _rendered_chat(actor: Actor, chat_id: int) -> list[str]:
 
     from tests.conftest import signed_in
 
-    app = signed_in(AppTest.from_file(str(ROOT / "pages" / "chat.py"), default_timeout=60), actor)
+    app = signed_in(AppTest.from_file(str(ROOT / "views" / "chat.py"), default_timeout=60), actor)
     app.session_state[session_keys.ACTIVE_CHAT_ID] = chat_id
     app.run()
     assert not app.exception

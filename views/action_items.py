@@ -16,16 +16,16 @@ from core.meetings.action_items import (
 )
 from core.meetings.speakers import known_speaker_names
 from ui import session_keys
-from ui.common import current_actor, format_seconds, plain, run_action
+from ui.common import current_actor, flash_and_rerun, format_seconds, plain, run_action, show_flash
 
-TRANSCRIPTS_PAGE = "pages/transcripts.py"
+TRANSCRIPTS_PAGE = "views/transcripts.py"
 _EVERYONE, _UNASSIGNED = "Everyone", "Unassigned"
 _STATUS_CHOICES = {"open": "Open", "done": "Done", "all": "All"}
 _DUE_CHOICES = {"any": "Any", "overdue": "Overdue", "this_week": "Due within 7 days", "no_date": "No due date"}
 
 
 def _filters(actor: Actor) -> dict[str, object]:
-    owners = run_action(lambda: action_item_owners(actor=actor)) or []
+    owners = run_action(lambda: action_item_owners(actor=actor)).value or []
     left, middle, right, dates = st.columns([2, 1, 2, 2])
     owner = left.selectbox("Owner", [_EVERYONE, _UNASSIGNED, *owners], key="action_items_owner")
     status = middle.selectbox(
@@ -66,11 +66,6 @@ def _rows(items: list[ActionItemView], today: date) -> list[dict[str, object]]:
         }
         for item in items
     ]
-
-
-def _flash(message: str) -> None:
-    st.session_state[session_keys.ACTION_ITEMS_FLASH] = message
-    st.rerun()
 
 
 def _item_label(item: ActionItemView) -> str:
@@ -120,13 +115,13 @@ def _render_editor(actor: Actor, items: list[ActionItemView], chosen_row: int | 
                 key=f"close_{item.id}",
             ):
                 status = "open" if done else "done"
-                if run_action(lambda: update_action_item(actor=actor, item_id=item.id, status=status)):
-                    _flash("Reopened." if done else "Marked done.")
+                if run_action(lambda: update_action_item(actor=actor, item_id=item.id, status=status)).ok:
+                    flash_and_rerun("Reopened." if done else "Marked done.")
         if not item.can_edit:
             if not item.can_close:
                 st.caption("Only the recording's owner, an admin or the person it is assigned to can change it.")
             return
-        names = run_action(lambda: known_speaker_names(actor=actor)) or []
+        names = run_action(lambda: known_speaker_names(actor=actor)).value or []
         with st.form(f"action_item_{item.id}", border=False):
             owners = sorted({*names, *([item.owner] if item.owner else [])}, key=str.casefold)
             owner = st.selectbox(
@@ -141,8 +136,8 @@ def _render_editor(actor: Actor, items: list[ActionItemView], chosen_row: int | 
             saved = st.form_submit_button("Save owner and due date", icon=":material/save:")
         if saved:
             due_date = due if has_due and isinstance(due, date) else None
-            if run_action(lambda: update_action_item(actor=actor, item_id=item.id, owner=owner, due_date=due_date)):
-                _flash("Action item saved.")
+            if run_action(lambda: update_action_item(actor=actor, item_id=item.id, owner=owner, due_date=due_date)).ok:
+                flash_and_rerun("Action item saved.")
 
 
 def _render_exports(actor: Actor, items: list[ActionItemView]) -> None:
@@ -150,7 +145,7 @@ def _render_exports(actor: Actor, items: list[ActionItemView]) -> None:
         return
     csv_column, xlsx_column, _ = st.columns([1, 1, 2])
     for column, fmt, label in ((csv_column, "csv", "CSV"), (xlsx_column, "xlsx", "Excel (XLSX)")):
-        exported = run_action(lambda fmt=fmt: export_action_items(actor=actor, items=items, fmt=fmt))  # type: ignore[misc]
+        exported = run_action(lambda fmt=fmt: export_action_items(actor=actor, items=items, fmt=fmt)).value  # type: ignore[misc]
         if exported is not None:
             name, mime, data = exported
             column.download_button(
@@ -165,13 +160,11 @@ def main() -> None:
         "Every action item from the minutes of the meetings you can read. Statuses and edits are kept when "
         "minutes are regenerated or edited."
     )
-    flash = st.session_state.pop(session_keys.ACTION_ITEMS_FLASH, None)
-    if flash:
-        st.success(flash, icon=":material/check_circle:")
+    show_flash()
     filters = _filters(actor)
     status = filters.pop("status")
     # The counts cover every status of what the other filters keep; the table shows the chosen status.
-    matching = run_action(lambda: list_action_items(actor=actor, **filters)) or []  # type: ignore[arg-type]
+    matching = run_action(lambda: list_action_items(actor=actor, **filters)).value or []  # type: ignore[arg-type]
     items = [item for item in matching if status is None or item.status == status]
     today = date.today()
     counts = st.columns(3)

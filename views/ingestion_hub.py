@@ -6,8 +6,6 @@ UI only: every action is a core call. The table of content refreshes itself in a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 import streamlit as st
@@ -25,10 +23,18 @@ from core.documents import (
 )
 from core.documents.filetypes import SUPPORTED_DESCRIPTION, UPLOAD_PICKER_EXTENSIONS
 from core.platform.config import get_settings
-from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES
+from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES, DocumentStatus
 from ui import page_access, session_keys, untrusted
 from ui.auth_ui import recheck_account
-from ui.common import current_actor, format_bytes, format_seconds, run_action
+from ui.common import (
+    current_actor,
+    date_range_input,
+    flash_and_rerun,
+    format_bytes,
+    format_seconds,
+    run_action,
+    show_flash,
+)
 
 ACTIVE_REFRESH_SECONDS = 2
 IDLE_REFRESH_SECONDS = 30
@@ -42,23 +48,8 @@ _OUTCOME_STYLE = {
 }
 
 
-def _flash(message: str) -> None:
-    st.session_state[session_keys.HUB_FLASH] = message
-    st.rerun()
-
-
-def _succeeded(action: Callable[[], object]) -> bool:
-    """Run a core action that returns nothing; True when it did not fail (errors are shown)."""
-
-    def call() -> bool:
-        action()
-        return True
-
-    return bool(run_action(call))
-
-
 def _is_active(document: DocumentInfo) -> bool:
-    return document.status in ("PENDING", "INDEXING") and not document.stalled
+    return document.state.active
 
 
 # --------------------------------------------------------------------------- upload
@@ -91,7 +82,7 @@ def render_document_upload(actor: Actor) -> None:
     )
     if files:
         with st.spinner(f"Checking and storing {len(files)} file{'s' if len(files) != 1 else ''}…"):
-            outcomes = run_action(lambda: upload_documents(actor=actor, files=files, visibility=visibility))
+            outcomes = run_action(lambda: upload_documents(actor=actor, files=files, visibility=visibility)).value
         if outcomes is not None:
             st.session_state[session_keys.HUB_UPLOAD_RESULTS] = [(o.status, o.message, o.document_id) for o in outcomes]
             st.session_state[session_keys.HUB_UPLOADER_GENERATION] = generation + 1
@@ -107,7 +98,7 @@ def _live_note(document: DocumentInfo) -> None:
         st.success(f"{name}: indexed ({chunks}); Chat can answer from it now.", icon=":material/check_circle:")
     elif document.status == "FAILED":
         st.error(f"{name}: indexing failed. {document.error or ''} Pick it below to retry.", icon=":material/error:")
-    elif document.stalled:
+    elif document.state.stale:
         st.warning(f"{name}: indexing stopped answering. Pick it below to retry.", icon=":material/warning:")
     elif document.status == "INDEXING":
         done = f" ({document.chunks_done} of {document.chunks_total} chunks)" if document.chunks_total else ""
@@ -126,7 +117,7 @@ def render_upload_notes(actor: Actor) -> None:
     def current(viewer: Actor) -> dict[int, DocumentInfo]:
         if not ids:
             return {}
-        return {d.id: d for d in run_action(lambda: list_documents(actor=viewer, document_ids=ids)) or []}
+        return {d.id: d for d in run_action(lambda: list_documents(actor=viewer, document_ids=ids)).value or []}
 
     active = any(_is_active(d) for d in current(actor).values())
 
@@ -171,17 +162,12 @@ def _filters(actor: Actor) -> dict[str, Any]:
     status = status_col.selectbox(
         "Status", options=[None, *DOCUMENT_STATUSES], format_func=lambda s: "All" if s is None else s.title()
     )
-    uploaders = run_action(lambda: list_uploaders(actor=actor)) or []
+    uploaders = run_action(lambda: list_uploaders(actor=actor)).value or []
     names = dict(uploaders)
     uploader_id = uploader_col.selectbox(
         "Uploaded by", options=[None, *names], format_func=lambda u: "Anyone" if u is None else names[u]
     )
-    days = date_col.date_input("Uploaded between", value=[], format="YYYY-MM-DD")
-    date_from: date | None = None
-    date_to: date | None = None
-    if isinstance(days, tuple | list) and days:
-        date_from = days[0]
-        date_to = days[1] if len(days) > 1 else days[0]
+    date_from, date_to = date_range_input("Uploaded between", key=session_keys.HUB_FILTER_DATES, container=date_col)
     filename = name_col.text_input("File name contains", placeholder="part of a name")
     return {
         "document_type": document_type,
@@ -195,18 +181,12 @@ def _filters(actor: Actor) -> dict[str, Any]:
 
 def _status_text(document: DocumentInfo) -> str:
     # Plain words: emoji need a colour-emoji font, which many Linux desktops lack.
-    text = document.status.title()
-    if document.stalled:
-        return f"{text} (stalled)"
-    if document.status in ("PENDING", "INDEXING") and document.searchable:
+    text = document.state.display_status
+    if document.state.stale:
+        return text
+    if document.status in (DocumentStatus.PENDING, DocumentStatus.INDEXING) and document.searchable:
         return f"{text} (re-index; previous version searchable)"
     return text
-
-
-def _progress(document: DocumentInfo) -> float:
-    if document.status == "COMPLETED":
-        return 1.0
-    return document.chunks_done / document.chunks_total if document.chunks_total else 0.0
 
 
 def _rows(documents: list[DocumentInfo]) -> list[dict[str, Any]]:
@@ -216,7 +196,7 @@ def _rows(documents: list[DocumentInfo]) -> list[dict[str, Any]]:
             "Name": d.filename,
             "Type": TYPE_LABELS.get(d.document_type, d.document_type),
             "Status": _status_text(d),
-            "Progress": _progress(d),
+            "Progress": d.state.progress,
             "Chunks": f"{d.chunks_done}/{d.chunks_total}" if d.chunks_total else "—",
             "Visibility": d.visibility.title(),
             "Uploaded by": d.uploader,
@@ -235,7 +215,7 @@ def render_table(actor: Actor, filters: dict[str, Any], documents: list[Document
     @st.fragment(run_every=ACTIVE_REFRESH_SECONDS if active else IDLE_REFRESH_SECONDS)
     def content_table() -> None:
         fresh = recheck_account(*page_access.INGESTION_HUB)
-        current = run_action(lambda: list_documents(actor=fresh, **filters)) or []
+        current = run_action(lambda: list_documents(actor=fresh, **filters)).value or []
         if not current:
             st.info("Nothing matches. Upload documents or recordings above, or change the filters.")
             return
@@ -265,7 +245,7 @@ def render_table(actor: Actor, filters: dict[str, Any], documents: list[Document
 @st.dialog("Chunks", width="large")
 def show_chunks(document: DocumentInfo) -> None:
     actor = recheck_account(*page_access.INGESTION_HUB)
-    chunks = run_action(lambda: document_chunks(actor=actor, document_id=document.id, limit=CHUNKS_SHOWN))
+    chunks = run_action(lambda: document_chunks(actor=actor, document_id=document.id, limit=CHUNKS_SHOWN)).value
     if chunks is None:
         return
     st.caption(f"{untrusted.plain(document.filename)} · {document.chunks_total} searchable chunks")
@@ -296,11 +276,12 @@ def confirm_delete(document: DocumentInfo) -> None:
     keep, remove = st.columns(2)
     if keep.button("Cancel", width="stretch"):
         st.rerun()
-    if remove.button("Delete", type="primary", icon=":material/delete:", width="stretch", key="hub_confirm_delete"):
-        deleted = run_action(lambda: delete_documents(actor=actor, document_ids=[document.id]))
-        if deleted is not None:
-            st.session_state.pop(session_keys.SELECTED_DOCUMENT_ID, None)
-            _flash(f"Deleted {untrusted.plain(document.filename)}.")
+    confirmed = remove.button(
+        "Delete", type="primary", icon=":material/delete:", width="stretch", key="hub_confirm_delete"
+    )
+    if confirmed and run_action(lambda: delete_documents(actor=actor, document_ids=[document.id])).ok:
+        st.session_state.pop(session_keys.SELECTED_DOCUMENT_ID, None)
+        flash_and_rerun(f"Deleted {untrusted.plain(document.filename)}.")
 
 
 @st.cache_data(max_entries=4, ttl=300, show_spinner=False)
@@ -327,11 +308,11 @@ def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
         return
     document = by_id[chosen]
     if document.error:
-        (st.error if document.status == "FAILED" else st.warning)(document.error, icon=":material/error:")
+        (st.error if document.status == DocumentStatus.FAILED else st.warning)(document.error, icon=":material/error:")
     view, download, reindex, retry, remove = st.columns(5)
     if view.button("View chunks", icon=":material/segment:", width="stretch", disabled=not document.searchable):
         show_chunks(document)
-    prepared = run_action(lambda: _download(actor, actor.id, document.id))
+    prepared = run_action(lambda: _download(actor, actor.id, document.id)).value
     if prepared is not None:
         filename, content_type, data = prepared
         download.download_button(
@@ -342,23 +323,28 @@ def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
             icon=":material/download:",
             width="stretch",
         )
-    if reindex.button(
-        "Re-index",
-        icon=":material/refresh:",
-        width="stretch",
-        disabled=not document.can_manage or document.status not in ("COMPLETED", "FAILED"),
-        help="Rebuild the chunks (for example after an embedding model change); the current ones stay "
-        "searchable until the new ones are ready.",
-    ) and _succeeded(lambda: reindex_document(actor=actor, document_id=document.id)):
-        _flash(f"Re-indexing {untrusted.plain(document.filename)}.")
-    retryable = document.status in ("FAILED", "PENDING") or document.stalled
-    if retry.button(
-        "Retry",
-        icon=":material/replay:",
-        width="stretch",
-        disabled=not document.can_manage or not retryable,
-    ) and _succeeded(lambda: retry_document(actor=actor, document_id=document.id)):
-        _flash(f"{untrusted.plain(document.filename)} is queued again.")
+    if (
+        reindex.button(
+            "Re-index",
+            icon=":material/refresh:",
+            width="stretch",
+            disabled=not document.can_reindex,
+            help="Rebuild the chunks (for example after an embedding model change); the current ones stay "
+            "searchable until the new ones are ready.",
+        )
+        and run_action(lambda: reindex_document(actor=actor, document_id=document.id)).ok
+    ):
+        flash_and_rerun(f"Re-indexing {untrusted.plain(document.filename)}.")
+    if (
+        retry.button(
+            "Retry",
+            icon=":material/replay:",
+            width="stretch",
+            disabled=not document.can_retry,
+        )
+        and run_action(lambda: retry_document(actor=actor, document_id=document.id)).ok
+    ):
+        flash_and_rerun(f"{untrusted.plain(document.filename)} is queued again.")
     if remove.button("Delete", icon=":material/delete:", width="stretch", disabled=not document.can_delete):
         confirm_delete(document)
 
@@ -369,9 +355,7 @@ def render_actions(actor: Actor, documents: list[DocumentInfo]) -> None:
 def main() -> None:
     actor = current_actor()
     st.title("Ingestion Hub")
-    flash = st.session_state.pop(session_keys.HUB_FLASH, None)
-    if flash:
-        st.success(flash, icon=":material/check_circle:")
+    show_flash()
 
     documents_tab, audio_tab = st.tabs([":material/description: Documents", ":material/graphic_eq: Audio"])
     with documents_tab:
@@ -381,7 +365,7 @@ def main() -> None:
 
     st.subheader("Indexed content")
     filters = _filters(actor)
-    documents = run_action(lambda: list_documents(actor=actor, **filters)) or []
+    documents = run_action(lambda: list_documents(actor=actor, **filters)).value or []
     render_table(actor, filters, documents)
     if documents:
         render_actions(actor, documents)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import date
 
 import streamlit as st
 from core.access.rbac import Actor
@@ -32,7 +31,7 @@ from core.platform.errors import QuorumError
 from core.platform.models import DOCUMENT_TYPES
 from ui import session_keys, untrusted
 from ui.answer_in_progress import AnswerInProgress
-from ui.common import current_actor, format_seconds, plain, run_action
+from ui.common import current_actor, date_range_input, flash_and_rerun, format_seconds, plain, run_action, show_flash
 
 TYPE_LABELS = {
     "general_document": "Documents",
@@ -44,13 +43,8 @@ RATED = {
     "bad": "Marked not helpful. Thank you: reviewers read every such answer.",
     "good": "Marked helpful. Thank you.",
 }
-TRANSCRIPTS_PAGE = "pages/transcripts.py"
+TRANSCRIPTS_PAGE = "views/transcripts.py"
 RECENT_CHATS = 12  # listed in the sidebar; the chat bar searches all of them
-
-
-def _flash(message: str) -> None:
-    st.session_state[session_keys.CHAT_FLASH] = message
-    st.rerun()
 
 
 def _active_chat(chats: list[ChatSummary]) -> ChatSummary | None:
@@ -121,16 +115,14 @@ def _chat_bar(actor: Actor, chats: list[ChatSummary], active: ChatSummary | None
         return
     with manage_col.popover("Manage", icon=":material/edit:", width="stretch"):
         title = st.text_input("Title", value=active.title, key=f"chat_title_{active.id}", max_chars=80)
-        if st.button("Rename", key="chat_rename"):
-            renamed = run_action(lambda: rename_chat(actor=actor, chat_id=active.id, title=title))
-            if renamed is not None:
-                _flash("Chat renamed.")
+        renamed = st.button("Rename", key="chat_rename")
+        if renamed and run_action(lambda: rename_chat(actor=actor, chat_id=active.id, title=title)).ok:
+            flash_and_rerun("Chat renamed.")
         st.divider()
-        if st.button("Delete this chat", type="primary", icon=":material/delete:", key="chat_delete"):
-            if run_action(lambda: delete_chat(actor=actor, chat_id=active.id)) is None:
-                return
+        deleting = st.button("Delete this chat", type="primary", icon=":material/delete:", key="chat_delete")
+        if deleting and run_action(lambda: delete_chat(actor=actor, chat_id=active.id)).ok:
             _select(None)
-            _flash("Chat deleted.")
+            flash_and_rerun("Chat deleted.")
 
 
 def _sidebar(chats: list[ChatSummary], active: ChatSummary | None) -> None:
@@ -160,7 +152,7 @@ def _filters(actor: Actor) -> RetrievalFilters | None:
             key=session_keys.CHAT_FILTER_TYPES,
             placeholder="All kinds",
         )
-        documents = run_action(lambda: list_documents(actor=actor, limit=500)) or []
+        documents = run_action(lambda: list_documents(actor=actor, limit=500)).value or []
         names = {d.id: d.filename for d in documents if d.searchable}
         chosen = st.multiselect(
             "Only these documents",
@@ -169,13 +161,7 @@ def _filters(actor: Actor) -> RetrievalFilters | None:
             key=session_keys.CHAT_FILTER_DOCUMENTS,
             placeholder="All documents",
         )
-        dates = st.date_input("Uploaded between", value=[], key=session_keys.CHAT_FILTER_DATES)
-    date_from = date_to = None
-    if isinstance(dates, tuple) and dates:
-        date_from = dates[0]
-        date_to = dates[1] if len(dates) > 1 else dates[0]
-    elif isinstance(dates, date):
-        date_from = date_to = dates
+        date_from, date_to = date_range_input("Uploaded between", key=session_keys.CHAT_FILTER_DATES)
     try:
         return RetrievalFilters(
             document_types=tuple(types), document_ids=tuple(chosen), date_from=date_from, date_to=date_to
@@ -238,9 +224,8 @@ def _feedback(actor: Actor, message: ChatMessageView) -> None:
         )
         if st.button("Save correction", key=f"save_correction_{message.id}"):
             rating = RATINGS[choice] if choice is not None else "bad"
-            saved = run_action(lambda: rate_message(actor=actor, message_id=message.id, rating=rating, correction=text))
-            if saved is not None:
-                _flash("Correction saved; a reviewer will look at it.")
+            if run_action(lambda: rate_message(actor=actor, message_id=message.id, rating=rating, correction=text)).ok:
+                flash_and_rerun("Correction saved; a reviewer will look at it.")
 
 
 def _answers() -> dict[int, AnswerInProgress]:
@@ -272,11 +257,9 @@ def _follow(chat_id: int) -> None:
 
 
 actor = current_actor()
-flash = st.session_state.pop(session_keys.CHAT_FLASH, None)
-if flash:
-    st.toast(flash, icon=":material/check_circle:")
+show_flash()
 
-chats = run_action(lambda: list_chats(actor=actor)) or []
+chats = run_action(lambda: list_chats(actor=actor)).value or []
 active = _active_chat(chats)
 _sidebar(chats, active)
 
@@ -295,7 +278,7 @@ pending = _answers().get(active_id)
 if pending is not None and pending.finished and pending.error is None:
     _answers().pop(active_id)  # stored: the messages below include it
     pending = None
-messages = (run_action(lambda: list_messages(actor=actor, chat_id=active_id)) or []) if active_id else []
+messages = (run_action(lambda: list_messages(actor=actor, chat_id=active_id)).value or []) if active_id else []
 if not messages:
     st.caption("Ask about your documents, transcripts and meeting minutes. Every answer cites its sources.")
 last_assistant = max((m.id for m in messages if m.role == "assistant"), default=None)
@@ -317,7 +300,7 @@ if (
     and st.button("Regenerate the last answer", key="regenerate", icon=":material/refresh:", disabled=filters is None)
 ):
     chat_id = active.id
-    regenerated = run_action(lambda: regenerate_last_answer(actor=actor, chat_id=chat_id, filters=filters))
+    regenerated = run_action(lambda: regenerate_last_answer(actor=actor, chat_id=chat_id, filters=filters)).value
     if regenerated is not None:
         _answers()[chat_id] = AnswerInProgress(regenerated)
         _follow(chat_id)
@@ -331,7 +314,7 @@ if pending is not None:
     _follow(active_id)
 elif question and filters is not None:
     if active is None:
-        created = run_action(lambda: create_chat(actor=actor))
+        created = run_action(lambda: create_chat(actor=actor)).value
         if created is None:
             st.stop()
         active = created
@@ -339,7 +322,7 @@ elif question and filters is not None:
     chat_id, asked = active.id, question
     with st.chat_message("user"):
         st.markdown(untrusted.markdown(asked))
-    stream = run_action(lambda: answer_question(actor=actor, chat_id=chat_id, question=asked, filters=filters))
+    stream = run_action(lambda: answer_question(actor=actor, chat_id=chat_id, question=asked, filters=filters)).value
     if stream is not None:
         _answers()[chat_id] = AnswerInProgress(stream)
         _follow(chat_id)

@@ -24,11 +24,11 @@ columns[3].metric("Your chats", overview.chats)
 if overview.in_progress:
     st.subheader("In progress")
     for item in overview.in_progress:
-        st.progress(min(max(item.progress, 0.0), 1.0), text=f"{item.kind}: {item.name} — {item.stage}")
+        st.progress(item.state.progress, text=f"{item.kind}: {item.name} — {item.state.stage_label}")
 
 if actor.can("read_transcripts"):
     st.subheader("Your open action items")
-    mine = run_action(lambda: my_open_action_items(actor=actor)) or []
+    mine = run_action(lambda: my_open_action_items(actor=actor)).value or []
     if mine:
         today = date.today()
         st.dataframe(
@@ -47,7 +47,7 @@ if actor.can("read_transcripts"):
         )
     else:
         st.caption("Nothing assigned to you in the meetings' minutes.")
-    st.page_link("pages/action_items.py", label="All action items", icon=":material/checklist:")
+    st.page_link("views/action_items.py", label="All action items", icon=":material/checklist:")
 
 st.subheader("Recently added")
 if overview.recent:
@@ -56,7 +56,7 @@ if overview.recent:
             {
                 "Name": item.name,
                 "Type": item.kind,
-                "Status": item.status,
+                "Status": item.state.display_status,
                 "Added": item.created_at.strftime("%Y-%m-%d %H:%M"),
                 "Length": format_seconds(item.duration_seconds) if item.duration_seconds else "",
             }
@@ -71,13 +71,13 @@ else:
 st.subheader("Start here")
 shortcuts = [
     (
-        "pages/ingestion_hub.py",
+        "views/ingestion_hub.py",
         "Upload documents and recordings",
         ":material/upload:",
         actor.can("ingest_documents") or actor.can("transcribe_audio"),
     ),
-    ("pages/chat.py", "Ask the knowledge base", ":material/chat:", actor.can("use_chat")),
-    ("pages/transcripts.py", "Read transcripts and minutes", ":material/graphic_eq:", actor.can("read_transcripts")),
+    ("views/chat.py", "Ask the knowledge base", ":material/chat:", actor.can("use_chat")),
+    ("views/transcripts.py", "Read transcripts and minutes", ":material/graphic_eq:", actor.can("read_transcripts")),
 ]
 for column, (page, label, icon, allowed) in zip(st.columns(3), shortcuts, strict=True):
     if allowed:

@@ -30,9 +30,10 @@ from core.meetings import (
 from core.meetings.action_items import list_action_items
 from core.meetings.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
 from core.meetings.stitching import TranscriptLine
+from core.platform.models import RecordingStatus
 from ui import page_access, session_keys, untrusted
 from ui.auth_ui import recheck_account
-from ui.common import current_actor, format_bytes, format_seconds, run_action
+from ui.common import current_actor, flash_and_rerun, format_bytes, format_seconds, run_action, show_flash
 from ui.speaker_naming import render_speakers
 from ui.transcripts_upload import render_audio_upload
 
@@ -59,7 +60,7 @@ def _recording(_actor: Actor, actor_id: int, job_id: int) -> RecordingFile:
 
 
 def _status(job: RecordingSummary) -> str:
-    return f"{job.status.title()} (stalled)" if job.is_stale() else job.status.title()
+    return job.state.display_status
 
 
 def _cost(job: RecordingSummary) -> str:
@@ -73,18 +74,13 @@ def _job_rows(jobs: list[RecordingSummary]) -> list[dict[str, Any]]:
             "Owner": job.owner_name,
             "Status": _status(job),
             "Stage": job.stage_label if job.is_active else "",
-            "Progress": job.progress,
+            "Progress": job.state.progress,
             "Length": format_seconds(job.duration_seconds),
             "Cost": _cost(job),
             "Uploaded": job.created_at.strftime("%Y-%m-%d %H:%M"),
         }
         for job in jobs
     ]
-
-
-def _flash(message: str) -> None:
-    st.session_state[session_keys.TRANSCRIPTS_FLASH] = message
-    st.rerun()
 
 
 def _seek(seconds: float) -> None:
@@ -139,11 +135,10 @@ def render_progress(actor: Actor, job: RecordingSummary) -> None:
     @st.fragment(run_every=PROGRESS_REFRESH_SECONDS)
     def live() -> None:
         fresh = recheck_account(*page_access.TRANSCRIPTS)
-        current = run_action(lambda: get_recording_summary(actor=fresh, job_id=job.id))
+        current = run_action(lambda: get_recording_summary(actor=fresh, job_id=job.id)).value
         if current is None:
             return
-        label = "Waiting for a worker" if current.status == "PENDING" else current.stage_label
-        st.progress(min(max(current.progress, 0.0), 1.0), text=f"{label} — {current.progress:.0%}")
+        st.progress(current.state.progress, text=f"{current.stage_label} — {current.state.progress:.0%}")
         if current.error:
             st.caption(untrusted.plain(current.error))
         if not current.is_active:
@@ -153,7 +148,7 @@ def render_progress(actor: Actor, job: RecordingSummary) -> None:
 
 
 def render_player(actor: Actor, job: RecordingSummary) -> None:
-    recording = run_action(lambda: _recording(actor, actor.id, job.id))
+    recording = run_action(lambda: _recording(actor, actor.id, job.id)).value
     if recording is None:
         return
     seek = float(st.session_state.get(session_keys.SEEK_SECONDS) or 0.0)
@@ -222,7 +217,7 @@ def _moments(view: MinutesView) -> list[tuple[str, float]]:
 
 def render_minutes(actor: Actor, detail: RecordingDetail) -> None:
     job = detail.summary
-    view = run_action(lambda: get_minutes(actor=actor, job_id=job.id))
+    view = run_action(lambda: get_minutes(actor=actor, job_id=job.id)).value
     if view is None:
         return
     editing = st.session_state.get(session_keys.MINUTES_EDITING) == job.id
@@ -232,9 +227,9 @@ def render_minutes(actor: Actor, detail: RecordingDetail) -> None:
             save, cancel = st.columns(2)
             saved = save.form_submit_button("Save minutes", type="primary", icon=":material/save:")
             cancelled = cancel.form_submit_button("Cancel")
-        if saved and run_action(lambda: update_minutes(actor=actor, job_id=job.id, markdown=text)) is not None:
+        if saved and run_action(lambda: update_minutes(actor=actor, job_id=job.id, markdown=text)).ok:
             st.session_state.pop(session_keys.MINUTES_EDITING, None)
-            _flash("Minutes saved and re-indexed for search.")
+            flash_and_rerun("Minutes saved and re-indexed for search.")
         if cancelled:
             st.session_state.pop(session_keys.MINUTES_EDITING, None)
             st.rerun()
@@ -274,13 +269,13 @@ def render_minutes(actor: Actor, detail: RecordingDetail) -> None:
         )
         if st.button("Regenerate now", type="primary", key=f"regenerate_{job.id}"):
             with st.spinner("Writing the minutes…"):
-                if run_action(lambda: regenerate_minutes(actor=actor, job_id=job.id)) is not None:
-                    _flash("Minutes regenerated.")
+                if run_action(lambda: regenerate_minutes(actor=actor, job_id=job.id)).ok:
+                    flash_and_rerun("Minutes regenerated.")
 
 
 def render_job_action_items(actor: Actor, job_id: int) -> None:
     """This meeting's action items with their status; they are followed on the Action items page."""
-    items = run_action(lambda: list_action_items(actor=actor, job_id=job_id)) or []
+    items = run_action(lambda: list_action_items(actor=actor, job_id=job_id)).value or []
     if not items:
         return
     st.markdown("**Action items and their status**")
@@ -323,19 +318,12 @@ def render_exports(actor: Actor, detail: RecordingDetail, *, has_minutes: bool) 
         )
 
 
-def _delete(actor: Actor, job_id: int) -> bool:
-    delete_recording(actor=actor, job_id=job_id)
-    return True
-
-
 def render_actions(actor: Actor, detail: RecordingDetail) -> None:
     job = detail.summary
-    may_retry = detail.can_manage or actor.can("view_jobs")
-    retryable = may_retry and (job.status == "FAILED" or job.is_stale())
-    retried = retryable and st.button("Retry", type="primary", icon=":material/replay:", key=f"retry_{job.id}")
-    if retried and run_action(lambda: retry_recording(actor=actor, job_id=job.id)) is not None:
-        _flash(f"{job.filename} is queued again; it resumes where it stopped.")
-    recording = run_action(lambda: _recording(actor, actor.id, job.id))
+    retried = job.can_retry and st.button("Retry", type="primary", icon=":material/replay:", key=f"retry_{job.id}")
+    if retried and run_action(lambda: retry_recording(actor=actor, job_id=job.id)).ok:
+        flash_and_rerun(f"{job.filename} is queued again; it resumes where it stopped.")
+    recording = run_action(lambda: _recording(actor, actor.id, job.id)).value
     if recording is not None:
         st.download_button(
             f"Download the original ({format_bytes(job.size_bytes)})",
@@ -352,9 +340,9 @@ def render_actions(actor: Actor, detail: RecordingDetail) -> None:
                 "This cannot be undone."
             )
             confirmed = st.button("Delete permanently", type="primary", key=f"delete_{job.id}")
-            if confirmed and run_action(lambda: _delete(actor, job.id)):
+            if confirmed and run_action(lambda: delete_recording(actor=actor, job_id=job.id)).ok:
                 st.session_state.pop(session_keys.SELECTED_JOB_ID, None)
-                _flash(f"{job.filename} was deleted.")
+                flash_and_rerun(f"{job.filename} was deleted.")
 
 
 def render_detail(actor: Actor, detail: RecordingDetail) -> None:
@@ -369,9 +357,9 @@ def render_detail(actor: Actor, detail: RecordingDetail) -> None:
     facts[0].metric("Status", _status(job))
     facts[1].metric("Length", format_seconds(job.duration_seconds))
     facts[2].metric("Cost", _cost(job), help="AI usage for this recording so far: transcription and minutes")
-    if job.is_active and not job.is_stale():
+    if job.is_active:
         render_progress(actor, job)
-    elif job.status == "FAILED" or job.is_stale():
+    elif job.status == RecordingStatus.FAILED or job.stale:
         st.error(
             job.error or "The worker stopped answering while transcribing this recording.", icon=":material/error:"
         )
@@ -391,7 +379,7 @@ def render_detail(actor: Actor, detail: RecordingDetail) -> None:
         render_job_action_items(actor, job.id)
     if "Export" in tab:
         with tab["Export"]:
-            view = run_action(lambda: get_minutes(actor=actor, job_id=job.id))
+            view = run_action(lambda: get_minutes(actor=actor, job_id=job.id)).value
             render_exports(actor, detail, has_minutes=bool(view and view.markdown))
     with tab["Manage"]:
         render_actions(actor, detail)
@@ -399,7 +387,7 @@ def render_detail(actor: Actor, detail: RecordingDetail) -> None:
 
 def render_bulk_export(actor: Actor, jobs: list[RecordingSummary]) -> None:
     """For analysts: several finished recordings at once, as one CSV of segments or a ZIP."""
-    done = {job.id: job for job in jobs if job.status == "COMPLETED"}
+    done = {job.id: job for job in jobs if job.status == RecordingStatus.COMPLETED}
     if not done or not actor.can("export_transcripts"):
         return
     with st.expander("Export several recordings", icon=":material/table_view:"):
@@ -480,9 +468,7 @@ def main() -> None:
     actor = current_actor()
     st.title("Transcripts & Minutes")
     _open_from_link()
-    flash = st.session_state.pop(session_keys.TRANSCRIPTS_FLASH, None)
-    if flash:
-        st.success(flash, icon=":material/check_circle:")
+    show_flash()
     if actor.can("transcribe_audio"):
         with st.expander("Add a recording", icon=":material/add:"):
             render_audio_upload(key="transcripts_audio", link=False)
@@ -496,7 +482,7 @@ def main() -> None:
     render_bulk_export(actor, jobs)
 
     chosen = render_recording_picker(jobs)
-    detail = run_action(lambda: get_recording(actor=actor, job_id=chosen))
+    detail = run_action(lambda: get_recording(actor=actor, job_id=chosen)).value
     if detail is not None:
         st.divider()
         render_detail(actor, detail)

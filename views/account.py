@@ -17,14 +17,14 @@ this_session = st.session_state.get(session_keys.SESSION_COOKIE)
 def sessions_panel() -> None:
     """How many other browsers are signed in to this account, and signing them all out."""
     st.subheader("Where you are signed in")
-    others = max(0, (run_action(lambda: open_session_count(actor=actor)) or 1) - 1)
+    others = max(0, (run_action(lambda: open_session_count(actor=actor)).value or 1) - 1)
     st.caption(
         f"Signed in here and in {others} other browser{'s' if others != 1 else ''}."
         if others
         else "Signed in only here."
     )
     if st.button("Sign out everywhere else", icon=":material/devices:", disabled=not others):
-        ended = run_action(lambda: sign_out_everywhere(actor=actor, keep=this_session))
+        ended = run_action(lambda: sign_out_everywhere(actor=actor, keep=this_session)).value
         if ended is not None:
             st.success(f"Signed out {ended} other session{'s' if ended != 1 else ''}.", icon=":material/check_circle:")
 
@@ -71,7 +71,7 @@ with right:
                 lambda: change_own_password(
                     actor=actor, current_password=current, new_password=new, keep_session=this_session
                 )
-            )
+            ).value
             if ended is not None:
                 elsewhere = f" {ended} other session{'s' if ended != 1 else ''} signed out." if ended else ""
                 st.success(f"Password changed.{elsewhere}", icon=":material/check_circle:")

@@ -7,7 +7,7 @@ service call that checks that permission again and writes the audit log.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -30,7 +30,7 @@ from core.platform.config import get_settings
 from core.platform.models import REVIEW_STATUSES
 from ui import session_keys, untrusted
 from ui.auth_ui import recheck_account
-from ui.common import current_actor, format_seconds, run_action
+from ui.common import current_actor, date_range_input, flash_and_rerun, format_seconds, run_action, show_flash
 
 JOBS_REFRESH_SECONDS = 5
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -43,10 +43,9 @@ settings = get_settings()
 
 
 def _apply(action: Callable[[], object], success: str) -> None:
-    """Run a core action; on success remember the message and rerun so every table refreshes."""
-    if run_action(lambda: action() or True):
-        st.session_state[session_keys.ADMIN_FLASH] = success
-        st.rerun()
+    """Run a core action; on success rerun so every table refreshes, and say `success`."""
+    if run_action(action).ok:
+        flash_and_rerun(success)
 
 
 def _when(value: datetime | None) -> str:
@@ -136,8 +135,8 @@ def _pending_approvals(users: list[admin_service.UserSummary]) -> None:
 
 def users_tab() -> None:
     _show_new_password()
-    users = run_action(lambda: admin_service.list_users(actor=actor)) or []
-    roles = run_action(lambda: admin_service.list_roles(actor=actor)) or []
+    users = run_action(lambda: admin_service.list_users(actor=actor)).value or []
+    roles = run_action(lambda: admin_service.list_roles(actor=actor)).value or []
     role_names = {role.id: role.name for role in roles}
     _pending_approvals(users)
     if settings.oidc_enabled and settings.oidc_roles_claim and settings.oidc_role_map:
@@ -205,12 +204,11 @@ def users_tab() -> None:
                     role_id=role_id,
                     display_name=display_name,
                 )
-            )
+            ).value
             if created:
                 if with_password and not password:
                     st.session_state[session_keys.ADMIN_NEW_PASSWORD] = (created.username, chosen)
-                st.session_state[session_keys.ADMIN_FLASH] = f"User {created.username} created."
-                st.rerun()
+                flash_and_rerun(f"User {created.username} created.")
 
     if not users:
         return
@@ -272,11 +270,10 @@ def users_tab() -> None:
         if settings.password_sign_in and buttons[2].button(
             "Set password" if not user.has_password else "Reset password", key=f"admin_reset_{user.id}"
         ):
-            new_password = run_action(lambda: admin_service.reset_password(actor=actor, user_id=user.id))
+            new_password = run_action(lambda: admin_service.reset_password(actor=actor, user_id=user.id)).value
             if new_password:
                 st.session_state[session_keys.ADMIN_NEW_PASSWORD] = (user.username, new_password)
-                st.session_state[session_keys.ADMIN_FLASH] = f"Password of {user.username} reset."
-                st.rerun()
+                flash_and_rerun(f"Password of {user.username} reset.")
 
     if actor.can("delete_users"):
         with st.expander(f"Delete {user.username}", icon=":material/delete:"):
@@ -303,7 +300,7 @@ def users_tab() -> None:
 
 
 def roles_tab() -> None:
-    roles = run_action(lambda: admin_service.list_roles(actor=actor)) or []
+    roles = run_action(lambda: admin_service.list_roles(actor=actor)).value or []
     if not roles:
         return
     st.caption(
@@ -372,15 +369,8 @@ def roles_tab() -> None:
 # ---------------------------------------------------------------------------- feedback
 
 
-def _date_range(prefix: str) -> tuple[date | None, date | None]:
-    start_col, end_col = st.columns(2)
-    since = start_col.date_input("From", value=None, key=f"{prefix}_since")
-    until = end_col.date_input("To", value=None, key=f"{prefix}_until")
-    return (since if isinstance(since, date) else None, until if isinstance(until, date) else None)
-
-
 def feedback_tab() -> None:
-    raters = dict(run_action(lambda: feedback_raters(actor=actor)) or [])
+    raters = dict(run_action(lambda: feedback_raters(actor=actor)).value or [])
     rating_col, status_col, user_col, dates_col = st.columns([1, 1, 1, 2])
     rating = rating_col.selectbox("Rating", [ALL, "good", "bad"], key="admin_fb_rating")
     status = status_col.selectbox("Review status", [ALL, *REVIEW_STATUSES], key="admin_fb_status")
@@ -388,11 +378,11 @@ def feedback_tab() -> None:
         "User", [None, *raters], format_func=lambda uid: ALL if uid is None else raters[uid], key="admin_fb_user"
     )
     with dates_col:
-        since, until = _date_range("admin_fb")
+        since, until = date_range_input("Between", key="admin_fb_dates")
     filters = FeedbackFilters(
         rating=_choice(rating), review_status=_choice(status), user_id=user_id, since=since, until=until
     )
-    items = run_action(lambda: list_feedback(actor=actor, filters=filters)) or []
+    items = run_action(lambda: list_feedback(actor=actor, filters=filters)).value or []
 
     # The columns a reviewer acts on come first and long texts are cut, so Status and
     # Reviewer are on screen; the full question, answer and sources are in the panel below.
@@ -518,8 +508,8 @@ def jobs_panel() -> None:
     else:
         metrics[0].metric("Waiting: documents", depths.get("default", 0))
         metrics[1].metric("Waiting: audio", depths.get("audio", 0))
-    metrics[2].metric("Running", sum(row.status in ("PROCESSING", "INDEXING") for row in rows))
-    metrics[3].metric("Failed", sum(row.status == "FAILED" for row in rows))
+    metrics[2].metric("Running", sum(row.running for row in rows))
+    metrics[3].metric("Failed", sum(row.failed for row in rows))
     metrics[4].metric("Stalled", sum(row.stale for row in rows), help="Running without a heartbeat")
 
     st.dataframe(
@@ -544,7 +534,7 @@ def jobs_panel() -> None:
         hide_index=True,
         column_config={"Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0)},
     )
-    retryable = [row for row in rows if row.status == "FAILED" or row.stale][:20]
+    retryable = [row for row in rows if row.needs_attention and row.can_retry][:20]
     if retryable:
         st.subheader("Retry")
     for row in retryable:
@@ -553,7 +543,7 @@ def jobs_panel() -> None:
             f"**{row.kind} #{row.id}** · {untrusted.plain(row.name)} · {untrusted.plain(row.error) or 'stalled'}"
         )
         clicked = button_col.button("Retry", key=f"admin_retry_{row.kind}_{row.id}", icon=":material/replay:")
-        if clicked and run_action(partial(_retry, actor, row), success=f"{row.kind} #{row.id} queued again."):
+        if clicked and run_action(partial(_retry, actor, row), success=f"{row.kind} #{row.id} queued again.").ok:
             st.rerun(scope="fragment")
 
 
@@ -587,7 +577,7 @@ def usage_tab() -> None:
     period = st.segmented_control("Period", list(periods), default="Last 30 days", key="admin_usage_period")
     days = periods.get(period or "Last 30 days")
     since = (datetime.now(UTC) - timedelta(days=days - 1)).date() if days else None
-    data = run_action(lambda: usage_analytics(actor=actor, since=since))
+    data = run_action(lambda: usage_analytics(actor=actor, since=since)).value
     if data is None:
         return
     usage = data.usage
@@ -646,7 +636,7 @@ def usage_tab() -> None:
 
 
 def audit_tab() -> None:
-    actions = run_action(lambda: audit_actions(actor=actor)) or []
+    actions = run_action(lambda: audit_actions(actor=actor)).value or []
     user_col, action_col, type_col, text_col = st.columns(4)
     username = user_col.text_input("User", key="admin_audit_user")
     action = action_col.selectbox("Action", [ALL, *actions], key="admin_audit_action")
@@ -656,7 +646,7 @@ def audit_tab() -> None:
         key="admin_audit_target",
     )
     text = text_col.text_input("Contains", key="admin_audit_text", help="Searches target ids and details")
-    since, until = _date_range("admin_audit")
+    since, until = date_range_input("Between", key="admin_audit_dates")
     filters = AuditFilters(
         actor_username=username.strip() or None,
         action=_choice(action),
@@ -666,7 +656,7 @@ def audit_tab() -> None:
         until=until,
         limit=500,
     )
-    entries = run_action(lambda: list_audit(actor=actor, filters=filters)) or []
+    entries = run_action(lambda: list_audit(actor=actor, filters=filters)).value or []
     if not entries:
         st.caption("No audit entries match these filters.")
         return
@@ -711,20 +701,18 @@ def _attention() -> dict[str, str]:
     """Tab label -> what waits there ("3 new", "2 failed"), for the tabs the actor may open."""
     waiting: dict[str, str] = {}
     if actor.can("review_feedback"):
-        new = run_action(lambda: list_feedback(actor=actor, filters=FeedbackFilters(review_status="new"))) or []
+        new = run_action(lambda: list_feedback(actor=actor, filters=FeedbackFilters(review_status="new"))).value or []
         if new:
             waiting["Feedback review"] = f"{len(new)} new"
     if actor.can("view_jobs"):
-        failed = run_action(lambda: admin_service.list_jobs(actor=actor, status="FAILED")) or []
+        failed = run_action(lambda: admin_service.list_jobs(actor=actor, status="FAILED")).value or []
         if failed:
             waiting["Jobs"] = f"{len(failed)} failed"
     return waiting
 
 
 st.title("Admin")
-flash = st.session_state.pop(session_keys.ADMIN_FLASH, None)
-if flash:
-    st.success(flash, icon=":material/check_circle:")
+show_flash()
 visible = [(label, permission, render) for label, permission, render in TABS if actor.can(permission)]
 if not visible:
     st.info("Your role has no admin permissions.")

@@ -1,0 +1,85 @@
+"""The import rules of docs/ARCHITECTURE.md, checked by walking every import statement.
+
+Each rule: files under a folder must not import the named top-level packages, anywhere in
+the file (module level or inside a function). Relative imports are not used in this code base.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# folder (or file) -> top-level packages its code must not import, and why
+RULES: dict[str, tuple[frozenset[str], str]] = {
+    "core": (
+        frozenset({"streamlit", "views", "ui", "workers", "extra_streamlit_components", "streamlit_authenticator"}),
+        "core is used by pages, workers and the CLI alike; it never imports the UI or the workers",
+    ),
+    "workers": (frozenset({"streamlit", "views", "ui"}), "workers run without a UI"),
+    "views": (
+        frozenset({"sqlalchemy", "openai", "dramatiq", "redis", "psycopg", "workers"}),
+        "pages only draw: data, AI and queues are core's",
+    ),
+    "ui": (
+        frozenset({"sqlalchemy", "openai", "dramatiq", "redis", "psycopg", "workers"}),
+        "UI helpers only draw: data, AI and queues are core's",
+    ),
+    "streamlit_app.py": (
+        frozenset({"sqlalchemy", "openai", "dramatiq", "redis", "psycopg", "workers"}),
+        "the router only draws",
+    ),
+}
+
+
+def imported_packages(path: Path) -> dict[str, int]:
+    """Top-level package -> first line that imports it, for every import in `path`."""
+    found: dict[str, int] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            found.setdefault(name.split(".")[0], node.lineno)
+    return found
+
+
+def _files(where: str) -> list[Path]:
+    target = ROOT / where
+    return [target] if target.is_file() else sorted(target.rglob("*.py"))
+
+
+@pytest.mark.parametrize("where", sorted(RULES))
+def test_layers_import_only_what_they_may(where: str) -> None:
+    banned, why = RULES[where]
+    files = _files(where)
+    assert files, f"nothing to check under {where}"
+    broken = [
+        f"{path.relative_to(ROOT)}:{line} imports {package}"
+        for path in files
+        for package, line in sorted(imported_packages(path).items())
+        if package in banned
+    ]
+    assert not broken, f"{why}:\n" + "\n".join(broken)
+
+
+def test_views_holds_only_routed_pages_and_there_is_no_pages_folder() -> None:
+    """A folder named pages/ beside streamlit_app.py makes Streamlit list (and run by URL) its
+    scripts before the router runs, so the routed pages live in views/ and helpers in ui/."""
+    assert not list((ROOT / "pages").glob("*.py")), "pages/ must hold no scripts"
+    router = (ROOT / "streamlit_app.py").read_text(encoding="utf-8")
+    for page in sorted((ROOT / "views").glob("*.py")):
+        if page.name != "__init__.py":
+            assert f'"views/{page.name}"' in router, f"views/{page.name} is not routed by streamlit_app.py"
+
+
+def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("import os\n\ndef f():\n    from sqlalchemy.orm import Session\n    import streamlit as st\n")
+    assert imported_packages(sample) == {"os": 1, "sqlalchemy": 4, "streamlit": 5}
