@@ -17,7 +17,7 @@ from core.access.oidc import OidcIdentity, identity_from_claims, sign_in_with_oi
 from core.access.rbac import Actor
 from core.platform.db import session_scope
 from core.platform.models import AuditLog, User
-from tests.conftest import unique
+from tests.conftest import signed_in, unique
 from tests.oidc_support import claims
 from ui import session_keys
 
@@ -147,8 +147,7 @@ ACCOUNT_PAGE = APP.parent / "views" / "account.py"
 
 
 def _page(path: Path, actor: Actor, **state: Any) -> AppTest:
-    at = AppTest.from_file(str(path), default_timeout=30)
-    at.session_state[session_keys.ACTOR] = actor
+    at = signed_in(AppTest.from_file(str(path), default_timeout=30), actor)  # fragments re-check the session
     for key, value in state.items():
         at.session_state[key] = value
     return at.run()
