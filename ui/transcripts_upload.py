@@ -54,11 +54,11 @@ def _remember(key: str, notes: list[Note]) -> None:
 
 def _live_note(job: RecordingSummary, *, link: bool) -> None:
     """One queued recording's message, as its transcription stands now."""
-    name = f"**{job.filename}** ({format_seconds(job.duration_seconds)})"
+    name = f"**{plain(job.filename)}** ({format_seconds(job.duration_seconds)})"
     if job.status == "COMPLETED":
         st.success(f"{name} is transcribed; its transcript and minutes are ready.", icon=":material/check_circle:")
     elif job.status == "FAILED":
-        st.error(f"{name} could not be transcribed. {job.error or ''}", icon=":material/error:")
+        st.error(f"{name} could not be transcribed. {plain(job.error or '')}", icon=":material/error:")
     elif job.status == "PENDING":
         st.info(f"{name} is queued, waiting for a worker to transcribe it…", icon=":material/hourglass_top:")
     else:

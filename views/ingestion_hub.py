@@ -92,12 +92,13 @@ def render_document_upload(actor: Actor) -> None:
 
 def _live_note(document: DocumentInfo) -> None:
     """One uploaded file's message, as its indexing stands now."""
-    name = document.filename
+    name = untrusted.plain(document.filename)
     if document.status == "COMPLETED":
         chunks = f"{document.chunks_total} chunk{'s' if document.chunks_total != 1 else ''}"
         st.success(f"{name}: indexed ({chunks}); Chat can answer from it now.", icon=":material/check_circle:")
     elif document.status == "FAILED":
-        st.error(f"{name}: indexing failed. {document.error or ''} Pick it below to retry.", icon=":material/error:")
+        reason = untrusted.plain(document.error)
+        st.error(f"{name}: indexing failed. {reason} Pick it below to retry.", icon=":material/error:")
     elif document.state.stale:
         st.warning(f"{name}: indexing stopped answering. Pick it below to retry.", icon=":material/warning:")
     elif document.status == "INDEXING":
