@@ -27,7 +27,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	@scripts/check-system-packages.sh test
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 4 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

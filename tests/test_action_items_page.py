@@ -17,6 +17,7 @@ from core.platform.db import session_scope
 from core.platform.models import TranscriptionJob
 from core.platform.storage import get_storage
 from tests import audio_samples
+from tests.conftest import signed_in
 from tests.job_factory import insert_job, load_job
 from ui import session_keys
 
@@ -31,7 +32,7 @@ MEETING = [
 
 def _open(page: str, actor: Actor) -> AppTest:
     at = AppTest.from_file(str(ROOT / "views" / page), default_timeout=60)
-    at.session_state[session_keys.ACTOR] = actor
+    signed_in(at, actor)
     return at.run()
 
 
@@ -93,7 +94,7 @@ def test_home_lists_your_open_action_items(meeting: tuple[Actor, int]) -> None:
 def test_the_owner_names_a_speaker_and_accepts_a_suggestion(meeting: tuple[Actor, int]) -> None:
     owner, job_id = meeting
     at = AppTest.from_file(str(ROOT / "views" / "transcripts.py"), default_timeout=60)
-    at.session_state[session_keys.ACTOR] = owner
+    signed_in(at, owner)
     at.session_state[session_keys.SELECTED_JOB_ID] = job_id
     at.run()
     assert not at.exception, at.exception

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ def test_ingest_in_several_processes_completes_everything_in_order_and_indexes_v
     admin: Actor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("QUORUM_VECTOR_TAIL_ROWS", "5")  # the parent seals and indexes what the children write
+    # Spawned children re-run the parent's __main__; after an AppTest in this process that is
+    # streamlit_app.py. The CLI's __main__ is core.cli, so run the children as the CLI would.
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "__spec__", None, raising=False)
+    monkeypatch.delattr(main, "__file__", raising=False)
     get_settings.cache_clear()
     try:
         folder = _folder(tmp_path, 5)

@@ -113,7 +113,11 @@ def test_an_answer_whose_page_run_was_interrupted_is_stored_and_shown(member: Ac
     build_corpus(_embed, uploaded_by=member.id)
     chat = create_chat(actor=member)
     # What the page does on a question, with nobody following the stream afterwards.
-    answer = AnswerInProgress(answer_question(actor=member, chat_id=chat.id, question="Where is the office moving?"))
+    answer = AnswerInProgress(
+        answer_question(
+            actor=member, chat_id=chat.id, question="When is the office move to the Harbour Street building?"
+        )
+    )
     assert answer.wait(timeout=30)
     assert answer.error is None
     _question, stored = list_messages(actor=member, chat_id=chat.id)

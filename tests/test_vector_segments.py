@@ -70,6 +70,14 @@ def _registered() -> list[tuple[str, int, int]]:
     return [(row[0], row[1], row[2]) for row in rows]
 
 
+def _rows_per_index() -> list[int]:
+    with session_scope() as session:
+        return [
+            int(session.scalar(select(func.count()).where(DocumentChunk.segment.between(first, last))) or 0)
+            for _, first, last in _registered()
+        ]
+
+
 def _present_vector_indexes() -> set[str]:
     with get_engine().connect() as connection:
         return set(
@@ -138,7 +146,11 @@ def test_chunks_are_searchable_at_commit_then_indexed_merged_and_still_found(sma
     maintain_vector_index(idle=True)  # quiet: everything ends in one index
     _covered_once()
     assert tail_rows() == 0
-    assert len(_registered()) == 1
+    # Quiet: one index, unless one large index (earlier tests' rows) dwarfs the rest, which
+    # then stay as they are rather than rebuild the large one for a few late uploads.
+    sizes = _rows_per_index()
+    factor = get_settings().vector_merge_factor
+    assert len(sizes) == 1 or (sum(sizes) - max(sizes)) * factor < max(sizes), sizes
     assert set(documents) <= set(_hits(actor, f"{word} review rollout migration"))
 
 

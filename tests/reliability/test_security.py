@@ -71,8 +71,8 @@ def test_production_refuses_the_example_env_file_as_shipped() -> None:
         "ab" * 32,
         "0123456789" * 7,
         "thequickbrownfoxjumpsoverthelazydog",
-        secrets.token_urlsafe(24),  # random, but only 24 bytes
-        secrets.token_hex(16),
+        "RHMvzdW1xMEQsnE3Pyt3RwBWCvXOdqS4",  # token_urlsafe(24): random, but only 24 bytes
+        "7897d4bb9927186593db3c85b55d75c7",  # token_hex(16)
     ],
 )
 def test_production_refuses_placeholder_and_weak_cookie_keys(key: str) -> None:
@@ -83,9 +83,9 @@ def test_production_refuses_placeholder_and_weak_cookie_keys(key: str) -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        secrets.token_urlsafe(32),
-        secrets.token_hex(32),
-        secrets.token_urlsafe(64),
+        "Epr3LQZzr-cCkcZGyei_4v5RoeGBnM3ho1i3syjLaH4",  # token_urlsafe(32), fixed: same ids in every process
+        "7ca0e3111b0d4cc6544ade8a5906d665ecf3235e2a9a81d5e8c75ace14d2664b",  # token_hex(32)
+        "buR4JZFoYyIsEyApCm6-ZcYWvmu4lzgOEL-d398QrERK4kitIf3faJjVxR9Kko3w6JVdieZ-YMQt10vCjwMnMg",  # token_urlsafe(64)
         "Zr0p8fQ2/x+Lk9Vb3Nw7Ye1Tg5Hs4Jd6Ma2Pc8Ru0Q=",  # openssl rand -base64 32
     ],
 )
