@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy core workers views ui streamlit_app.py
+	$(BIN)/mypy core workers pages ui streamlit_app.py
 
 check: lint typecheck
 

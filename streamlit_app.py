@@ -41,17 +41,17 @@ actor = current_actor()
 
 # (page file, title, icon, permissions: any one of them opens the page)
 PAGES: list[tuple[str, str, str, tuple[str, ...]]] = [
-    ("views/home.py", "Home", ":material/home:", ()),
-    ("views/ingestion_hub.py", "Ingestion Hub", ":material/upload_file:", page_access.INGESTION_HUB),
-    ("views/transcripts.py", "Transcripts & Minutes", ":material/graphic_eq:", page_access.TRANSCRIPTS),
-    ("views/action_items.py", "Action items", ":material/checklist:", page_access.ACTION_ITEMS),
-    ("views/chat.py", "Chat", ":material/chat:", page_access.CHAT),
-    ("views/admin.py", "Admin", ":material/admin_panel_settings:", page_access.ADMIN),
-    ("views/account.py", "Account", ":material/person:", ()),
+    ("pages/home.py", "Home", ":material/home:", ()),
+    ("pages/ingestion_hub.py", "Ingestion Hub", ":material/upload_file:", page_access.INGESTION_HUB),
+    ("pages/transcripts.py", "Transcripts & Minutes", ":material/graphic_eq:", page_access.TRANSCRIPTS),
+    ("pages/action_items.py", "Action items", ":material/checklist:", page_access.ACTION_ITEMS),
+    ("pages/chat.py", "Chat", ":material/chat:", page_access.CHAT),
+    ("pages/admin.py", "Admin", ":material/admin_panel_settings:", page_access.ADMIN),
+    ("pages/account.py", "Account", ":material/person:", ()),
 ]
 
 allowed = [
-    st.Page(path, title=title, icon=icon, default=(path == "views/home.py"))
+    st.Page(path, title=title, icon=icon, default=(path == "pages/home.py"))
     for path, title, icon, needs in PAGES
     if (not needs or any(actor.can(permission) for permission in needs))
 ]

@@ -208,11 +208,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _streamlit_command(port: int, address: str) -> list[str]:
-    """`streamlit run` for the app, with Quorum's single sign-on settings handed to Streamlit."""
+    """`streamlit run` for the app through ui/streamlit_server.py (pages/ left to the router),
+    with Quorum's single sign-on settings handed to Streamlit."""
     from core.access.oidc import streamlit_secrets_flags
 
     return [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+        sys.executable, "-m", "ui.streamlit_server", "run", "streamlit_app.py",
         "--server.port", str(port), "--server.address", address,
         *streamlit_secrets_flags(get_settings(), ROOT),
     ]  # fmt: skip

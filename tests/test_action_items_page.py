@@ -31,7 +31,7 @@ MEETING = [
 
 
 def _open(page: str, actor: Actor) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "views" / page), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
     signed_in(at, actor)
     return at.run()
 
@@ -93,7 +93,7 @@ def test_home_lists_your_open_action_items(meeting: tuple[Actor, int]) -> None:
 
 def test_the_owner_names_a_speaker_and_accepts_a_suggestion(meeting: tuple[Actor, int]) -> None:
     owner, job_id = meeting
-    at = AppTest.from_file(str(ROOT / "views" / "transcripts.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "pages" / "transcripts.py"), default_timeout=60)
     signed_in(at, owner)
     at.session_state[session_keys.SELECTED_JOB_ID] = job_id
     at.run()

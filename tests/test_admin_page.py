@@ -17,7 +17,7 @@ from tests.admin_data import get_row, make_chat, make_document, make_feedback
 from tests.conftest import signed_in, unique
 from ui import session_keys
 
-PAGE = Path(__file__).resolve().parent.parent / "views" / "admin.py"
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "admin.py"
 ALL_TABS = ["Users", "Roles & permissions", "Feedback review", "Jobs", "Usage", "Audit log"]
 
 pytestmark = pytest.mark.usefixtures("redis_server")

@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # folder (or file) -> top-level packages its code must not import, and why
 RULES: dict[str, tuple[frozenset[str], str]] = {
     "core": (
-        frozenset({"streamlit", "views", "ui", "workers", "extra_streamlit_components", "streamlit_authenticator"}),
+        frozenset({"streamlit", "pages", "ui", "workers", "extra_streamlit_components", "streamlit_authenticator"}),
         "core is used by pages, workers and the CLI alike; it never imports the UI or the workers",
     ),
-    "workers": (frozenset({"streamlit", "views", "ui"}), "workers run without a UI"),
-    "views": (
+    "workers": (frozenset({"streamlit", "pages", "ui"}), "workers run without a UI"),
+    "pages": (
         frozenset({"sqlalchemy", "openai", "dramatiq", "redis", "psycopg", "workers"}),
         "pages only draw: data, AI and queues are core's",
     ),
@@ -69,14 +69,24 @@ def test_layers_import_only_what_they_may(where: str) -> None:
     assert not broken, f"{why}:\n" + "\n".join(broken)
 
 
-def test_views_holds_only_routed_pages_and_there_is_no_pages_folder() -> None:
-    """A folder named pages/ beside streamlit_app.py makes Streamlit list (and run by URL) its
-    scripts before the router runs, so the routed pages live in views/ and helpers in ui/."""
-    assert not list((ROOT / "pages").glob("*.py")), "pages/ must hold no scripts"
+def test_pages_holds_only_routed_pages() -> None:
+    """Every script in pages/ is a page the router lists; helpers live in ui/."""
     router = (ROOT / "streamlit_app.py").read_text(encoding="utf-8")
-    for page in sorted((ROOT / "views").glob("*.py")):
-        if page.name != "__init__.py":
-            assert f'"views/{page.name}"' in router, f"views/{page.name} is not routed by streamlit_app.py"
+    scripts = [page for page in sorted((ROOT / "pages").glob("*.py")) if page.name != "__init__.py"]
+    assert scripts
+    for page in scripts:
+        assert f'"pages/{page.name}"' in router, f"pages/{page.name} is not routed by streamlit_app.py"
+
+
+def test_the_app_is_served_with_the_pages_folder_left_to_the_router() -> None:
+    """Streamlit takes a pages/ folder for an old-style multipage app until st.navigation first
+    runs; every way Quorum starts the server turns that off before the first script run."""
+    from core import cli
+
+    command = cli._streamlit_command(8501, "127.0.0.1")
+    assert command[1:3] == ["-m", "ui.streamlit_server"]
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "streamlit run" not in dockerfile
 
 
 def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:

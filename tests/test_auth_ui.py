@@ -106,19 +106,19 @@ def test_disabled_user_is_refused(database: str, make_user) -> None:  # type: ig
 def test_user_cannot_reach_admin_page(database: str, member: Actor) -> None:
     at = _sign_in(_app(), member.username, PASSWORD)
     with pytest.raises(ValueError):
-        at.switch_page("views/admin.py")
+        at.switch_page("pages/admin.py")
 
 
 def test_signed_out_visitor_sees_only_sign_in(database: str) -> None:
     at = _app().run()
     assert [ti.label for ti in at.text_input] == ["Username", "Password"]
     with pytest.raises(ValueError):
-        at.switch_page("views/home.py")
+        at.switch_page("pages/home.py")
 
 
 def test_change_password(database: str, member: Actor) -> None:
     at = _sign_in(_app(), member.username, PASSWORD)
-    at.switch_page("views/account.py").run()
+    at.switch_page("pages/account.py").run()
     fields = {ti.label: ti for ti in at.text_input}
     fields["Current password"].input(PASSWORD)
     fields["New password"].input("new-secret-42")

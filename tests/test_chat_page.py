@@ -16,7 +16,7 @@ from tests.conftest import signed_in
 from tests.retrieval_corpus import build_corpus
 from ui import session_keys
 
-PAGE = Path(__file__).resolve().parent.parent / "views" / "chat.py"
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "chat.py"
 
 
 # No recorded embedding space during each test (offline and fake-server vectors are both

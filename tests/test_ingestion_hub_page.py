@@ -16,7 +16,7 @@ from core.platform.models import Document
 from tests.conftest import signed_in, unique
 from ui import session_keys
 
-PAGE = Path(__file__).resolve().parent.parent / "views" / "ingestion_hub.py"
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "ingestion_hub.py"
 
 pytestmark = pytest.mark.usefixtures("redis_server")
 

@@ -142,8 +142,8 @@ def test_sign_out_ends_the_quorum_session_and_the_provider_cookie(database: str,
 
 # ------------------------------------------------------------------ Admin > Users and Account
 
-ADMIN_PAGE = APP.parent / "views" / "admin.py"
-ACCOUNT_PAGE = APP.parent / "views" / "account.py"
+ADMIN_PAGE = APP.parent / "pages" / "admin.py"
+ACCOUNT_PAGE = APP.parent / "pages" / "account.py"
 
 
 def _page(path: Path, actor: Actor, **state: Any) -> AppTest:

@@ -24,7 +24,7 @@ from ui import session_keys
 pytest_plugins = ["tests.recording_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "views" / "transcripts.py")
+PAGE = str(ROOT / "pages" / "transcripts.py")
 
 
 def _page(actor: Actor, **query: str) -> AppTest:

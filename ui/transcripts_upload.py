@@ -22,7 +22,7 @@ from ui import session_keys
 from ui.auth_ui import recheck_account
 from ui.common import current_actor, format_seconds, plain
 
-TRANSCRIPTS_PAGE = "views/transcripts.py"
+TRANSCRIPTS_PAGE = "pages/transcripts.py"
 REFRESH_SECONDS = 2
 _VISIBILITY_LABELS = {"team": "My team (everyone who reads transcripts)", "private": "Only me and admins"}
 

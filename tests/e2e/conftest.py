@@ -58,7 +58,7 @@ def live_app(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     logs = [open(ARTIFACTS / name, "w") for name in ("streamlit.log", "worker.log")]  # noqa: SIM115
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+            [sys.executable, "-m", "ui.streamlit_server", "run", "streamlit_app.py", "--server.port", str(port),
              "--server.address", "127.0.0.1"],
             cwd=ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT,
         ),

@@ -1,9 +1,9 @@
 """The first page load after the server starts: a signed-out visitor sees no page but sign-in.
 
 This module starts its own server (live_app is per module), so its test makes that
-server's very first script run. Streamlit once listed every script of a folder named
-pages/ in the sidebar during that run, before st.navigation replaced the list; the routed
-pages live in views/ so that it cannot.
+server's very first script run. Streamlit lists every script of a folder named pages/ in
+the sidebar during that run unless told the router owns them (ui/streamlit_server.py, which
+every way of starting Quorum goes through).
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ def _visit(monkeypatch: pytest.MonkeyPatch, cookie: str | None, headers: dict[st
 def _open_tab(cookie: str, actor: Actor, **state: Any) -> Any:
     """The next run of a tab signed in earlier (its session state holds the session).
 
-    A fresh AppTest each time: AppTest runs a file page of the views/ folder by itself on
+    A fresh AppTest each time: AppTest runs a file page of the pages/ folder by itself on
     later runs, without the router, where a browser always runs streamlit_app.py first.
     """
     app = _app()
@@ -313,9 +313,9 @@ def test_the_cookie_is_secure_when_served_over_tls(
 
 
 def _fragments_and_dialogs() -> list[tuple[str, ast.FunctionDef]]:
-    """Every function of views/ and ui/ decorated with st.fragment or st.dialog."""
+    """Every function of pages/ and ui/ decorated with st.fragment or st.dialog."""
     found = []
-    for path in sorted([*(ROOT / "views").glob("*.py"), *(ROOT / "ui").glob("*.py")]):
+    for path in sorted([*(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.FunctionDef):
                 continue
@@ -349,7 +349,7 @@ def _page_run(page: str, actor: Actor, cookie: str, **state: Any) -> Any:
     (which is what a fragment's rerun skips), with the session the tab holds."""
     from streamlit.testing.v1 import AppTest
 
-    app = AppTest.from_file(str(ROOT / "views" / page), default_timeout=60)
+    app = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
     app.session_state[session_keys.ACTOR] = actor
     app.session_state[session_keys.SESSION_COOKIE] = cookie
     for key, value in state.items():
@@ -536,7 +536,7 @@ def _rendered_chat(actor: Actor, chat_id: int) -> list[str]:
 
     from tests.conftest import signed_in
 
-    app = signed_in(AppTest.from_file(str(ROOT / "views" / "chat.py"), default_timeout=60), actor)
+    app = signed_in(AppTest.from_file(str(ROOT / "pages" / "chat.py"), default_timeout=60), actor)
     app.session_state[session_keys.ACTIVE_CHAT_ID] = chat_id
     app.run()
     assert not app.exception

@@ -47,7 +47,7 @@ if actor.can("read_transcripts"):
         )
     else:
         st.caption("Nothing assigned to you in the meetings' minutes.")
-    st.page_link("views/action_items.py", label="All action items", icon=":material/checklist:")
+    st.page_link("pages/action_items.py", label="All action items", icon=":material/checklist:")
 
 st.subheader("Recently added")
 if overview.recent:
@@ -71,13 +71,13 @@ else:
 st.subheader("Start here")
 shortcuts = [
     (
-        "views/ingestion_hub.py",
+        "pages/ingestion_hub.py",
         "Upload documents and recordings",
         ":material/upload:",
         actor.can("ingest_documents") or actor.can("transcribe_audio"),
     ),
-    ("views/chat.py", "Ask the knowledge base", ":material/chat:", actor.can("use_chat")),
-    ("views/transcripts.py", "Read transcripts and minutes", ":material/graphic_eq:", actor.can("read_transcripts")),
+    ("pages/chat.py", "Ask the knowledge base", ":material/chat:", actor.can("use_chat")),
+    ("pages/transcripts.py", "Read transcripts and minutes", ":material/graphic_eq:", actor.can("read_transcripts")),
 ]
 for column, (page, label, icon, allowed) in zip(st.columns(3), shortcuts, strict=True):
     if allowed:

@@ -18,7 +18,7 @@ from core.meetings.speakers import known_speaker_names
 from ui import session_keys
 from ui.common import current_actor, flash_and_rerun, format_seconds, plain, run_action, show_flash
 
-TRANSCRIPTS_PAGE = "views/transcripts.py"
+TRANSCRIPTS_PAGE = "pages/transcripts.py"
 _EVERYONE, _UNASSIGNED = "Everyone", "Unassigned"
 _STATUS_CHOICES = {"open": "Open", "done": "Done", "all": "All"}
 _DUE_CHOICES = {"any": "Any", "overdue": "Overdue", "this_week": "Due within 7 days", "no_date": "No due date"}

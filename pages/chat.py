@@ -43,7 +43,7 @@ RATED = {
     "bad": "Marked not helpful. Thank you: reviewers read every such answer.",
     "good": "Marked helpful. Thank you.",
 }
-TRANSCRIPTS_PAGE = "views/transcripts.py"
+TRANSCRIPTS_PAGE = "pages/transcripts.py"
 RECENT_CHATS = 12  # listed in the sidebar; the chat bar searches all of them
 
 
