@@ -101,7 +101,13 @@ def read_document(path: Path, kind: FileKind, *, filename: str) -> list[Section]
         name=f"quorum-extract-{kind.name}",
         daemon=True,
     )
-    child.start()
+    # Objects the parent holds now are never collected in the child: their finalizers could
+    # wait there for a lock another thread of the parent held at the fork, and hang the child.
+    gc.freeze()
+    try:
+        child.start()
+    finally:
+        gc.unfreeze()
     sender.close()  # the child holds the only writing end: its exit makes recv() see EOF
     try:
         if not receiver.poll(settings.extraction_timeout_seconds):

@@ -149,3 +149,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     for number, tab in enumerate(tabs):
         with contextlib.suppress(Exception):  # a tab may be gone; the failure itself is what matters
             screenshot(tab, f"failed-{item.name}-{stamp}-{number}")
+
+
+def choose_option(page: Any, label: str, text: str) -> None:
+    """Type into the Streamlit selectbox labelled `label` and take the first option matching `text`."""
+    box = page.get_by_role("combobox", name=label)
+    box.click()
+    box.fill(text)
+    page.keyboard.press("Enter")
+    settle(page)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from core.access.rbac import Actor
@@ -86,8 +87,11 @@ def test_member_flow_and_admin_review(
     assert _wait_for_status(TranscriptionJob, TranscriptionJob.filename, recording.name) == "COMPLETED"
     page.get_by_role("heading", name=recording.name).wait_for()  # the recording just queued is open
     page.get_by_test_id("stMetricValue").filter(has_text="Completed").wait_for(timeout=60_000)
-    settle(page)  # the run that draws the finished recording replaces the tabs of the one before
-    page.get_by_role("tab", name="Minutes").click()
+    settle(page)
+    # The run that draws the finished recording replaces the tabs of the one before.
+    minutes_tab = page.get_by_role("tab", name="Minutes")
+    expect(minutes_tab).to_have_count(1, timeout=30_000)
+    minutes_tab.click()
     minutes = page.get_by_role("tabpanel", name="Minutes")  # other tabs (Speakers) quote the same words
     minutes.get_by_text("Monday").first.wait_for()
     minutes.get_by_text("Alice").first.wait_for()

@@ -16,7 +16,7 @@ from core.platform.db import session_scope
 from core.platform.models import TranscriptionJob
 from core.platform.storage import get_storage
 from tests import audio_samples
-from tests.e2e.conftest import ARTIFACTS, LiveApp, screenshot, settle, sign_in
+from tests.e2e.conftest import ARTIFACTS, LiveApp, choose_option, screenshot, settle, sign_in
 from tests.job_factory import insert_job
 
 MEETING = [
@@ -43,15 +43,6 @@ def _finished_recording(owner: Actor, folder: Path) -> int:
     return job_id
 
 
-def _choose(page: Any, label: str, text: str) -> None:
-    """Type into a Streamlit selectbox (one that accepts new options too) and take the first match."""
-    box = page.get_by_role("combobox", name=label)
-    box.click()
-    box.fill(text)
-    page.keyboard.press("Enter")
-    settle(page)
-
-
 def test_name_a_speaker_export_it_and_close_an_action_item(
     live_app: LiveApp, page: Any, member: Actor, tmp_path: Path
 ) -> None:
@@ -66,7 +57,7 @@ def test_name_a_speaker_export_it_and_close_an_action_item(
     page.get_by_role("tab", name="Speakers").click()
     settle(page)
     page.get_by_text("Hello everyone, I'm Priya").first.wait_for()
-    _choose(page, "Name of Speaker A", "Priya Natarajan")
+    choose_option(page, "Name of Speaker A", "Priya Natarajan")
     page.get_by_role("button", name="Save names").click()
     page.get_by_text("Speaker names saved").wait_for()
     settle(page)
@@ -87,7 +78,7 @@ def test_name_a_speaker_export_it_and_close_an_action_item(
     page.get_by_role("link", name="Action items").first.click()
     page.get_by_role("heading", name="Action items").first.wait_for()
     settle(page)
-    _choose(page, "Change an item", "I will send the final budget report")
+    choose_option(page, "Change an item", "I will send the final budget report")
     page.get_by_role("button", name="Mark done").click()
     page.get_by_text("Marked done.").wait_for()
     settle(page)
