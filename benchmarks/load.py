@@ -205,7 +205,7 @@ def service_user(username: str, index: int, deadline: float, timings: dict[str, 
                  errors: list[str], lock: threading.Lock) -> None:  # fmt: skip
     """One simulated user calling the services the pages call, as fast as they answer."""
     from core.access.accounts import check_sign_in, verify_password
-    from core.chat.answers import answer_question, create_chat
+    from core.chat import answer_question, create_chat
     from core.documents import list_documents, upload_documents
     from core.platform.db import session_scope
     from core.platform.models import User

@@ -146,7 +146,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from core.chat.answers import ask
+    from core.chat import ask
     from core.chat.retrieval import RetrievalFilters
 
     answer = ask(actor=_actor(args), question=args.question, filters=RetrievalFilters(document_types=tuple(args.type)))

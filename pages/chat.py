@@ -12,7 +12,7 @@ from collections.abc import Callable
 import streamlit as st
 from core.access.rbac import Actor
 from core.ai import is_offline
-from core.chat.answers import (
+from core.chat import (
     ChatMessageView,
     ChatSummary,
     Source,

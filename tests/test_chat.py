@@ -13,27 +13,22 @@ from core.ai.base import EmbeddingSpaceKey, Message
 from core.ai.embedding_space import reset_embedding_space
 from core.ai.hashing import hashing_embed
 from core.ai.offline import OfflineProvider
-from core.chat.answers import (
-    CORRECTION_LABEL,
-    DEFAULT_TITLE,
-    NOTHING_FOUND,
-    SYSTEM_PROMPT,
-    CitationChecker,
+from core.chat import (
     Source,
     answer_question,
     ask,
-    build_prompt,
-    check_citations,
     create_chat,
     delete_chat,
     list_chats,
     list_messages,
     regenerate_last_answer,
     rename_chat,
-    trim_history,
 )
+from core.chat.answers import NOTHING_FOUND, SYSTEM_PROMPT, build_prompt, trim_history
+from core.chat.chats import DEFAULT_TITLE
 from core.chat.feedback import rate_message
 from core.chat.retrieval import RetrievalFilters
+from core.chat.sources import CORRECTION_LABEL, CitationChecker, check_citations
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import EmbeddingSpaceMismatch, InvalidInput, NotFound, PermissionDenied

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
-from core.chat.answers import list_chats, list_messages
+from core.chat import list_chats, list_messages
 from core.platform.config import get_settings
 from tests.conftest import signed_in
 from tests.retrieval_corpus import build_corpus
@@ -58,7 +58,7 @@ def test_ask_and_rate_on_the_page(member: Actor, offline_provider: Any) -> None:
 
 
 def test_chats_are_listed_searchable_and_the_last_one_opens(make_user: Any, offline_provider: Any) -> None:
-    from core.chat.answers import create_chat
+    from core.chat import create_chat
 
     alice, bob = make_user(), make_user()
     older = create_chat(actor=alice, title="Alice's planning questions")
@@ -107,7 +107,7 @@ def test_a_thumbs_down_is_said_in_words(member: Actor, offline_provider: Any) ->
 def test_an_answer_whose_page_run_was_interrupted_is_stored_and_shown(member: Actor, offline_provider: Any) -> None:
     """A rerun (a click, leaving the page) stops the script run, not the answer: its own
     thread stores it, and opening the chat again shows it with its sources."""
-    from core.chat.answers import answer_question, create_chat
+    from core.chat import answer_question, create_chat
     from ui.answer_in_progress import AnswerInProgress
 
     build_corpus(_embed, uploaded_by=member.id)
@@ -135,7 +135,7 @@ def test_an_answer_whose_page_run_was_interrupted_is_stored_and_shown(member: Ac
 
 def test_deleting_the_open_chat_removes_it_and_says_so(member: Actor, offline_provider: Any) -> None:
     """delete_chat returns None: the page must still see that it worked (run_action's ok)."""
-    from core.chat.answers import create_chat
+    from core.chat import create_chat
 
     keep = create_chat(actor=member, title="Budget questions")
     doomed = create_chat(actor=member, title="Scratch chat")
@@ -155,7 +155,7 @@ def test_deleting_the_open_chat_removes_it_and_says_so(member: Actor, offline_pr
 
 
 def test_chats_with_the_same_title_stay_distinct_choices(member: Actor, offline_provider: Any) -> None:
-    from core.chat.answers import create_chat
+    from core.chat import create_chat
 
     first = create_chat(actor=member, title="Budget")
     second = create_chat(actor=member, title="Budget")

@@ -16,7 +16,8 @@ from core.ai.extractive import (
     split_sentences,
     top_sentences,
 )
-from core.chat.answers import EXTRACTIVE_INTRO, NO_ANSWERING_SENTENCE, Source, extractive_answer
+from core.chat import Source
+from core.chat.answers import EXTRACTIVE_INTRO, NO_ANSWERING_SENTENCE, extractive_answer
 
 
 def test_split_sentences_keeps_abbreviations_initials_and_decimals_together() -> None:

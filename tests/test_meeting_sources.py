@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.access.rbac import Actor
-from core.chat.answers import Source, ask
+from core.chat import Source, ask
 from core.chat.moments import pin_moments, without_repeated_minutes
 from core.chat.retrieval import RetrievalFilters
 from core.meetings import list_recordings, transcribe_recording

@@ -27,8 +27,8 @@ from core.meetings.recording_access import job_visible_clause
 from core.meetings.recordings import recording_state, retry_recording
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
-from core.platform.jobs import JobKind
-from core.platform.models import Document, DocumentStatus, RecordingStatus, TranscriptionJob
+from core.platform.jobs import JobKind, JobState
+from core.platform.models import Document, DocumentStatus, RecordingStatus, TranscriptionJob, User
 from core.platform.queue import queue_depths
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,43 @@ def _readable_ids(session: Session, id_column: Any, ids: list[int], visible: Col
     return set(session.scalars(select(id_column).where(id_column.in_(ids), visible)))
 
 
+def _row(
+    kind: JobKind,
+    job: TranscriptionJob | Document,
+    *,
+    owner: User | None,
+    state: JobState,
+    created_at: datetime,
+    finished_at: datetime | None,
+    readable: bool,
+    now: datetime,
+) -> JobRow:
+    """One monitor row for a recording or a document, its name hidden unless `readable`."""
+    running = job.status in (RecordingStatus.PROCESSING, DocumentStatus.INDEXING)
+    placeholder = PRIVATE_RECORDING if kind == JobKind.TRANSCRIPTION else PRIVATE_DOCUMENT
+    name, error = _shown(job.filename, job.error, readable=readable, placeholder=placeholder)
+    return JobRow(
+        kind=kind,
+        id=job.id,
+        name=name,
+        owner=owner.username if owner else DELETED_USER_LABEL,
+        status=job.status,
+        stage=state.stage,
+        stage_label=state.stage_label,
+        progress=state.progress,
+        attempts=job.attempts,
+        error=error,
+        created_at=created_at,
+        started_at=job.started_at,
+        finished_at=finished_at,
+        heartbeat_at=job.heartbeat_at,
+        duration_seconds=_duration(job.started_at, finished_at, running, now),
+        stale=state.stale,
+        can_retry=state.retryable,
+        needs_attention=state.needs_attention,
+    )
+
+
 def list_jobs(
     *, actor: Actor, kind: JobKind | None = None, status: str | None = None, limit: int = 200
 ) -> list[JobRow]:
@@ -108,34 +145,19 @@ def list_jobs(
                 query = query.where(TranscriptionJob.status == status)
             jobs = list(session.scalars(query.limit(limit)))
             readable = _readable_ids(session, TranscriptionJob.id, [job.id for job in jobs], job_visible_clause(actor))
-            for job in jobs:
-                running = job.status == RecordingStatus.PROCESSING
-                state = recording_state(job, now=now)
-                name, error = _shown(
-                    job.filename, job.error, readable=job.id in readable, placeholder=PRIVATE_RECORDING
+            rows += [
+                _row(
+                    JobKind.TRANSCRIPTION,
+                    job,
+                    owner=job.owner,
+                    state=recording_state(job, now=now),
+                    created_at=job.created_at,
+                    finished_at=job.completed_at,
+                    readable=job.id in readable,
+                    now=now,
                 )
-                rows.append(
-                    JobRow(
-                        kind=JobKind.TRANSCRIPTION,
-                        id=job.id,
-                        name=name,
-                        owner=job.owner.username if job.owner else DELETED_USER_LABEL,
-                        status=job.status,
-                        stage=state.stage,
-                        stage_label=state.stage_label,
-                        progress=state.progress,
-                        attempts=job.attempts,
-                        error=error,
-                        created_at=job.created_at,
-                        started_at=job.started_at,
-                        finished_at=job.completed_at,
-                        heartbeat_at=job.heartbeat_at,
-                        duration_seconds=_duration(job.started_at, job.completed_at, running, now),
-                        stale=state.stale,
-                        can_retry=state.retryable,
-                        needs_attention=state.needs_attention,
-                    )
-                )
+                for job in jobs
+            ]
         if kind in (None, JobKind.INDEXING):
             documents = select(Document).order_by(Document.upload_date.desc(), Document.id.desc())
             if status:
@@ -144,34 +166,19 @@ def list_jobs(
                 )
             listed = list(session.scalars(documents.limit(limit)))
             readable = _readable_ids(session, Document.id, [d.id for d in listed], visible_documents_clause(actor))
-            for document in listed:
-                running = document.status == DocumentStatus.INDEXING
-                state = indexing_state(document, now=now)
-                name, error = _shown(
-                    document.filename, document.error, readable=document.id in readable, placeholder=PRIVATE_DOCUMENT
+            rows += [
+                _row(
+                    JobKind.INDEXING,
+                    document,
+                    owner=document.uploader,
+                    state=indexing_state(document, now=now),
+                    created_at=document.upload_date,
+                    finished_at=document.indexed_at,
+                    readable=document.id in readable,
+                    now=now,
                 )
-                rows.append(
-                    JobRow(
-                        kind=JobKind.INDEXING,
-                        id=document.id,
-                        name=name,
-                        owner=document.uploader.username if document.uploader else DELETED_USER_LABEL,
-                        status=document.status,
-                        stage=state.stage,
-                        stage_label=state.stage_label,
-                        progress=state.progress,
-                        attempts=document.attempts,
-                        error=error,
-                        created_at=document.upload_date,
-                        started_at=document.started_at,
-                        finished_at=document.indexed_at,
-                        heartbeat_at=document.heartbeat_at,
-                        duration_seconds=_duration(document.started_at, document.indexed_at, running, now),
-                        stale=state.stale,
-                        can_retry=state.retryable,
-                        needs_attention=state.needs_attention,
-                    )
-                )
+                for document in listed
+            ]
     rows.sort(key=lambda row: (row.created_at, row.id), reverse=True)
     return rows
 

@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import func, select
 
 from core.access.accounts import (
     check_password_strength,
@@ -36,10 +36,12 @@ from core.access.rbac import Actor, permissions_of_role, require
 from core.access.sessions import revoke_user_sessions
 from core.access.sign_in_throttle import clear_account
 from core.admin.safeguards import ensure_administrable, guard_grant, guard_target, load_role, load_user
+from core.documents.catalog import delete_private_documents_of
+from core.meetings.recordings import delete_private_recordings_of
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput
-from core.platform.models import Chat, Document, TranscriptionJob, User
+from core.platform.models import Chat, User
 from core.platform.storage import delete_stored
 
 log = logging.getLogger(__name__)
@@ -313,74 +315,12 @@ def delete_user(*, actor: Actor, user_id: int) -> DeletedUser:
         guard_target(session, actor, user, "delete")
         username = user.username
         chats = session.scalar(select(func.count(Chat.id)).where(Chat.owner_id == user.id)) or 0
-        private_recordings = session.execute(
-            select(TranscriptionJob.id, TranscriptionJob.storage_key)
-            .where(TranscriptionJob.owner_id == user.id, TranscriptionJob.visibility == "private")
-            .with_for_update()
-        ).all()
-        recording_ids = [row.id for row in private_recordings]
-        # Transcripts and minutes of a private recording are deleted with it, not counted here.
-        private_documents = session.execute(
-            select(Document.id, Document.storage_key)
-            .where(
-                Document.uploaded_by == user.id,
-                Document.visibility == "private",
-                or_(Document.transcription_job_id.is_(None), Document.transcription_job_id.not_in(recording_ids)),
-            )
-            .with_for_update()
-        ).all()
-        team_documents = session.scalar(
-            select(func.count(Document.id)).where(Document.uploaded_by == user.id, Document.visibility != "private")
-        )
-        team_recordings = session.scalar(
-            select(func.count(TranscriptionJob.id)).where(
-                TranscriptionJob.owner_id == user.id, TranscriptionJob.visibility != "private"
-            )
-        )
-        # Documents made from a private recording go with it (FK cascade); collect their files too.
-        derived_keys = session.scalars(
-            select(Document.storage_key).where(
-                Document.transcription_job_id.in_(recording_ids),
-                Document.storage_key.is_not(None),
-            )
-        ).all()
-        storage_keys = [
-            key
-            for key in [
-                *(row.storage_key for row in private_documents),
-                *(row.storage_key for row in private_recordings),
-            ]
-            if key
-        ]
-        storage_keys.extend(key for key in derived_keys if key)
-        if private_documents:
-            session.execute(delete(Document).where(Document.id.in_([row.id for row in private_documents])))
-        if private_recordings:
-            session.execute(
-                delete(TranscriptionJob).where(TranscriptionJob.id.in_([row.id for row in private_recordings]))
-            )
+        # Recordings first: their transcript and minutes documents go with them (cascade).
+        recordings = delete_private_recordings_of(session, owner_id=user.id, actor=actor, owner=username)
+        documents = delete_private_documents_of(session, uploader_id=user.id, actor=actor, owner=username)
         remember_deleted_identity(session, user, deleted_by=actor)
-        session.delete(user)
+        session.delete(user)  # chats, messages and feedback cascade
         ensure_administrable(session)
-        # One row per deleted item too, as core.documents.indexing / core.meetings.transcription write for theirs.
-        for row in private_documents:
-            record_audit(
-                session,
-                actor=actor,
-                action="document.delete",
-                target_type="document",
-                target_id=row.id,
-                details={"reason": "owner deleted", "owner": username},
-            )
-        for row in private_recordings:
-            record_audit(
-                session,
-                actor=actor,
-                action="recording.delete",
-                target_type="transcription",
-                target_id=row.id,
-                details={"reason": "owner deleted", "owner": username},
-            )
         record_audit(
             session,
             actor=actor,
@@ -390,21 +330,22 @@ def delete_user(*, actor: Actor, user_id: int) -> DeletedUser:
             details={
                 "username": username,
                 "chats_deleted": chats,
-                "private_document_ids": [row.id for row in private_documents],
-                "private_recording_ids": [row.id for row in private_recordings],
-                "team_documents_kept": team_documents,
-                "team_recordings_kept": team_recordings,
+                "private_document_ids": documents.deleted_ids,
+                "private_recording_ids": recordings.deleted_ids,
+                "team_documents_kept": documents.team_kept,
+                "team_recordings_kept": recordings.team_kept,
             },
         )
+        storage_keys = documents.storage_keys + recordings.storage_keys
     files_deleted = delete_stored(sorted(set(storage_keys)))
     log.info("user %s (%s) deleted by %s", user_id, username, actor.username)
     return DeletedUser(
         user_id=user_id,
         username=username,
         chats_deleted=int(chats),
-        private_documents_deleted=len(private_documents),
-        private_recordings_deleted=len(private_recordings),
-        team_documents_kept=int(team_documents or 0),
-        team_recordings_kept=int(team_recordings or 0),
+        private_documents_deleted=len(documents.deleted_ids),
+        private_recordings_deleted=len(recordings.deleted_ids),
+        team_documents_kept=documents.team_kept,
+        team_recordings_kept=recordings.team_kept,
         files_deleted=files_deleted,
     )

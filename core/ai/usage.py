@@ -11,9 +11,11 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Date, cast, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from core.access.rbac import Actor, require
 from core.ai.base import UsageContext
@@ -131,6 +133,93 @@ class UsageSummary:
     by_model: list[UsageByModel]
 
 
+_COST = func.coalesce(func.sum(UsageRecord.cost_usd), 0)
+
+
+def _totals(*, tokens_together: bool = False) -> list[Any]:
+    """The summed columns every breakdown shows, labelled so rows are read by name."""
+    columns: list[Any] = [func.count(UsageRecord.id).label("calls")]
+    if tokens_together:
+        columns.append(func.coalesce(func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens), 0).label("tokens"))
+    else:
+        columns += [
+            func.coalesce(func.sum(UsageRecord.input_tokens), 0).label("input_tokens"),
+            func.coalesce(func.sum(UsageRecord.output_tokens), 0).label("output_tokens"),
+        ]
+    columns += [
+        func.coalesce(func.sum(UsageRecord.audio_seconds), 0.0).label("audio_seconds"),
+        _COST.label("cost_usd"),
+    ]
+    return columns
+
+
+def _amounts(row: Any) -> dict[str, Any]:
+    """The summed columns of a _totals() row, as the dataclass fields of the same names."""
+    return {
+        "calls": int(row.calls),
+        "input_tokens": int(row.input_tokens),
+        "output_tokens": int(row.output_tokens),
+        "audio_seconds": float(row.audio_seconds),
+        "cost_usd": float(row.cost_usd),
+    }
+
+
+def _by_day_purpose(session: Session, filters: list[Any], day: Any) -> list[UsageByDayPurpose]:
+    rows = session.execute(
+        select(day, UsageRecord.purpose, *_totals())
+        .where(*filters)
+        .group_by(day, UsageRecord.purpose)
+        .order_by(day, UsageRecord.purpose)
+    ).all()
+    return [
+        UsageByDayPurpose(
+            day=row.day,
+            purpose=row.purpose,
+            **_amounts(row),
+        )
+        for row in rows
+    ]
+
+
+def _by_day_user(session: Session, filters: list[Any], day: Any) -> list[UsageByDayUser]:
+    rows = session.execute(
+        select(day, UsageRecord.user_id, User.username, *_totals(tokens_together=True))
+        .outerjoin(User, User.id == UsageRecord.user_id)
+        .where(*filters)
+        .group_by(day, UsageRecord.user_id, User.username)
+        .order_by(day, User.username)
+    ).all()
+    return [
+        UsageByDayUser(
+            day=row.day,
+            user_id=row.user_id,
+            username=row.username or ("(system)" if row.user_id is None else f"user {row.user_id}"),
+            calls=int(row.calls),
+            tokens=int(row.tokens),
+            audio_seconds=float(row.audio_seconds),
+            cost_usd=float(row.cost_usd),
+        )
+        for row in rows
+    ]
+
+
+def _by_model(session: Session, filters: list[Any]) -> list[UsageByModel]:
+    rows = session.execute(
+        select(UsageRecord.provider, UsageRecord.model, *_totals())
+        .where(*filters)
+        .group_by(UsageRecord.provider, UsageRecord.model)
+        .order_by(_COST.desc(), UsageRecord.model)
+    ).all()
+    return [
+        UsageByModel(
+            provider=row.provider,
+            model=row.model,
+            **_amounts(row),
+        )
+        for row in rows
+    ]
+
+
 def summarize_usage(*, actor: Actor, since: date | None = None) -> UsageSummary:
     """Totals of the ledger from `since` (a UTC day, inclusive; None for all time). Read-only.
 
@@ -138,108 +227,22 @@ def summarize_usage(*, actor: Actor, since: date | None = None) -> UsageSummary:
     """
     require(actor, "view_jobs")
     day = cast(func.timezone("UTC", UsageRecord.created_at), Date).label("day")
-    filters = []
+    filters: list[Any] = []
     if since is not None:
         filters.append(UsageRecord.created_at >= datetime.combine(since, time.min, tzinfo=UTC))
-    cost = func.coalesce(func.sum(UsageRecord.cost_usd), 0)
     with session_scope() as session:
-        total = session.execute(
-            select(
-                func.count(UsageRecord.id),
-                func.coalesce(func.sum(UsageRecord.input_tokens), 0),
-                func.coalesce(func.sum(UsageRecord.output_tokens), 0),
-                func.coalesce(func.sum(UsageRecord.audio_seconds), 0.0),
-                cost,
-            ).where(*filters)
-        ).one()
-        purpose_rows = session.execute(
-            select(
-                day,
-                UsageRecord.purpose,
-                func.count(UsageRecord.id),
-                func.sum(UsageRecord.input_tokens),
-                func.sum(UsageRecord.output_tokens),
-                func.sum(UsageRecord.audio_seconds),
-                cost,
-            )
-            .where(*filters)
-            .group_by(day, UsageRecord.purpose)
-            .order_by(day, UsageRecord.purpose)
-        ).all()
-        user_rows = session.execute(
-            select(
-                day,
-                UsageRecord.user_id,
-                User.username,
-                func.count(UsageRecord.id),
-                func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens),
-                func.sum(UsageRecord.audio_seconds),
-                cost,
-            )
-            .outerjoin(User, User.id == UsageRecord.user_id)
-            .where(*filters)
-            .group_by(day, UsageRecord.user_id, User.username)
-            .order_by(day, User.username)
-        ).all()
-        model_rows = session.execute(
-            select(
-                UsageRecord.provider,
-                UsageRecord.model,
-                func.count(UsageRecord.id),
-                func.sum(UsageRecord.input_tokens),
-                func.sum(UsageRecord.output_tokens),
-                func.sum(UsageRecord.audio_seconds),
-                cost,
-            )
-            .where(*filters)
-            .group_by(UsageRecord.provider, UsageRecord.model)
-            .order_by(cost.desc(), UsageRecord.model)
-        ).all()
-
-    return UsageSummary(
-        since=since,
-        calls=int(total[0]),
-        input_tokens=int(total[1]),
-        output_tokens=int(total[2]),
-        audio_hours=float(total[3]) / 3600.0,
-        cost_usd=float(total[4]),
-        by_day_purpose=[
-            UsageByDayPurpose(
-                day=r[0],
-                purpose=r[1],
-                calls=int(r[2]),
-                input_tokens=int(r[3] or 0),
-                output_tokens=int(r[4] or 0),
-                audio_seconds=float(r[5] or 0.0),
-                cost_usd=float(r[6]),
-            )
-            for r in purpose_rows
-        ],
-        by_day_user=[
-            UsageByDayUser(
-                day=r[0],
-                user_id=r[1],
-                username=r[2] or ("(system)" if r[1] is None else f"user {r[1]}"),
-                calls=int(r[3]),
-                tokens=int(r[4] or 0),
-                audio_seconds=float(r[5] or 0.0),
-                cost_usd=float(r[6]),
-            )
-            for r in user_rows
-        ],
-        by_model=[
-            UsageByModel(
-                provider=r[0],
-                model=r[1],
-                calls=int(r[2]),
-                input_tokens=int(r[3] or 0),
-                output_tokens=int(r[4] or 0),
-                audio_seconds=float(r[5] or 0.0),
-                cost_usd=float(r[6]),
-            )
-            for r in model_rows
-        ],
-    )
+        total = session.execute(select(*_totals()).where(*filters)).one()
+        return UsageSummary(
+            since=since,
+            calls=int(total.calls),
+            input_tokens=int(total.input_tokens),
+            output_tokens=int(total.output_tokens),
+            audio_hours=float(total.audio_seconds) / 3600.0,
+            cost_usd=float(total.cost_usd),
+            by_day_purpose=_by_day_purpose(session, filters, day),
+            by_day_user=_by_day_user(session, filters, day),
+            by_model=_by_model(session, filters),
+        )
 
 
 def check_ai_budget(actor: Actor) -> None:

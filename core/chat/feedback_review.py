@@ -27,9 +27,9 @@ from sqlalchemy.orm import aliased
 
 from core.access.audit import record_audit
 from core.access.rbac import Actor, require
-from core.chat.answers import Source
 from core.chat.conversation import question_before
 from core.chat.retrieval import embed_question
+from core.chat.sources import Source
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound
 from core.platform.models import REVIEW_STATUSES, ChatMessage, MessageFeedback, User

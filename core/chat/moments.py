@@ -30,7 +30,7 @@ from core.platform.models import TranscriptionJob
 from core.platform.timecodes import short_clock
 
 if TYPE_CHECKING:
-    from core.chat.answers import Source
+    from core.chat.sources import Source
 
 _STAMP = re.compile(r"\[(?:(\d+):)?(\d{1,2}):(\d{2})\]\s*")
 _CITED = re.compile(r"\[(\d{1,3})\]")

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from core.access.audit import record_audit
 from core.access.rbac import Actor, require
@@ -26,7 +27,15 @@ from core.documents.text_source import TEXT_SOURCE_TYPE, parse_text_source, rend
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound
 from core.platform.jobs import DOCUMENTS, JobState, reset_for_retry, send
-from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES, Document, DocumentChunk, DocumentStatus, User
+from core.platform.models import (
+    DOCUMENT_STATUSES,
+    DOCUMENT_TYPES,
+    Document,
+    DocumentChunk,
+    DocumentStatus,
+    User,
+    Visibility,
+)
 from core.platform.storage import delete_stored, get_storage
 
 log = logging.getLogger(__name__)
@@ -298,3 +307,47 @@ def download_document(*, actor: Actor, document_id: int) -> DocumentDownload:
         rendered = render_pieces(pieces) if pieces else render_sections(sections)
         return DocumentDownload(filename, "text/plain; charset=utf-8", rendered.encode("utf-8"))
     return DocumentDownload(filename, safe_download_type(content_type), data)
+
+
+@dataclass(frozen=True)
+class OwnerDocuments:
+    """What delete_private_documents_of did for one uploader."""
+
+    deleted_ids: list[int]
+    storage_keys: list[str]
+    team_kept: int
+
+
+def delete_private_documents_of(session: Session, *, uploader_id: int, actor: Actor, owner: str) -> OwnerDocuments:
+    """Delete `uploader_id`'s private documents (chunks cascade) with a document.delete audit
+    row each; count their team documents, which stay. For core.admin.delete_user, which
+    checks the permission and owns the transaction: does not commit. Call it after the
+    owner's private recordings are deleted (their transcript and minutes documents go with
+    them). The stored files are for the caller to remove after the commit."""
+    private = session.execute(
+        select(Document.id, Document.storage_key)
+        .where(Document.uploaded_by == uploader_id, Document.visibility == Visibility.PRIVATE)
+        .with_for_update()
+    ).all()
+    team_kept = session.scalar(
+        select(func.count(Document.id)).where(
+            Document.uploaded_by == uploader_id, Document.visibility != Visibility.PRIVATE
+        )
+    )
+    ids = [row.id for row in private]
+    if ids:
+        session.execute(delete(Document).where(Document.id.in_(ids)))
+    for document_id in ids:
+        record_audit(
+            session,
+            actor=actor,
+            action="document.delete",
+            target_type="document",
+            target_id=document_id,
+            details={"reason": "owner deleted", "owner": owner},
+        )
+    return OwnerDocuments(
+        deleted_ids=ids,
+        storage_keys=[row.storage_key for row in private if row.storage_key],
+        team_kept=int(team_kept or 0),
+    )

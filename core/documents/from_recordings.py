@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,17 @@ from core.meetings.plain_text import plain_minutes_text
 from core.meetings.speakers import named_segments
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound
-from core.platform.models import Document, DocumentStatus, TranscriptionJob
+from core.platform.models import Document, DocumentStatus, DocumentType, TranscriptionJob
 from core.platform.storage import delete_stored, get_storage
 
 DERIVED_KIND = "derived"  # storage key prefix of transcript/minutes sources
 
 
-JOB_DOCUMENT_TYPES = ("full_transcript", "meeting_minutes")
+JOB_DOCUMENT_TYPES = (DocumentType.TRANSCRIPT, DocumentType.MINUTES)
 
 
 def _job_content(job: TranscriptionJob, document_type: str) -> list[Section] | list[TranscriptPiece]:
-    if document_type == "full_transcript":
+    if document_type == DocumentType.TRANSCRIPT:
         pieces = []
         for item in named_segments(job):  # a chat source says who said it
             if not isinstance(item, dict) or not str(item.get("text") or "").strip():
@@ -84,6 +85,42 @@ def index_text_document(
     """
     if document_type not in JOB_DOCUMENT_TYPES:
         raise ValueError(f"document_type must be one of {JOB_DOCUMENT_TYPES}")
+    source = _derived_source(job_id, document_type, title, sections_or_pieces, owner_id, visibility)
+    if source is None:
+        return None
+    if source.unchanged_id is not None:
+        return source.unchanged_id
+    document_id = _store_derived(job_id, document_type, source)
+    if document_id is None:
+        return None
+    if index_now:
+        index_document(document_id)
+    else:
+        send_for_indexing(document_id, source.filename)
+    return document_id
+
+
+@dataclass(frozen=True)
+class _DerivedSource:
+    """The stored text a transcript or minutes document is to have, and its row values."""
+
+    filename: str
+    payload: bytes
+    owner_id: int | None
+    visibility: str
+    existing_id: int | None
+    unchanged_id: int | None  # the existing document when it already has this very text
+
+
+def _derived_source(
+    job_id: int,
+    document_type: str,
+    title: str | None,
+    sections_or_pieces: Sequence[Section] | Sequence[Any] | None,
+    owner_id: int | None,
+    visibility: str | None,
+) -> _DerivedSource | None:
+    """Read the recording and build the document's text; None when there is no text. Read-only."""
     with session_scope() as session:
         job = session.get(TranscriptionJob, job_id)
         if job is None:
@@ -100,15 +137,28 @@ def index_text_document(
     check_visibility(visibility)
     if not items:
         return None
-    suffix = " transcript.txt" if document_type == "full_transcript" else " minutes.md"
-    filename = clean_filename(stem[: MAX_FILENAME_CHARS - len(suffix)] + suffix)
+    suffix = " transcript.txt" if document_type == DocumentType.TRANSCRIPT else " minutes.md"
     payload = text_source_bytes(stem, items)
-    sha256 = hashlib.sha256(payload).hexdigest()
-    if existing is not None and existing.sha256 == sha256 and existing.status != DocumentStatus.FAILED:
-        return int(existing.id)
+    unchanged = (
+        existing is not None
+        and existing.sha256 == hashlib.sha256(payload).hexdigest()
+        and existing.status != DocumentStatus.FAILED
+    )
+    return _DerivedSource(
+        filename=clean_filename(stem[: MAX_FILENAME_CHARS - len(suffix)] + suffix),
+        payload=payload,
+        owner_id=owner,
+        visibility=visibility,
+        existing_id=int(existing.id) if existing is not None else None,
+        unchanged_id=int(existing.id) if unchanged and existing is not None else None,
+    )
 
+
+def _store_derived(job_id: int, document_type: str, source: _DerivedSource) -> int | None:
+    """Store the text and upsert the document row as PENDING (unless a concurrent call stored
+    the same text first). Commits; removes the replaced file after. Returns the document id."""
     storage = get_storage()
-    stored = storage.put(io.BytesIO(payload), kind=DERIVED_KIND, suffix=".json")
+    stored = storage.put(io.BytesIO(source.payload), kind=DERIVED_KIND, suffix=".json")
     old_key: str | None = None
     try:
         with session_scope() as session:
@@ -118,13 +168,13 @@ def index_text_document(
                 .with_for_update()
             )
             values = {
-                "filename": filename,
+                "filename": source.filename,
                 "content_type": TEXT_SOURCE_TYPE,
                 "size_bytes": stored.size_bytes,
                 "storage_key": stored.key,
                 "sha256": stored.sha256,
-                "uploaded_by": owner,
-                "visibility": visibility,
+                "uploaded_by": source.owner_id,
+                "visibility": source.visibility,
                 "status": DocumentStatus.PENDING,
                 "error": None,
                 "attempts": 0,
@@ -144,13 +194,9 @@ def index_text_document(
         raise
     if document_id is None:  # a concurrent call stored the same content first
         storage.delete(stored.key)
-        return int(existing.id) if existing is not None else None
+        return source.existing_id
     if old_key and old_key != stored.key:
         delete_stored([old_key])
-    if index_now:
-        index_document(document_id)
-    else:
-        send_for_indexing(document_id, filename)
     return int(document_id)
 
 

@@ -34,6 +34,7 @@ from core.platform.models import (
     TranscriptionJob,
     TranscriptionSegment,
     UsageRecord,
+    Visibility,
 )
 from core.platform.storage import delete_stored, get_storage
 
@@ -353,3 +354,46 @@ def delete_recording(*, actor: Actor, job_id: int) -> None:
         # Documents and their chunks, and the segments, go by ON DELETE CASCADE.
         session.execute(delete(TranscriptionJob).where(TranscriptionJob.id == job_id))
     delete_stored(keys)
+
+
+@dataclass(frozen=True)
+class OwnerRecordings:
+    """What delete_private_recordings_of did for one owner."""
+
+    deleted_ids: list[int]
+    storage_keys: list[str]  # the recordings' audio and the files of their transcript/minutes documents
+    team_kept: int
+
+
+def delete_private_recordings_of(session: Session, *, owner_id: int, actor: Actor, owner: str) -> OwnerRecordings:
+    """Delete `owner_id`'s private recordings (segments and their transcript and minutes
+    documents cascade) with a recording.delete audit row each; count their team recordings,
+    which stay. For core.admin.delete_user, which checks the permission and owns the
+    transaction: does not commit. The stored files are for the caller to remove after it."""
+    private = session.execute(
+        select(TranscriptionJob.id, TranscriptionJob.storage_key)
+        .where(TranscriptionJob.owner_id == owner_id, TranscriptionJob.visibility == Visibility.PRIVATE)
+        .with_for_update()
+    ).all()
+    ids = [row.id for row in private]
+    derived_keys = session.scalars(
+        select(Document.storage_key).where(Document.transcription_job_id.in_(ids), Document.storage_key.is_not(None))
+    ).all()
+    team_kept = session.scalar(
+        select(func.count(TranscriptionJob.id)).where(
+            TranscriptionJob.owner_id == owner_id, TranscriptionJob.visibility != Visibility.PRIVATE
+        )
+    )
+    if ids:
+        session.execute(delete(TranscriptionJob).where(TranscriptionJob.id.in_(ids)))
+    for recording_id in ids:
+        record_audit(
+            session,
+            actor=actor,
+            action="recording.delete",
+            target_type="transcription",
+            target_id=recording_id,
+            details={"reason": "owner deleted", "owner": owner},
+        )
+    keys = [row.storage_key for row in private if row.storage_key] + [key for key in derived_keys if key]
+    return OwnerRecordings(deleted_ids=ids, storage_keys=keys, team_kept=int(team_kept or 0))

@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 from core.access.rbac import Actor
-from core.chat.answers import answer_question, create_chat
+from core.chat import answer_question, create_chat
 from core.documents import index_document, upload_documents
 from tests.conftest import unique
 from tests.e2e.conftest import LiveApp, screenshot, settle, sign_in

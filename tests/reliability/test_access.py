@@ -28,6 +28,7 @@ import pytest
 from sqlalchemy import select, update
 
 import core.admin as admin_service
+import core.chat as chat
 import core.documents as documents
 import core.meetings as meetings
 from core.access import audit
@@ -35,7 +36,6 @@ from core.access.accounts import actor_from_user, hash_password
 from core.access.rbac import ADMIN_ROLE, DEFAULT_ROLES, PERMISSIONS, USER_ROLE, Actor
 from core.admin import analytics
 from core.ai import usage
-from core.chat import answers as chat
 from core.chat import feedback, feedback_review
 from core.chat.retrieval import retrieve
 from core.meetings import action_items, exports, minutes

@@ -21,7 +21,8 @@ import pytest
 from sqlalchemy import func, select
 
 from core.access.rbac import Actor
-from core.chat.answers import SYSTEM_PROMPT, ask
+from core.chat import ask
+from core.chat.answers import SYSTEM_PROMPT
 from core.documents import document_chunks, index_document, upload_documents
 from core.meetings import delete_recording, get_recording_summary, submit_recording, transcribe_recording
 from core.platform.config import get_settings

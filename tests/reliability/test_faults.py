@@ -304,7 +304,7 @@ def test_the_app_explains_a_database_outage_and_recovers_without_a_restart(
     from streamlit.testing.v1 import AppTest
 
     from core.access.accounts import actor_from_user, insert_user
-    from core.chat.answers import create_chat, list_chats
+    from core.chat import create_chat, list_chats
     from core.platform.health import database_problem
 
     with session_scope() as session:

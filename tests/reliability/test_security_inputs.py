@@ -28,7 +28,7 @@ from core.access.sign_in_throttle import seconds_to_wait
 from core.admin import list_jobs, set_role_permissions, set_user_active, unlock_user
 from core.ai import get_provider, provider_status
 from core.ai.base import UsageContext
-from core.chat.answers import answer_question, ask, create_chat, regenerate_last_answer
+from core.chat import answer_question, ask, create_chat, regenerate_last_answer
 from core.chat.retrieval import retrieve
 from core.documents import index_document, index_recording_documents, list_documents, upload_documents
 from core.meetings import audio, get_recording_summary, submit_recording, transcribe_recording
