@@ -1,0 +1,1 @@
+"""The tabs of the Admin page (pages/admin.py), one module each. UI only."""
