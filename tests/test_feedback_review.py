@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from core.access.rbac import Actor
 from core.ai import get_provider
+from core.chat.corrections import trusted_corrections
 from core.chat.feedback_review import (
     FeedbackFilters,
     export_feedback_csv,
@@ -23,7 +24,7 @@ from core.chat.feedback_review import (
     review_feedback,
     source_label,
 )
-from core.chat.retrieval import embed_question, trusted_corrections
+from core.chat.retrieval import embed_question
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound, PermissionDenied
 from core.platform.models import AuditLog, MessageFeedback

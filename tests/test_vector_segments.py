@@ -10,7 +10,8 @@ from sqlalchemy import func, select, text
 
 from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
-from core.chat.retrieval import _shape, hybrid_search_statement, search_chunks, statement_values
+from core.chat.retrieval import hybrid_search_statement, search_chunks, statement_values
+from core.chat.search_plan import search_shape
 from core.documents import index_document, upload_documents
 from core.documents.chunk_store import _driver_connection
 from core.documents.vector_segments import (
@@ -160,7 +161,7 @@ def test_each_index_range_is_searched_through_its_partial_index(small_segments: 
         _index(actor, f"Segment planning note {n} {unique('w')}.")
     maintain_vector_index(idle=True)
     layout = search_layout_now()
-    statement = hybrid_search_statement(actor, _shape(_no_filters(), strategy="hnsw", layout=layout))
+    statement = hybrid_search_statement(actor, search_shape(_no_filters(), strategy="hnsw", layout=layout))
     embedding = hashing_embed(["planning note"], get_settings().embedding_dim)[0]
     values = statement_values(query="planning note", query_embedding=[], filters=_no_filters(), k=8, candidates=40)
     values["query_embedding"] = embedding  # numpy, adapted by pgvector on the raw cursor

@@ -37,8 +37,9 @@ from core.ai.base import AIProvider, Message, StreamResult, UsageContext
 from core.ai.embedding_space import check_embedding_space
 from core.ai.usage import check_ai_budget
 from core.chat.chats import DEFAULT_TITLE, owned_chat, title_from_question
+from core.chat.corrections import trusted_corrections
 from core.chat.moments import pin_moments
-from core.chat.retrieval import MAX_QUERY_CHARS, RetrievalFilters, embed_question, search_chunks, trusted_corrections
+from core.chat.retrieval import MAX_QUERY_CHARS, RetrievalFilters, embed_question, search_chunks
 from core.chat.sources import CITATION_MARKS, CitationChecker, Source, build_sources, cited_sources, source_block
 from core.platform.config import get_settings
 from core.platform.db import session_scope

@@ -2,7 +2,7 @@
 
 The review side (listing, accepting, rejecting, exporting) is core.chat.feedback_review. An
 accepted correction becomes trusted context for later, similar questions
-(core.chat.retrieval.trusted_corrections), which is why the question's embedding is stored
+(core.chat.corrections.trusted_corrections), which is why the question's embedding is stored
 with every correction.
 """
 

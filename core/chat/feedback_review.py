@@ -7,7 +7,7 @@ it and when, and the sources the answer cited. They set a review status:
 - new: not looked at yet (every rating starts here);
 - accepted: the correction is right. An accepted correction becomes trusted context:
   its question's embedding is stored (question_embedding) so retrieval
-  (core.chat.retrieval.trusted_corrections) offers the correction, cited as a reviewed
+  (core.chat.corrections.trusted_corrections) offers the correction, cited as a reviewed
   correction, to later questions close to this one;
 - rejected: the correction is wrong or not useful; it is never offered.
 

@@ -39,19 +39,15 @@ Accepted corrections (message_feedback rows an admin reviewed and accepted) are 
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     CTE,
     BigInteger,
     ColumnElement,
-    DateTime,
     Float,
     Integer,
     Select,
@@ -74,49 +70,28 @@ from sqlalchemy.orm import Session, aliased
 from core.access.rbac import Actor
 from core.ai.base import AIProvider, UsageContext
 from core.ai.embedding_space import DEFAULT_VECTOR_WEIGHT, check_embedding_space
-from core.chat.conversation import question_before
-from core.documents import searchable_documents_clause
-from core.documents.vector_segments import UNINDEXED, SearchLayout, search_layout
+from core.chat.search_plan import (
+    RetrievalFilters,
+    SearchPlan,
+    SearchShape,
+    Strategy,
+    document_conditions,
+    filter_values,
+    plan_search,
+    required_terms,
+    search_shape,
+)
+from core.documents.vector_segments import SearchLayout, search_layout
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
-from core.platform.models import DOCUMENT_TYPES, ChatMessage, Document, DocumentChunk, MessageFeedback
+from core.platform.models import Document, DocumentChunk
 
 log = logging.getLogger(__name__)
 
-HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 MAX_QUERY_CHARS = 4000
-
-# Search syntax a user means literally: a "quoted phrase" must appear, a -word must not.
-# Every other word is optional (a question rarely shares all its words with the answer),
-# so OR needs no syntax of its own.
-_PHRASE = re.compile(r'"([^"]*\w[^"]*)"')
-_EXCLUDED = re.compile(r"(?:^|\s)-(\w+)")
 _ENGLISH: ColumnElement[str] = literal_column("'english'::regconfig")
 _WEIGHT_A: ColumnElement[Any] = literal_column("'{a}'::\"char\"[]")
-
-Strategy = Literal["hnsw", "exact"]
-
-
-@dataclass(frozen=True)
-class RetrievalFilters:
-    """Optional narrowing of a search. Empty tuples and None mean "no restriction"."""
-
-    document_types: tuple[str, ...] = ()
-    document_ids: tuple[int, ...] = ()
-    date_from: date | None = None  # upload date, inclusive
-    date_to: date | None = None  # upload date, inclusive
-
-    def __post_init__(self) -> None:
-        unknown = set(self.document_types) - set(DOCUMENT_TYPES)
-        if unknown:
-            raise InvalidInput(f"Unknown document type: {', '.join(sorted(unknown))}.")
-        if self.date_from and self.date_to and self.date_from > self.date_to:
-            raise InvalidInput("The start of the date range is after its end.")
-
-    @property
-    def narrows(self) -> bool:
-        return bool(self.document_types or self.document_ids or self.date_from or self.date_to)
 
 
 @dataclass(frozen=True)
@@ -140,131 +115,12 @@ class RetrievedChunk:
     text_score: float | None  # BM25, when in the full-text list
 
 
-@dataclass(frozen=True)
-class SearchPlan:
-    """How the vector half of a search runs, decided from the filter's estimated size."""
-
-    strategy: Strategy
-    ef_search: int
-    estimated_chunks: int
-
-
-@dataclass(frozen=True)
-class TrustedCorrection:
-    """An accepted correction whose original question is close to the new one."""
-
-    feedback_id: int
-    message_id: int
-    question: str
-    correction: str
-    distance: float
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """What decides the SQL text of a search; the values themselves are bound parameters."""
-
-    strategy: Strategy
-    phrases: bool  # the question quotes a phrase: only chunks holding it are candidates
-    exclusions: bool  # the question excludes a -word: chunks holding it are dropped
-    document_types: bool
-    document_ids: bool
-    date_from: bool
-    date_to: bool
-    # Segment ranges of the partial HNSW indexes and of the exact tail (HNSW strategy only):
-    # written into the SQL as constants so the planner can match each partial index.
-    layout: SearchLayout = UNINDEXED
-
-
-def _shape(
-    filters: RetrievalFilters, *, strategy: Strategy = "hnsw", query: str = "", layout: SearchLayout | None = None
-) -> _Shape:
-    return _Shape(
-        strategy=strategy,
-        phrases=bool(_PHRASE.search(query)),
-        exclusions=bool(_EXCLUDED.search(query)),
-        document_types=bool(filters.document_types),
-        document_ids=bool(filters.document_ids),
-        date_from=filters.date_from is not None,
-        date_to=filters.date_to is not None,
-        layout=layout if layout is not None and strategy == "hnsw" else UNINDEXED,
-    )
-
-
-def required_terms(query: str) -> str:
-    """The quoted phrases and -words of `query`, in websearch syntax ("" when it has none)."""
-    phrases = [f'"{phrase}"' for phrase in _PHRASE.findall(query)]
-    excluded = [f"-{word}" for word in _EXCLUDED.findall(_PHRASE.sub(" ", query))]
-    return " ".join(phrases + excluded)
-
-
-def _filter_values(filters: RetrievalFilters) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    if filters.document_types:
-        values["document_types"] = list(filters.document_types)
-    if filters.document_ids:
-        values["document_ids"] = list(filters.document_ids)
-    if filters.date_from:
-        values["date_from"] = datetime.combine(filters.date_from, time.min, UTC)
-    if filters.date_to:
-        values["date_end"] = datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC)
-    return values
-
-
-def _document_conditions(actor: Actor, shape: _Shape) -> ColumnElement[bool]:
-    """Searchable documents the actor may read, narrowed by the filters (as bound parameters)."""
-    conditions: list[ColumnElement[bool]] = [searchable_documents_clause(actor)]
-    if shape.document_types:
-        conditions.append(Document.document_type.in_(bindparam("document_types", expanding=True)))
-    if shape.document_ids:
-        conditions.append(Document.id.in_(bindparam("document_ids", expanding=True)))
-    if shape.date_from:
-        conditions.append(Document.upload_date >= bindparam("date_from", type_=DateTime(timezone=True)))
-    if shape.date_to:
-        conditions.append(Document.upload_date < bindparam("date_end", type_=DateTime(timezone=True)))
-    return and_(*conditions)
-
-
-@lru_cache(maxsize=256)
-def _plan_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, ...]]:
-    matches = _document_conditions(actor, shape)
-    return select(
-        func.coalesce(func.sum(Document.chunks_total).filter(matches), 0),
-        func.coalesce(func.sum(Document.chunks_total), 0),
-        func.count().filter(matches),
-        func.count(),
-    ).where(Document.active_generation > 0)
-
-
-def plan_search(session: Session, *, actor: Actor, filters: RetrievalFilters, candidates: int) -> SearchPlan:
-    """Choose exact scan or HNSW (and its ef_search) from the documents table. Read-only.
-
-    The estimate is the sum of chunks_total over the matching documents (document counts
-    when chunk counts are not recorded), compared with the same sum over all searchable ones.
-    """
-    settings = get_settings()
-    base_ef = max(settings.hnsw_ef_search, candidates)
-    row = session.execute(_plan_statement(actor, _shape(filters)), _filter_values(filters)).one()
-    chunks_matching, chunks_all, docs_matching, docs_all = (int(value) for value in row)
-    if chunks_all > 0:
-        estimated, total = chunks_matching, chunks_all
-    else:  # chunk counts not recorded: assume documents of equal size
-        estimated, total = docs_matching * 50, max(docs_all * 50, 1)
-    if estimated <= settings.retrieval_exact_scan_chunks:
-        return SearchPlan(strategy="exact", ef_search=base_ef, estimated_chunks=estimated)
-    selectivity = estimated / total
-    # The index returns ~ef_search neighbours before filtering; keep ~2x candidates after it.
-    wanted = math.ceil(2 * candidates / max(selectivity, 1e-9))
-    ef_search = min(max(base_ef, wanted), HNSW_MAX_EF_SEARCH)
-    return SearchPlan(strategy="hnsw", ef_search=ef_search, estimated_chunks=estimated)
-
-
 _TERM_STATS = table("search_term_stats", column("lexeme", Text), column("chunks", Integer))
 _CORPUS_STATS = table("search_corpus_stats", column("chunks", BigInteger), column("total_length", BigInteger))
 _EMBEDDING_SPACE = table("embedding_space", column("vector_weight", Float))
 
 
-def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[bool], shape: _Shape) -> CTE:
+def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[bool], shape: SearchShape) -> CTE:
     """The full-text arm: BM25 over the question's words, best `candidates` chunks (a CTE).
 
     Term statistics (chunks per lexeme, chunk count, average length) are the exact counts
@@ -345,7 +201,7 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
 
 
 def _vector_top(
-    shape: _Shape, chunk_of_document: ColumnElement[bool], eligible: ColumnElement[bool], candidates: Any
+    shape: SearchShape, chunk_of_document: ColumnElement[bool], eligible: ColumnElement[bool], candidates: Any
 ) -> Select[*tuple[Any, ...]]:
     """The `candidates` nearest eligible chunks: (chunk_id, distance).
 
@@ -387,40 +243,35 @@ def _vector_top(
     return select(merged.c.chunk_id, merged.c.distance).order_by(merged.c.distance, merged.c.chunk_id).limit(candidates)
 
 
-@lru_cache(maxsize=256)
-def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, ...]]:
-    """The one SELECT that retrieves, filters and fuses, for `actor` and a shape of search.
-
-    Pure and cached: values are bound parameters (query, query_embedding, candidates, k,
-    max_distance and the filter values), so building the statement costs nothing per query.
-    """
-    chunk_of_document = and_(
-        Document.id == DocumentChunk.document_id, DocumentChunk.generation == Document.active_generation
-    )
-    eligible = _document_conditions(actor, shape)
-    candidates = bindparam("candidates", type_=Integer)
-
-    vector_sub = _vector_top(shape, chunk_of_document, eligible, candidates).subquery("vector_top")
-    vector_hits = select(
-        vector_sub.c.chunk_id,
-        vector_sub.c.distance,
-        func.row_number().over(order_by=(vector_sub.c.distance, vector_sub.c.chunk_id)).label("rank"),
+def _vector_hits(
+    shape: SearchShape, chunk_of_document: ColumnElement[bool], eligible: ColumnElement[bool], candidates: Any
+) -> CTE:
+    """The vector arm: the nearest eligible chunks with their rank (chunk_id, distance, rank)."""
+    nearest = _vector_top(shape, chunk_of_document, eligible, candidates).subquery("vector_top")
+    return select(
+        nearest.c.chunk_id,
+        nearest.c.distance,
+        func.row_number().over(order_by=(nearest.c.distance, nearest.c.chunk_id)).label("rank"),
     ).cte("vector_hits")
 
-    text_hits = _bm25_hits(chunk_of_document, eligible, shape)
 
-    # Convex score fusion: (1 - w) x BM25 relative to the question's best chunk + w x cosine
-    # similarity, 0 for an arm that did not list the chunk. Scores, not ranks, so a chunk far
-    # ahead in one arm keeps its lead (rank fusion treats the 1st and 2nd of a weak arm alike).
-    # w is recorded with the embedding space: lexical hashing vectors mostly repeat what BM25
-    # knows, a dense model adds meaning.
+def _fused(vector_hits: CTE, text_hits: CTE) -> CTE:
+    """The fusion: both arms' candidates, each with one score (chunk_id, score, and each arm's
+    rank and raw score, None where that arm did not list the chunk).
+
+    Convex score fusion: (1 - w) x BM25 relative to the question's best chunk + w x cosine
+    similarity, 0 for an arm that did not list the chunk. Scores, not ranks, so a chunk far
+    ahead in one arm keeps its lead (rank fusion treats the 1st and 2nd of a weak arm alike).
+    w is recorded with the embedding space: lexical hashing vectors mostly repeat what BM25
+    knows, a dense model adds meaning.
+    """
     vector_weight = func.coalesce(select(_EMBEDDING_SPACE.c.vector_weight).scalar_subquery(), DEFAULT_VECTOR_WEIGHT)
     fused_score = (1.0 - vector_weight) * func.coalesce(
         text_hits.c.score / func.nullif(text_hits.c.best_score, 0.0), 0.0
     ) + vector_weight * func.coalesce(1.0 - vector_hits.c.distance, 0.0)
     # A chunk found only by the vector half must be close enough to count as relevant.
     relevant = or_(text_hits.c.chunk_id.is_not(None), vector_hits.c.distance <= bindparam("max_distance", type_=Float))
-    fused = (
+    return (
         select(
             func.coalesce(vector_hits.c.chunk_id, text_hits.c.chunk_id).label("chunk_id"),
             cast(fused_score, Float).label("score"),
@@ -433,16 +284,20 @@ def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, .
         .where(relevant)
         .cte("fused")
     )
+
+
+def _best_chunks(fused: CTE) -> Select[*tuple[Any, ...]]:
+    """The best `k` fused chunks with their text and source, labelled as RetrievedChunk's fields."""
     chunk = aliased(DocumentChunk, name="c")
     document = aliased(Document, name="d")
     return (
         select(
-            chunk.id,
+            chunk.id.label("chunk_id"),
             chunk.document_id,
             document.filename,
             document.document_type,
             chunk.content,
-            chunk.page_number,
+            chunk.page_number.label("page"),
             chunk.heading,
             chunk.start_seconds,
             chunk.end_seconds,
@@ -461,12 +316,31 @@ def hybrid_search_statement(actor: Actor, shape: _Shape) -> Select[*tuple[Any, .
     )
 
 
+@lru_cache(maxsize=256)
+def hybrid_search_statement(actor: Actor, shape: SearchShape) -> Select[*tuple[Any, ...]]:
+    """The one SELECT that retrieves, filters and fuses, for `actor` and a shape of search:
+    the vector arm and the full-text arm over the same eligible chunks, their fusion, and
+    the best chunks of it.
+
+    Pure and cached: values are bound parameters (query, query_embedding, candidates, k,
+    max_distance and the filter values), so building the statement costs nothing per query.
+    """
+    chunk_of_document = and_(
+        Document.id == DocumentChunk.document_id, DocumentChunk.generation == Document.active_generation
+    )
+    eligible = document_conditions(actor, shape)
+    candidates = bindparam("candidates", type_=Integer)
+    vector_hits = _vector_hits(shape, chunk_of_document, eligible, candidates)
+    text_hits = _bm25_hits(chunk_of_document, eligible, shape)
+    return _best_chunks(_fused(vector_hits, text_hits))
+
+
 def statement_values(
     *, query: str, query_embedding: Sequence[float], filters: RetrievalFilters, k: int, candidates: int
 ) -> dict[str, Any]:
     """The bound parameters of `hybrid_search_statement` for one search (values from Settings)."""
     settings = get_settings()
-    return _filter_values(filters) | {
+    return filter_values(filters) | {
         "query": query,
         "query_embedding": list(query_embedding),
         "candidates": candidates,
@@ -516,27 +390,29 @@ def search_chunks(
     if plan.strategy == "hnsw":
         session.execute(select(func.set_config("hnsw.ef_search", str(plan.ef_search), True)))
         layout = search_layout(session)
-    statement = hybrid_search_statement(actor, _shape(filters, strategy=plan.strategy, query=query, layout=layout))
+    statement = hybrid_search_statement(
+        actor, search_shape(filters, strategy=plan.strategy, query=query, layout=layout)
+    )
     values = statement_values(query=query, query_embedding=query_embedding, filters=filters, k=k, candidates=candidates)
     rows: Sequence[Any] = session.execute(statement, values).all()
     log.debug("retrieval %s ef_search=%s -> %d chunks", plan.strategy, plan.ef_search, len(rows))
     return [
         RetrievedChunk(
-            chunk_id=row[0],
-            document_id=row[1],
-            filename=row[2],
-            document_type=row[3],
-            content=row[4],
-            page=row[5],
-            heading=row[6],
-            start_seconds=row[7],
-            end_seconds=row[8],
-            transcription_job_id=row[9],
-            score=float(row[10]),
-            vector_rank=row[11],
-            text_rank=row[12],
-            vector_distance=None if row[13] is None else float(row[13]),
-            text_score=None if row[14] is None else float(row[14]),
+            chunk_id=row.chunk_id,
+            document_id=row.document_id,
+            filename=row.filename,
+            document_type=row.document_type,
+            content=row.content,
+            page=row.page,
+            heading=row.heading,
+            start_seconds=row.start_seconds,
+            end_seconds=row.end_seconds,
+            transcription_job_id=row.transcription_job_id,
+            score=float(row.score),
+            vector_rank=row.vector_rank,
+            text_rank=row.text_rank,
+            vector_distance=None if row.vector_distance is None else float(row.vector_distance),
+            text_score=None if row.text_score is None else float(row.text_score),
         )
         for row in rows
     ]
@@ -572,58 +448,14 @@ def retrieve(
         return search_chunks(session, actor=actor, query=query, query_embedding=embedding, filters=filters, k=k)
 
 
-def trusted_corrections(
-    session: Session,
-    *,
-    question_embedding: Sequence[float],
-    limit: int = 2,
-    max_distance: float | None = None,
-) -> list[TrustedCorrection]:
-    """Accepted corrections whose question is within `max_distance` (cosine) of this one. Read-only.
-
-    Closest first; at most `limit`. The question text is the user message that preceded
-    the corrected answer in its chat. Accepted corrections are team knowledge: a reviewer
-    approved them, so they are offered to every user.
-    """
-    threshold = get_settings().correction_max_distance if max_distance is None else max_distance
-    answered = aliased(ChatMessage, name="answered")
-    question = question_before(answered)
-    distance = MessageFeedback.question_embedding.cosine_distance(list(question_embedding))
-    rows = session.execute(
-        select(MessageFeedback.id, MessageFeedback.message_id, question, MessageFeedback.correction, distance)
-        .join(answered, answered.id == MessageFeedback.message_id)
-        .where(
-            MessageFeedback.review_status == "accepted",
-            MessageFeedback.correction.is_not(None),
-            func.length(func.btrim(MessageFeedback.correction)) > 0,
-            MessageFeedback.question_embedding.is_not(None),
-            distance <= threshold,
-        )
-        .order_by(distance, MessageFeedback.id)
-        .limit(limit)
-    ).all()
-    return [
-        TrustedCorrection(
-            feedback_id=row[0],
-            message_id=row[1],
-            question=row[2] or "",
-            correction=row[3],
-            distance=float(row[4]),
-        )
-        for row in rows
-    ]
-
-
 __all__ = [
     "RetrievalFilters",
     "RetrievedChunk",
     "SearchPlan",
-    "TrustedCorrection",
     "embed_question",
     "hybrid_search_statement",
     "plan_search",
     "retrieve",
     "search_chunks",
     "statement_values",
-    "trusted_corrections",
 ]

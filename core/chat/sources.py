@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from core.ai.base import AIProvider
+from core.chat.corrections import TrustedCorrection
 from core.chat.moments import without_repeated_minutes
-from core.chat.retrieval import RetrievedChunk, TrustedCorrection
+from core.chat.retrieval import RetrievedChunk
 from core.meetings.plain_text import plain_minutes_text
 from core.platform.timecodes import short_clock
 
