@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.platform.config import get_settings
-from core.platform.models import DOCUMENT_TYPES, DocumentStatus, RecordingStatus
+from core.platform.statuses import DOCUMENT_TYPES, DocumentStatus, RecordingStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("quorum")

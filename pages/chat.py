@@ -28,7 +28,7 @@ from core.chat.feedback import rate_message
 from core.chat.retrieval import RetrievalFilters
 from core.documents import list_documents
 from core.platform.errors import QuorumError
-from core.platform.models import DOCUMENT_TYPES
+from core.platform.statuses import DOCUMENT_TYPES
 from ui import session_keys, untrusted
 from ui.answer_in_progress import AnswerInProgress
 from ui.common import current_actor, date_range_input, flash_and_rerun, format_seconds, plain, run_action, show_flash

@@ -23,7 +23,7 @@ from core.documents import (
 )
 from core.documents.filetypes import SUPPORTED_DESCRIPTION, UPLOAD_PICKER_EXTENSIONS
 from core.platform.config import get_settings
-from core.platform.models import DOCUMENT_STATUSES, DOCUMENT_TYPES, DocumentStatus
+from core.platform.statuses import DOCUMENT_STATUSES, DOCUMENT_TYPES, DocumentStatus
 from ui import page_access, session_keys, untrusted
 from ui.auth_ui import recheck_account
 from ui.common import (

@@ -30,7 +30,7 @@ from core.meetings import (
 from core.meetings.action_items import list_action_items
 from core.meetings.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
 from core.meetings.stitching import TranscriptLine
-from core.platform.models import RecordingStatus
+from core.platform.statuses import RecordingStatus
 from ui import page_access, session_keys, untrusted
 from ui.auth_ui import recheck_account
 from ui.common import current_actor, flash_and_rerun, format_bytes, format_seconds, run_action, show_flash

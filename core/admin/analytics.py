@@ -17,7 +17,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from core.access.rbac import Actor, require
 from core.ai.usage import UsageSummary, summarize_usage
 from core.platform.db import session_scope
-from core.platform.models import Document, MessageFeedback, RecordingStatus, TranscriptionJob
+from core.platform.models import Document, MessageFeedback, TranscriptionJob
+from core.platform.statuses import RecordingStatus
 
 
 @dataclass(frozen=True)

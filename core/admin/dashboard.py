@@ -14,7 +14,8 @@ from core.meetings.recording_access import job_visible_clause
 from core.meetings.recordings import recording_state
 from core.platform.db import session_scope
 from core.platform.jobs import JobState
-from core.platform.models import Chat, Document, DocumentStatus, RecordingStatus, TranscriptionJob
+from core.platform.models import Chat, Document, TranscriptionJob
+from core.platform.statuses import DocumentStatus, RecordingStatus
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from core.meetings.recordings import recording_state, retry_recording
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
 from core.platform.jobs import JobKind, JobState
-from core.platform.models import Document, DocumentStatus, RecordingStatus, TranscriptionJob, User
+from core.platform.models import Document, TranscriptionJob, User
 from core.platform.queue import queue_depths
+from core.platform.statuses import DocumentStatus, RecordingStatus
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from core.chat.conversation import question_before
 from core.chat.retrieval import embed_question
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound
-from core.platform.models import RATINGS, Chat, ChatMessage, MessageFeedback
+from core.platform.models import Chat, ChatMessage, MessageFeedback
+from core.platform.statuses import RATINGS
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from core.chat.retrieval import embed_question
 from core.chat.sources import Source
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound
-from core.platform.models import REVIEW_STATUSES, ChatMessage, MessageFeedback, User
+from core.platform.models import ChatMessage, MessageFeedback, User
+from core.platform.statuses import REVIEW_STATUSES
 from core.platform.tabular import to_csv_bytes, to_xlsx_bytes
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from core.documents import searchable_documents_clause
 from core.documents.vector_segments import UNINDEXED, SearchLayout
 from core.platform.config import get_settings
 from core.platform.errors import InvalidInput
-from core.platform.models import DOCUMENT_TYPES, Document
+from core.platform.models import Document
+from core.platform.statuses import DOCUMENT_TYPES
 
 HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 

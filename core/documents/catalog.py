@@ -27,15 +27,8 @@ from core.documents.text_source import TEXT_SOURCE_TYPE, parse_text_source, rend
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound
 from core.platform.jobs import DOCUMENTS, JobState, reset_for_retry, send
-from core.platform.models import (
-    DOCUMENT_STATUSES,
-    DOCUMENT_TYPES,
-    Document,
-    DocumentChunk,
-    DocumentStatus,
-    User,
-    Visibility,
-)
+from core.platform.models import Document, DocumentChunk, User
+from core.platform.statuses import DOCUMENT_STATUSES, DOCUMENT_TYPES, DocumentStatus, Visibility
 from core.platform.storage import delete_stored, get_storage
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from core.meetings.plain_text import plain_minutes_text
 from core.meetings.speakers import named_segments
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound
-from core.platform.models import Document, DocumentStatus, DocumentType, TranscriptionJob
+from core.platform.models import Document, TranscriptionJob
+from core.platform.statuses import DocumentStatus, DocumentType
 from core.platform.storage import delete_stored, get_storage
 
 DERIVED_KIND = "derived"  # storage key prefix of transcript/minutes sources

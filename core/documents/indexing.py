@@ -57,8 +57,9 @@ from core.platform.jobs import (
     row_is_stale,
     write,
 )
-from core.platform.models import Document, DocumentChunk, DocumentStatus, EmbeddingSpace
+from core.platform.models import Document, DocumentChunk, EmbeddingSpace
 from core.platform.queue import enqueue
+from core.platform.statuses import DocumentStatus
 from core.platform.storage import get_storage
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, QuorumError, describe_error
 from core.platform.jobs import DOCUMENTS, send
-from core.platform.models import VISIBILITIES, Document, DocumentStatus
+from core.platform.models import Document
+from core.platform.statuses import VISIBILITIES, DocumentStatus
 from core.platform.storage import get_storage
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from core.meetings.recordings import RecordingSummary, enqueue_transcription, ge
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import DuplicateRecording, InvalidInput
-from core.platform.models import VISIBILITIES, RecordingStage, RecordingStatus, TranscriptionJob
+from core.platform.models import TranscriptionJob
+from core.platform.statuses import VISIBILITIES, RecordingStage, RecordingStatus
 from core.platform.storage import get_storage
 
 log = logging.getLogger(__name__)

@@ -27,15 +27,8 @@ from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, NotFound, PermissionDenied, QuorumError
 from core.platform.jobs import RECORDINGS, JobState, reset_for_retry, row_is_stale, send
-from core.platform.models import (
-    Document,
-    RecordingStage,
-    RecordingStatus,
-    TranscriptionJob,
-    TranscriptionSegment,
-    UsageRecord,
-    Visibility,
-)
+from core.platform.models import Document, TranscriptionJob, TranscriptionSegment, UsageRecord
+from core.platform.statuses import RecordingStage, RecordingStatus, Visibility
 from core.platform.storage import delete_stored, get_storage
 
 log = logging.getLogger(__name__)

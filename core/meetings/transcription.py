@@ -57,7 +57,8 @@ from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import PermanentError
 from core.platform.jobs import RECORDINGS, Claim, ClaimLost, Heartbeat, claim, failure_message, record_failure, write
-from core.platform.models import RecordingStage, RecordingStatus, TranscriptionJob, TranscriptionSegment, UsageRecord
+from core.platform.models import TranscriptionJob, TranscriptionSegment, UsageRecord
+from core.platform.statuses import RecordingStage, RecordingStatus
 from core.platform.storage import get_storage
 
 log = logging.getLogger(__name__)

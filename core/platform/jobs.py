@@ -44,8 +44,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import EmbeddingSpaceMismatch, InvalidInput, NotFound, PermanentError, QuorumError
-from core.platform.models import Document, DocumentStatus, RecordingStage, RecordingStatus, TranscriptionJob
+from core.platform.models import Document, TranscriptionJob
 from core.platform.queue import AUDIO_QUEUE, DEFAULT_QUEUE, enqueue
+from core.platform.statuses import DocumentStatus, RecordingStage, RecordingStatus
 
 log = logging.getLogger(__name__)
 

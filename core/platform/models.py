@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from pgvector.sqlalchemy import Vector
@@ -31,84 +30,19 @@ from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from core.platform.config import get_settings
+from core.platform.statuses import (
+    ACTION_ITEM_STATUSES,
+    DOCUMENT_STATUSES,
+    DOCUMENT_TYPES,
+    JOB_STATUSES,
+    MESSAGE_ROLES,
+    RATINGS,
+    REVIEW_STATUSES,
+    USAGE_PURPOSES,
+    VISIBILITIES,
+)
 
 EMBEDDING_DIM = get_settings().embedding_dim
-
-
-class RecordingStatus(StrEnum):
-    """transcription_jobs.status"""
-
-    PENDING = "PENDING"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-
-
-class RecordingStage(StrEnum):
-    """transcription_jobs.stage: the step a recording is at, in order."""
-
-    QUEUED = "queued"
-    NORMALISING = "normalising"
-    SPLITTING = "splitting"
-    TRANSCRIBING = "transcribing"
-    MINUTES = "minutes"
-    INDEXING = "indexing"
-    DONE = "done"
-
-
-class DocumentStatus(StrEnum):
-    """documents.status"""
-
-    PENDING = "PENDING"
-    INDEXING = "INDEXING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-
-
-class DocumentType(StrEnum):
-    GENERAL = "general_document"
-    TRANSCRIPT = "full_transcript"
-    MINUTES = "meeting_minutes"
-
-
-class Visibility(StrEnum):
-    TEAM = "team"
-    PRIVATE = "private"
-
-
-class MessageRole(StrEnum):
-    USER = "user"
-    ASSISTANT = "assistant"
-
-
-class Rating(StrEnum):
-    GOOD = "good"
-    BAD = "bad"
-
-
-class ReviewStatus(StrEnum):
-    NEW = "new"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-
-
-class UsagePurpose(StrEnum):
-    TRANSCRIPTION = "transcription"
-    MINUTES = "minutes"
-    EMBEDDING = "embedding"
-    CHAT = "chat"
-
-
-# The allowed values as tuples, in the order the check constraints list them.
-JOB_STATUSES = tuple(RecordingStatus)
-DOCUMENT_STATUSES = tuple(DocumentStatus)
-DOCUMENT_TYPES = tuple(DocumentType)
-VISIBILITIES = tuple(Visibility)
-MESSAGE_ROLES = tuple(MessageRole)
-RATINGS = tuple(Rating)
-REVIEW_STATUSES = tuple(ReviewStatus)
-USAGE_PURPOSES = tuple(UsagePurpose)
-ACTION_ITEM_STATUSES = ("open", "done")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

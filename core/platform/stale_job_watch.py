@@ -26,8 +26,8 @@ from core.access.audit import record_audit
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.jobs import NOT_QUEUED, TABLES, JobTable, send, stale_clause
-from core.platform.models import RecordingStatus
 from core.platform.queue import enqueue, get_broker
+from core.platform.statuses import RecordingStatus
 
 log = logging.getLogger(__name__)
 

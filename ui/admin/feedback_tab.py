@@ -14,7 +14,7 @@ from core.chat.feedback_review import (
     list_feedback,
     review_feedback,
 )
-from core.platform.models import REVIEW_STATUSES
+from core.platform.statuses import REVIEW_STATUSES
 from ui import untrusted
 from ui.admin.widgets import (
     ALL,
