@@ -13,13 +13,12 @@ from sqlalchemy import update
 
 from core.access.rbac import Actor
 from core.meetings import regenerate_minutes, update_minutes, write_minutes_for_recording
+from core.meetings.action_item_sync import actions_from_markdown, parse_due
 from core.meetings.action_items import (
     action_item_owners,
-    actions_from_markdown,
     export_action_items,
     list_action_items,
     my_open_action_items,
-    parse_due,
     update_action_item,
 )
 from core.platform.db import session_scope

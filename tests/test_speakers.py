@@ -18,7 +18,8 @@ from core.access.rbac import Actor
 from core.ai import get_provider
 from core.documents import document_chunks, index_document, index_text_document
 from core.meetings import get_recording
-from core.meetings.action_items import list_action_items, sync_action_items
+from core.meetings.action_item_sync import sync_action_items
+from core.meetings.action_items import list_action_items
 from core.meetings.exports import export_job, export_jobs_csv
 from core.meetings.minutes_format import Minutes, MinutesActionItem, minutes_from_json
 from core.meetings.speakers import (

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from core.access.rbac import Actor
 from core.ai.base import TranscriptPiece, UsageContext
 from core.ai.usage import check_ai_budget
-from core.meetings.action_items import sync_action_items
+from core.meetings.action_item_sync import sync_action_items
 from core.meetings.minutes_format import Minutes, minutes_from_json, pieces_from_segments
 from core.meetings.minutes_writer import generate_minutes
 from core.meetings.recording_access import load_managed_job, load_readable_job, may_manage_job
