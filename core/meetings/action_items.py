@@ -3,8 +3,9 @@
 Each recording's minutes list action items (task, owner, due as said, the second it was
 said). They are copied into the action_items table by `sync_action_items`
 (core.meetings.action_item_sync) whenever the minutes are written, regenerated or edited,
-and there they get what the minutes cannot hold: a status (open/done, who closed it and when), a due date parsed from what was said,
-and edits of owner and due date made in the Action items view.
+and there they get what the minutes cannot hold: a status (open/done, who closed it and
+when), a due date parsed from what was said, and edits of owner and due date made in the
+Action items view.
 
 Matching, not duplicating. A sync pairs the minutes' items with the stored rows by the
 words of the task (and the moment it was said), so a regenerated or edited minutes text
