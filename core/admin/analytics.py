@@ -76,26 +76,34 @@ def usage_analytics(*, actor: Actor, since: date | None = None) -> UsageAnalytic
     with session_scope() as session:
         jobs: list[JobsOnDay] = []
         transcription_day = _utc_day(TranscriptionJob.created_at)
-        query = select(transcription_day, TranscriptionJob.status, func.count(TranscriptionJob.id)).group_by(
-            transcription_day, TranscriptionJob.status
-        )
+        query = select(
+            transcription_day.label("day"), TranscriptionJob.status, func.count(TranscriptionJob.id).label("jobs")
+        ).group_by(transcription_day, TranscriptionJob.status)
         if start:
             query = query.where(TranscriptionJob.created_at >= start)
-        jobs += [JobsOnDay(day=r[0], kind="transcription", status=r[1], jobs=int(r[2])) for r in session.execute(query)]
+        jobs += [
+            JobsOnDay(day=row.day, kind="transcription", status=row.status, jobs=int(row.jobs))
+            for row in session.execute(query)
+        ]
 
         document_day = _utc_day(Document.upload_date)
-        query = select(document_day, Document.status, func.count(Document.id)).group_by(document_day, Document.status)
+        query = select(document_day.label("day"), Document.status, func.count(Document.id).label("jobs")).group_by(
+            document_day, Document.status
+        )
         if start:
             query = query.where(Document.upload_date >= start)
-        jobs += [JobsOnDay(day=r[0], kind="indexing", status=r[1], jobs=int(r[2])) for r in session.execute(query)]
+        jobs += [
+            JobsOnDay(day=row.day, kind="indexing", status=row.status, jobs=int(row.jobs))
+            for row in session.execute(query)
+        ]
         jobs.sort(key=lambda row: (row.day, row.kind, row.status))
 
         completed_day = _utc_day(TranscriptionJob.completed_at)
         audio_query = (
             select(
-                completed_day,
-                func.count(TranscriptionJob.id),
-                func.coalesce(func.sum(TranscriptionJob.duration_seconds), 0.0),
+                completed_day.label("day"),
+                func.count(TranscriptionJob.id).label("recordings"),
+                func.coalesce(func.sum(TranscriptionJob.duration_seconds), 0.0).label("audio_seconds"),
             )
             .where(TranscriptionJob.status == RecordingStatus.COMPLETED, TranscriptionJob.completed_at.is_not(None))
             .group_by(completed_day)
@@ -104,19 +112,23 @@ def usage_analytics(*, actor: Actor, since: date | None = None) -> UsageAnalytic
         if start:
             audio_query = audio_query.where(TranscriptionJob.completed_at >= start)
         audio = [
-            AudioOnDay(day=r[0], recordings=int(r[1]), audio_hours=float(r[2] or 0.0) / 3600.0)
-            for r in session.execute(audio_query)
+            AudioOnDay(day=row.day, recordings=int(row.recordings), audio_hours=float(row.audio_seconds) / 3600.0)
+            for row in session.execute(audio_query)
         ]
 
         feedback_day = _utc_day(MessageFeedback.created_at)
         good = func.count(MessageFeedback.id).filter(MessageFeedback.rating == "good")
         bad = func.count(MessageFeedback.id).filter(MessageFeedback.rating == "bad")
-        feedback_query = select(feedback_day, good, bad).group_by(feedback_day).order_by(feedback_day)
+        feedback_query = (
+            select(feedback_day.label("day"), good.label("good"), bad.label("bad"))
+            .group_by(feedback_day)
+            .order_by(feedback_day)
+        )
         if start:
             feedback_query = feedback_query.where(MessageFeedback.created_at >= start)
         feedback = [
-            FeedbackOnDay(day=r[0], good=int(r[1]), bad=int(r[2]), share_good=int(r[1]) / max(1, int(r[1]) + int(r[2])))
-            for r in session.execute(feedback_query)
+            FeedbackOnDay(day=row.day, good=row.good, bad=row.bad, share_good=row.good / max(1, row.good + row.bad))
+            for row in session.execute(feedback_query)
         ]
 
     ratings = sum(row.good + row.bad for row in feedback)

@@ -98,11 +98,11 @@ def _query(filters: FeedbackFilters) -> Select[Any]:
         select(
             MessageFeedback,
             question.label("question"),
-            answer.content,
-            answer.sources,
-            answer.chat_id,
-            rater.username,
-            reviewer.username,
+            answer.content.label("answer"),
+            answer.sources.label("sources"),
+            answer.chat_id.label("chat_id"),
+            rater.username.label("username"),
+            reviewer.username.label("reviewer"),
         )
         .join(answer, answer.id == MessageFeedback.message_id)
         .join(rater, rater.id == MessageFeedback.user_id)
@@ -127,27 +127,27 @@ def _query(filters: FeedbackFilters) -> Select[Any]:
 
 
 def _item(row: Any) -> FeedbackItem:
-    feedback: MessageFeedback = row[0]
-    sources = row[3] if isinstance(row[3], list) else []
+    feedback: MessageFeedback = row.MessageFeedback
+    sources = row.sources if isinstance(row.sources, list) else []
     correction = feedback.correction if feedback.correction and feedback.correction.strip() else None
     return FeedbackItem(
         id=feedback.id,
         created_at=feedback.created_at,
         rating=feedback.rating,
-        question=row[1] or "",
-        answer=row[2],
+        question=row.question or "",
+        answer=row.answer,
         correction=correction,
         user_id=feedback.user_id,
-        username=row[5],
+        username=row.username,
         sources=[source_label(source) for source in sources],
         review_status=feedback.review_status,
-        reviewer=row[6],
+        reviewer=row.reviewer,
         reviewer_note=feedback.reviewer_note,
         reviewed_at=feedback.reviewed_at,
         trusted=feedback.review_status == "accepted"
         and correction is not None
         and feedback.question_embedding is not None,
-        chat_id=row[4],
+        chat_id=row.chat_id,
         message_id=feedback.message_id,
     )
 
@@ -220,7 +220,9 @@ def review_feedback(*, actor: Actor, feedback_id: int, status: str, note: str | 
         if row is None:
             raise NotFound(f"Feedback {feedback_id} does not exist.")
         current = _item(row)
-        needs_embedding = status == "accepted" and current.correction is not None and row[0].question_embedding is None
+        needs_embedding = (
+            status == "accepted" and current.correction is not None and row.MessageFeedback.question_embedding is None
+        )
     # The embedding call happens outside any transaction: no row lock is held during it.
     embedding = (
         _question_embedding(actor=actor, question=current.question or current.answer) if needs_embedding else None

@@ -46,7 +46,7 @@ def stored_term_statistics(session: Session) -> TermStatistics:
     """The maintained counts, as retrieval reads them. Read-only."""
     chunks, total_length = session.execute(text("SELECT chunks, total_length FROM search_corpus_stats")).one()
     terms = session.execute(text("SELECT lexeme, chunks FROM search_term_stats")).all()
-    return TermStatistics(int(chunks), int(total_length), {row[0]: int(row[1]) for row in terms})
+    return TermStatistics(int(chunks), int(total_length), {row.lexeme: int(row.chunks) for row in terms})
 
 
 def counted_term_statistics(session: Session) -> TermStatistics:
@@ -58,10 +58,9 @@ def counted_term_statistics(session: Session) -> TermStatistics:
     chunks, total_length = session.execute(
         text(f"SELECT count(*), coalesce(sum(c.search_length), 0) {searchable}")
     ).one()
-    terms = session.execute(
-        text(f"SELECT lexeme, count(*) {searchable}, unnest(tsvector_to_array(c.search_vector)) AS lexeme GROUP BY 1")
-    ).all()
-    return TermStatistics(int(chunks), int(total_length), {row[0]: int(row[1]) for row in terms})
+    words = "unnest(tsvector_to_array(c.search_vector)) AS lexeme"
+    terms = session.execute(text(f"SELECT lexeme, count(*) AS chunks {searchable}, {words} GROUP BY 1")).all()
+    return TermStatistics(int(chunks), int(total_length), {row.lexeme: int(row.chunks) for row in terms})
 
 
 def recount_term_statistics(session: Session) -> None:

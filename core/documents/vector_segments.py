@@ -149,9 +149,11 @@ def _tail(connection: Connection, ranges: Sequence[_Range]) -> tuple[int, dateti
     """Rows above the highest indexed segment, and when the newest of them was written."""
     after = max((r.last for r in ranges), default=-1)
     row = connection.execute(
-        select(func.count(), func.max(DocumentChunk.created_at)).where(DocumentChunk.segment > after)
+        select(func.count().label("rows"), func.max(DocumentChunk.created_at).label("newest")).where(
+            DocumentChunk.segment > after
+        )
     ).one()
-    return int(row[0]), row[1]
+    return int(row.rows), row.newest
 
 
 def _drop_index(connection: Connection, name: str) -> None:

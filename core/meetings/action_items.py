@@ -215,7 +215,7 @@ def _load_for_change(session: Session, actor: Actor, item_id: int) -> tuple[Acti
     ).first()
     if row is None:
         raise NotFound(f"Action item {item_id} was not found.")
-    return row[0], row[1]
+    return row.ActionItem, row.TranscriptionJob
 
 
 def update_action_item(

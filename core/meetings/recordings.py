@@ -143,6 +143,7 @@ def _ledger_cost() -> Any:
         .where(UsageRecord.transcription_job_id == TranscriptionJob.id)
         .correlate(TranscriptionJob)
         .scalar_subquery()
+        .label("ledger_cost")
     )
 
 
@@ -182,7 +183,7 @@ def _readable_row(session: Session, actor: Actor, job_id: int) -> tuple[Transcri
     ).first()
     if row is None:
         raise NotFound(f"Recording {job_id} was not found.")
-    return row[0], row[1]
+    return row.TranscriptionJob, row.ledger_cost
 
 
 def list_recordings(
@@ -221,7 +222,16 @@ def stored_segments(session: Session, job_id: int) -> list[StoredSegment]:
         .where(TranscriptionSegment.job_id == job_id)
         .order_by(TranscriptionSegment.segment_index)
     ).all()
-    return [StoredSegment(r[0], r[1], r[2], r[3], tuple(r[4] or ())) for r in rows]
+    return [
+        StoredSegment(
+            index=row.segment_index,
+            start=row.start_seconds,
+            end=row.end_seconds,
+            text=row.text,
+            pieces=tuple(row.pieces or ()),
+        )
+        for row in rows
+    ]
 
 
 def get_recording(*, actor: Actor, job_id: int) -> RecordingDetail:

@@ -315,9 +315,9 @@ def _complete(run: Claim) -> None:
     with session_scope() as session:
         totals = session.execute(
             select(
-                func.coalesce(func.sum(UsageRecord.cost_usd), 0),
-                func.coalesce(func.sum(UsageRecord.input_tokens), 0),
-                func.coalesce(func.sum(UsageRecord.output_tokens), 0),
+                func.coalesce(func.sum(UsageRecord.cost_usd), 0).label("cost_usd"),
+                func.coalesce(func.sum(UsageRecord.input_tokens), 0).label("input_tokens"),
+                func.coalesce(func.sum(UsageRecord.output_tokens), 0).label("output_tokens"),
             ).where(UsageRecord.transcription_job_id == run.id)
         ).one()
         write(
@@ -328,8 +328,8 @@ def _complete(run: Claim) -> None:
             progress=1.0,
             error=None,
             completed_at=func.now(),
-            cost_usd=totals[0],
-            input_tokens=int(totals[1]),
-            output_tokens=int(totals[2]),
+            cost_usd=totals.cost_usd,
+            input_tokens=int(totals.input_tokens),
+            output_tokens=int(totals.output_tokens),
         )
     log.info("job %s: completed", run.id)
