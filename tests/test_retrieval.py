@@ -12,7 +12,7 @@ from core.access.rbac import Actor
 from core.ai import get_provider
 from core.ai.embedding_space import current_embedding_space, recorded_vector_weight, reset_embedding_space
 from core.ai.hashing import hashing_embed
-from core.chat.retrieval import RetrievalFilters, plan_search, search_chunks
+from core.chat.retrieval import RetrievalFilters, RetrievedChunk, plan_search, search_chunks
 from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
@@ -97,6 +97,22 @@ def _ids(actor: Actor, question: str, **kwargs: object) -> list[int]:
     with session_scope() as session:
         hits = search_chunks(session, actor=actor, query=question, query_embedding=_embed([question])[0], **kwargs)  # type: ignore[arg-type]
     return [hit.chunk_id for hit in hits]
+
+
+def _hits(actor: Actor, question: str, *, filters: RetrievalFilters, k: int = 20) -> list[RetrievedChunk]:
+    with session_scope() as session:
+        return search_chunks(
+            session, actor=actor, query=question, query_embedding=_embed([question])[0], filters=filters, k=k
+        )
+
+
+def _by_text_rank(hits: Sequence[RetrievedChunk]) -> list[RetrievedChunk]:
+    """The hits the full-text arm listed, in its order."""
+    return sorted((hit for hit in hits if hit.text_rank is not None), key=lambda hit: hit.text_rank or 0)
+
+
+def _text_ranking(actor: Actor, question: str, filters: RetrievalFilters) -> list[RetrievedChunk]:
+    return _by_text_rank(_hits(actor, question, filters=filters))
 
 
 @pytest.mark.parametrize("strategy", ["exact", "hnsw"])
@@ -257,11 +273,8 @@ def test_chunks_sharing_more_of_the_question_rank_before_single_word_matches(own
     corpus = build_corpus(_embed, uploaded_by=owner.id, specs=specs)
     filters = RetrievalFilters(document_ids=corpus.document_ids)
     question = f"Which {token}warden keeps the {token}ledger for the harbour archive?"
-    with session_scope() as session:
-        hits = search_chunks(
-            session, actor=owner, query=question, query_embedding=_embed([question])[0], filters=filters, k=20
-        )
-    by_text_rank = sorted((hit for hit in hits if hit.text_rank is not None), key=lambda hit: hit.text_rank or 0)
+    hits = _hits(owner, question, filters=filters, k=20)
+    by_text_rank = _by_text_rank(hits)
     assert by_text_rank[0].chunk_id == corpus.chunks["two-words"]
     # The single-word chunks still follow: the any-word tier ran because the two-word tier
     # found fewer than k.
@@ -296,11 +309,8 @@ def test_a_chunk_holding_the_rare_word_outranks_one_sharing_only_common_words(ow
     corpus = build_corpus(_embed, uploaded_by=owner.id, specs=specs)
     filters = RetrievalFilters(document_ids=corpus.document_ids)
     question = f"Quarterly project update for the team schedule: what about the {rare} supplier?"
-    with session_scope() as session:
-        hits = search_chunks(
-            session, actor=owner, query=question, query_embedding=_embed([question])[0], filters=filters, k=40
-        )
-    by_text_rank = sorted((hit for hit in hits if hit.text_rank is not None), key=lambda hit: hit.text_rank or 0)
+    hits = _hits(owner, question, filters=filters, k=40)
+    by_text_rank = _by_text_rank(hits)
     assert by_text_rank[0].chunk_id == corpus.chunks["rare"]
     assert hits[0].chunk_id == corpus.chunks["rare"]
 
@@ -328,7 +338,7 @@ def test_a_long_question_that_no_chunk_fully_matches_finds_the_right_chunk_first
         every_word = session.scalar(
             text(
                 "SELECT count(*) FROM document_chunks WHERE document_id = ANY(:ids) "
-                "AND search_vector @@ websearch_to_tsquery('english', :q)"
+                "AND search_vector @@ websearch_to_tsquery('quorum_english', :q)"
             ),
             {"ids": list(corpus.document_ids), "q": question},
         )
@@ -359,3 +369,61 @@ def test_fusion_is_never_below_its_best_arm_on_the_project_questions(owner: Acto
         vector_arm[question] = [h.chunk_id for h in sorted(wide, key=lambda h: h.vector_rank or 10**6) if h.vector_rank]
     best_arm = max(_mean_reciprocal_rank(text_arm, expected), _mean_reciprocal_rank(vector_arm, expected))
     assert _mean_reciprocal_rank(fused, expected) >= best_arm
+
+
+def test_words_an_english_stop_list_drops_are_searched(owner: Actor) -> None:
+    """PostgreSQL's 'english' configuration drops 127 stop words, "down" and "up" among them:
+    both chunks below would look alike and the shorter one would win. Every word counts
+    now (idf keeps the common ones light), so the chunk saying what was asked comes first."""
+    token = unique("buildbox")
+    specs = (
+        DocSpec(
+            "status.md",
+            "general_document",
+            (
+                ChunkSpec("down", f"The build server {token} is down since the power cut on Monday."),
+                ChunkSpec("up", f"The build server {token} is up again."),
+            ),
+        ),
+    )
+    corpus = build_corpus(_embed, uploaded_by=owner.id, specs=specs)
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    assert _text_ranking(owner, f"Is the build server {token} down?", filters)[0].chunk_id == corpus.chunks["down"]
+    assert _text_ranking(owner, f"Is {token} up?", filters)[0].chunk_id == corpus.chunks["up"]
+    # A question made only of common words still finds what it says.
+    assert corpus.chunks["up"] in _ids(owner, '"is up again"', filters=filters)
+
+
+def test_a_hyphenated_compound_counts_as_its_parts(owner: Actor) -> None:
+    """'english' kept "x-positive" whole beside its parts, so one word of the text counted
+    three times and the hyphenated spelling of a question scored differently."""
+    token = unique("cohort")
+    specs = (
+        DocSpec(
+            "trial.md",
+            "general_document",
+            (ChunkSpec("trial", f"Outcomes of {token}-positive patients after twelve weeks of treatment."),),
+        ),
+    )
+    corpus = build_corpus(_embed, uploaded_by=owner.id, specs=specs)
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    hyphenated = _text_ranking(owner, f"{token}-positive patients", filters)[0]
+    spaced = _text_ranking(owner, f"{token} positive patients", filters)[0]
+    assert hyphenated.chunk_id == spaced.chunk_id == corpus.chunks["trial"]
+    assert hyphenated.text_score == pytest.approx(spaced.text_score)
+    with session_scope() as session:
+        lexemes = session.scalar(
+            text("SELECT tsvector_to_array(search_vector) FROM document_chunks WHERE id = :id"),
+            {"id": corpus.chunks["trial"]},
+        )
+    assert token.lower() in lexemes and not any("-" in lexeme for lexeme in lexemes)
+    # A quoted compound still means the phrase.
+    assert _ids(owner, f'"{token}-positive"', filters=filters) == [corpus.chunks["trial"]]
+
+
+def test_a_word_the_question_repeats_counts_as_often(owner: Actor, corpus: Corpus) -> None:
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    once = _text_ranking(owner, "espresso", filters)[0]
+    twice = _text_ranking(owner, "espresso? espresso!", filters)[0]
+    assert once.chunk_id == twice.chunk_id == corpus.chunks["coffee"]
+    assert twice.text_score == pytest.approx(2 * (once.text_score or 0))

@@ -90,7 +90,8 @@ from core.platform.models import Document, DocumentChunk
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 4000
-_ENGLISH: ColumnElement[str] = literal_column("'english'::regconfig")
+# The text search configuration of document_chunks.search_vector (migration 0010).
+_SEARCH_CONFIGURATION: ColumnElement[str] = literal_column("'quorum_english'::regconfig")
 _WEIGHT_A: ColumnElement[Any] = literal_column("'{a}'::\"char\"[]")
 
 
@@ -125,9 +126,12 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
 
     Term statistics (chunks per lexeme, chunk count, average length) are the exact counts
     the triggers keep (core.documents.term_statistics); idf is Lucene's
-    ln(1 + (N - df + 0.5) / (df + 0.5)). Candidates come through the GIN index: chunks
-    holding any of the question's rarest words (the rarest always, then more from the rarest
-    up while the chunks holding them stay within retrieval_text_scan_chunks), so a long
+    ln(1 + (N - df + 0.5) / (df + 0.5)), counted once per time the question says the word.
+    Words are those of the quorum_english configuration (migration 0010): no stop words
+    (idf weighs common words down), compounds by their parts. Candidates come through the
+    GIN index: chunks holding any of the question's rarest words (the rarest always, then
+    more from the rarest up while the chunks holding them stay within
+    retrieval_text_scan_chunks), so a long
     question never needs every word and a common word never makes the scan huge (a chunk
     holding only common words would rank low anyway). Each candidate is then scored on all
     the question's words: setweight + ts_filter cut its tsvector down to them, so the
@@ -139,8 +143,10 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
     b = bindparam("bm25_b", type_=Float)
     candidates = bindparam("candidates", type_=Integer)
 
-    words = func.unnest(func.tsvector_to_array(func.to_tsvector(_ENGLISH, query))).table_valued("lexeme")
+    words = func.unnest(func.to_tsvector(_SEARCH_CONFIGURATION, query)).table_valued("lexeme", "positions", "weights")
     words = words.render_derived(name="question_words")
+    # A word the question repeats counts as often (as in Lucene and bm25s): "HIV-1 ... HIV".
+    times_asked = func.greatest(func.cardinality(words.c.positions), 1)
     total = select(_CORPUS_STATS.c.chunks).scalar_subquery()
     average_length = select(
         _CORPUS_STATS.c.total_length / func.greatest(_CORPUS_STATS.c.chunks, 1).cast(Float)
@@ -151,7 +157,7 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
     terms = (
         select(
             _TERM_STATS.c.lexeme,
-            func.ln(1.0 + (total - df + 0.5) / (df + 0.5)).label("idf"),
+            (times_asked * func.ln(1.0 + (total - df + 0.5) / (df + 0.5))).label("weight"),
             up_to_here.label("up_to_here"),
             (up_to_here == df).label("rarest"),
         )
@@ -159,7 +165,7 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
         .where(df > 0)
         .cte("question_terms")
     )
-    required = func.websearch_to_tsquery(_ENGLISH, bindparam("required_terms", type_=Text))
+    required = func.websearch_to_tsquery(_SEARCH_CONFIGURATION, bindparam("required_terms", type_=Text))
     matching: ColumnElement[Any] = DocumentChunk.search_vector.op("@@")(required)
     if not shape.phrases:
         rarest = select(
@@ -183,7 +189,7 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
     )
     tf = func.cardinality(held.c.positions)
     length_norm = 1.0 - b + b * found.c.search_length / average_length
-    score = func.sum(terms.c.idf * tf * (k1 + 1.0) / (tf + k1 * length_norm))
+    score = func.sum(terms.c.weight * tf * (k1 + 1.0) / (tf + k1 * length_norm))
     scored = (
         select(found.c.id.label("chunk_id"), score.label("score"))
         .select_from(found.join(held, true()).join(terms, terms.c.lexeme == held.c.lexeme))

@@ -280,8 +280,9 @@ class DocumentChunk(Base):
     embedding: Mapped[list[float]] = mapped_column(Vector(EMBEDDING_DIM))
     # The vector index segment written into (the open one at insert time; see vector_segments).
     segment: Mapped[int] = mapped_column(Integer, server_default=text("quorum_open_segment()"), index=True)
+    # quorum_english (migration 0010): every word, Snowball-stemmed; compounds by their parts.
     search_vector: Mapped[str] = mapped_column(
-        TSVECTOR, Computed("to_tsvector('english'::regconfig, content)", persisted=True)
+        TSVECTOR, Computed("to_tsvector('quorum_english'::regconfig, content)", persisted=True)
     )
     # Words (lexeme positions) in search_vector: the chunk length BM25 normalises by.
     search_length: Mapped[int] = mapped_column(Integer, Computed("quorum_search_length(content)", persisted=True))
