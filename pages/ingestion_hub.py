@@ -34,13 +34,13 @@ from ui.common import (
     format_seconds,
     run_action,
     show_flash,
+    visibility_input,
 )
 
 ACTIVE_REFRESH_SECONDS = 2
 IDLE_REFRESH_SECONDS = 30
 CHUNKS_SHOWN = 200
 TYPE_LABELS = {"general_document": "Document", "full_transcript": "Transcript", "meeting_minutes": "Minutes"}
-VISIBILITY_LABELS = {"team": "My team (everyone who reads documents)", "private": "Only me and admins"}
 _OUTCOME_STYLE = {
     "accepted": (st.success, ":material/check_circle:"),
     "duplicate": (st.info, ":material/content_copy:"),
@@ -62,12 +62,8 @@ def render_document_upload(actor: Actor) -> None:
         st.info("Your role cannot add documents (ingest_documents).", icon=":material/lock:")
         return
     settings = get_settings()
-    visibility = st.radio(
-        "Who can find them",
-        options=list(VISIBILITY_LABELS),
-        format_func=VISIBILITY_LABELS.__getitem__,
-        horizontal=True,
-        key="hub_document_visibility",
+    visibility = visibility_input(
+        "Who can find them", readers="everyone who reads documents", key="hub_document_visibility"
     )
     # A new key after each batch empties the uploader: the files are in the knowledge base
     # now, and leaving them in the box would suggest that something is still to be done.

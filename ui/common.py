@@ -11,6 +11,7 @@ import streamlit as st
 
 from core.access.rbac import Actor
 from core.platform.errors import QuorumError
+from core.platform.statuses import Visibility
 from core.platform.timecodes import short_clock
 from ui import session_keys, untrusted
 
@@ -76,6 +77,13 @@ def date_range_input(label: str, *, key: str, container: Any = None) -> tuple[da
     if not days:
         return None, None
     return days[0], days[-1]
+
+
+def visibility_input(label: str, *, readers: str, key: str) -> str:
+    """Who may find an upload: "team" (`readers`, e.g. "everyone who reads documents") or
+    "private" (the uploader and admins), as radio buttons; the Visibility value chosen."""
+    labels = {Visibility.TEAM.value: f"My team ({readers})", Visibility.PRIVATE.value: "Only me and admins"}
+    return str(st.radio(label, options=list(labels), format_func=labels.__getitem__, horizontal=True, key=key))
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -20,11 +20,10 @@ from core.platform.config import get_settings
 from core.platform.errors import DuplicateRecording, NotFound, QuorumError
 from ui import session_keys
 from ui.auth_ui import recheck_account
-from ui.common import current_actor, format_seconds, plain
+from ui.common import current_actor, format_seconds, plain, visibility_input
 
 TRANSCRIPTS_PAGE = "pages/transcripts.py"
 REFRESH_SECONDS = 2
-_VISIBILITY_LABELS = {"team": "My team (everyone who reads transcripts)", "private": "Only me and admins"}
 
 Note = tuple[
     str, str, int | None
@@ -136,12 +135,8 @@ def render_audio_upload(*, key: str = "audio", link: bool = True) -> None:
         st.info("Your role cannot transcribe recordings (transcribe_audio).", icon=":material/lock:")
         return
     settings = get_settings()
-    visibility = st.radio(
-        "Who can read the transcript and minutes",
-        options=list(_VISIBILITY_LABELS),
-        format_func=_VISIBILITY_LABELS.__getitem__,
-        horizontal=True,
-        key=f"{key}_visibility",
+    visibility = visibility_input(
+        "Who can read the transcript and minutes", readers="everyone who reads transcripts", key=f"{key}_visibility"
     )
     again = st.checkbox(
         "Transcribe again even if I uploaded it before",

@@ -281,23 +281,16 @@ def _sync_role(session: Session, user: User, role: Role, identity: OidcIdentity,
     before = user.role.name
     savepoint = session.begin_nested()
     user.role_id = role.id
+    details: dict[str, object] = {"username": user.username, "from": before, "to": role.name}
     try:
         ensure_administrable(session)
     except Conflict:
         savepoint.rollback()
-        session.refresh(user)
         log.warning("kept %s's role %s: %s would leave no active admin", user.username, before, role.name)
-        record_audit(
-            session,
-            actor=actor_from_user(session, user),
-            action="user.role_sync",
-            target_type="user",
-            target_id=user.id,
-            details={"username": user.username, "from": before, "to": role.name, "applied": False,
-                     "reason": "it would leave no active user able to manage users and roles"},
-        )  # fmt: skip
-        return
-    savepoint.commit()
+        details |= {"applied": False, "reason": "it would leave no active user able to manage users and roles"}
+    else:
+        savepoint.commit()
+        details |= {"applied": True, "claim": settings.oidc_roles_claim}
     session.refresh(user)
     record_audit(
         session,
@@ -305,9 +298,8 @@ def _sync_role(session: Session, user: User, role: Role, identity: OidcIdentity,
         action="user.role_sync",
         target_type="user",
         target_id=user.id,
-        details={"username": user.username, "from": before, "to": role.name, "applied": True,
-                 "claim": settings.oidc_roles_claim},
-    )  # fmt: skip
+        details=details,
+    )
 
 
 def _same_sign_in(user: User, identity: OidcIdentity) -> bool:

@@ -39,7 +39,7 @@ from core.ai.usage import check_ai_budget
 from core.chat.chats import DEFAULT_TITLE, owned_chat, title_from_question
 from core.chat.corrections import trusted_corrections
 from core.chat.moments import pin_moments
-from core.chat.retrieval import MAX_QUERY_CHARS, RetrievalFilters, embed_question, search_chunks
+from core.chat.retrieval import RetrievalFilters, checked_question, embed_question, search_chunks
 from core.chat.sources import CITATION_MARKS, CitationChecker, Source, build_sources, cited_sources, source_block
 from core.platform.config import get_settings
 from core.platform.db import session_scope
@@ -161,15 +161,6 @@ class _Outcome:
     model: str = ""
 
 
-def _check_question(question: str) -> str:
-    question = question.strip()
-    if not question:
-        raise InvalidInput("Type a question first.")
-    if len(question) > MAX_QUERY_CHARS:
-        raise InvalidInput(f"Questions are limited to {MAX_QUERY_CHARS} characters.")
-    return question
-
-
 def _generate(
     *,
     actor: Actor,
@@ -276,7 +267,7 @@ def answer_question(
     retries. Not idempotent: each call adds a question.
     """
     require(actor, "use_chat")
-    question = _check_question(question)
+    question = checked_question(question)
     check_ai_budget(actor)
     with session_scope() as session:
         chat = owned_chat(session, actor, chat_id)
@@ -318,7 +309,7 @@ def ask(*, actor: Actor, question: str, filters: RetrievalFilters | None = None)
     Raises InvalidInput for an empty question and ProviderError when the provider fails.
     """
     require(actor, "use_chat")
-    question = _check_question(question)
+    question = checked_question(question)
     check_ai_budget(actor)
     outcome = _Outcome()
     provider = _provider()

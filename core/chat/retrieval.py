@@ -359,6 +359,17 @@ def statement_values(
     }
 
 
+def checked_question(question: str) -> str:
+    """`question` without surrounding space. Raises InvalidInput when nothing is left or it
+    is longer than MAX_QUERY_CHARS."""
+    question = question.strip()
+    if not question:
+        raise InvalidInput("Type a question first.")
+    if len(question) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"Questions are limited to {MAX_QUERY_CHARS} characters.")
+    return question
+
+
 def search_chunks(
     session: Session,
     *,
@@ -379,11 +390,7 @@ def search_chunks(
     Raises InvalidInput for an empty or over-long query.
     """
     settings = get_settings()
-    query = query.strip()
-    if not query:
-        raise InvalidInput("Type a question first.")
-    if len(query) > MAX_QUERY_CHARS:
-        raise InvalidInput(f"Questions are limited to {MAX_QUERY_CHARS} characters.")
+    query = checked_question(query)
     filters = filters or RetrievalFilters()
     k = k or settings.retrieval_k
     candidates = max(candidates or settings.retrieval_candidates, k)
@@ -447,17 +454,18 @@ def retrieve(
 
     provider = provider or get_provider()
     check_embedding_space(provider)
-    if not query.strip():
-        raise InvalidInput("Type a question first.")
+    query = checked_question(query)
     embedding = embed_question(provider, question=query, user_id=actor.id)
     with session_scope() as session:
         return search_chunks(session, actor=actor, query=query, query_embedding=embedding, filters=filters, k=k)
 
 
 __all__ = [
+    "MAX_QUERY_CHARS",
     "RetrievalFilters",
     "RetrievedChunk",
     "SearchPlan",
+    "checked_question",
     "embed_question",
     "hybrid_search_statement",
     "plan_search",

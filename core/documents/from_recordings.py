@@ -16,7 +16,7 @@ from core.ai.base import TranscriptPiece
 from core.documents.extraction import Section, extract_markdown
 from core.documents.indexing import index_document
 from core.documents.text_source import TEXT_SOURCE_TYPE, text_source_bytes
-from core.documents.upload import MAX_FILENAME_CHARS, check_visibility, clean_filename, send_for_indexing
+from core.documents.upload import send_for_indexing
 from core.meetings.plain_text import plain_minutes_text
 from core.meetings.speakers import named_segments
 from core.platform.db import session_scope
@@ -24,6 +24,7 @@ from core.platform.errors import InvalidInput, NotFound
 from core.platform.models import Document, TranscriptionJob
 from core.platform.statuses import DocumentStatus, DocumentType
 from core.platform.storage import delete_stored, get_storage
+from core.platform.uploads import MAX_FILENAME_CHARS, check_visibility, clean_filename
 
 DERIVED_KIND = "derived"  # storage key prefix of transcript/minutes sources
 

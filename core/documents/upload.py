@@ -26,15 +26,13 @@ from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, QuorumError, describe_error
 from core.platform.jobs import DOCUMENTS, send
 from core.platform.models import Document
-from core.platform.statuses import VISIBILITIES, DocumentStatus
+from core.platform.statuses import DocumentStatus
 from core.platform.storage import get_storage
+from core.platform.uploads import check_visibility, clean_filename
 
 log = logging.getLogger(__name__)
 
 DOCUMENT_KIND = "documents"  # storage key prefix of uploaded originals
-
-
-MAX_FILENAME_CHARS = 255
 
 
 class UploadedFileLike(Protocol):
@@ -68,17 +66,6 @@ class IngestedPath:
     error: str | None = None
 
 
-def clean_filename(name: str | None) -> str:
-    """The display name of an upload: its last path part, printable, at most 255 characters."""
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(ch for ch in base if ch.isprintable()).strip() or "unnamed"
-    if len(base) > MAX_FILENAME_CHARS:
-        dot = base.rfind(".")
-        suffix = base[dot:] if dot > 0 and len(base) - dot <= 16 else ""
-        base = base[: MAX_FILENAME_CHARS - len(suffix)] + suffix
-    return base
-
-
 def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
@@ -102,11 +89,6 @@ def _seekable(file: Any, max_bytes: int) -> tuple[IO[bytes], int]:
         copied += len(block)
     spool.seek(0)
     return spool, copied  # type: ignore[return-value]
-
-
-def check_visibility(visibility: str) -> None:
-    if visibility not in VISIBILITIES:
-        raise InvalidInput(f"Visibility must be one of: {', '.join(VISIBILITIES)}.")
 
 
 def _lock_content(session: Session, sha256: str) -> None:

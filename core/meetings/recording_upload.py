@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import PurePath
 from typing import IO
 
 from sqlalchemy import select
@@ -17,8 +16,9 @@ from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import DuplicateRecording, InvalidInput
 from core.platform.models import TranscriptionJob
-from core.platform.statuses import VISIBILITIES, RecordingStage, RecordingStatus
+from core.platform.statuses import RecordingStage, RecordingStatus
 from core.platform.storage import get_storage
+from core.platform.uploads import check_visibility, clean_filename
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +36,6 @@ def _declared_size(file: IO[bytes]) -> int | None:
     except (AttributeError, OSError, ValueError):
         return None
     return int(end - position)
-
-
-def _clean_filename(filename: str) -> str:
-    name = PurePath(str(filename or "").replace("\\", "/")).name
-    # Control and format characters (NUL, DEL, C1, the bidi overrides that make
-    # "x\u202egpj.mp3" display as "x3pm.jpg") never reach a stored name.
-    name = "".join(ch for ch in name if ch.isprintable()).strip()
-    if not name:
-        return "recording"
-    if len(name) > 255:
-        suffix = PurePath(name).suffix[:16]
-        name = name[: 255 - len(suffix)] + suffix
-    return name
 
 
 def _refuse_duplicate(session: Session, actor: Actor, sha256: str) -> None:
@@ -94,9 +81,8 @@ def submit_recording(
     """
     require(actor, "transcribe_audio")
     check_ai_budget(actor)  # transcription, minutes and indexing are AI work
-    if visibility not in VISIBILITIES:
-        raise InvalidInput("Visibility must be 'team' or 'private'.")
-    name = _clean_filename(filename)
+    check_visibility(visibility)
+    name = clean_filename(filename, fallback="recording")
     extension = extension_of(name)
     settings = get_settings()
     declared = _declared_size(file)
