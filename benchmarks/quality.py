@@ -55,6 +55,9 @@ ARM_CANDIDATES = 100
 INGEST_THREADS = 4
 EMBEDDERS = ("offline", "minilm")
 SETS = ("scifact", "project")
+HYBRID = "Quorum hybrid"
+ARM_TEXT = "Quorum full-text arm (BM25 in PostgreSQL)"
+ARM_VECTOR = "Quorum vector arm"
 
 log = logging.getLogger("benchmarks.quality")
 
@@ -242,6 +245,7 @@ def _ask(
     reused: bool,
 ) -> None:
     from core.ai import get_provider
+    from core.ai.embedding_space import recorded_vector_weight
     from core.chat.retrieval import embed_question, search_chunks
     from core.platform.config import get_settings
     from core.platform.db import session_scope
@@ -298,10 +302,11 @@ def _ask(
         "ingest_s": ingest_s,
         "reused": reused,
         "hybrid_p50_ms": 1000 * sorted(latencies)[len(latencies) // 2],
+        "vector_weight": recorded_vector_weight(),
         "systems": {
-            "Quorum hybrid": mean_scores(hybrid, qset),
-            "Quorum full-text arm (BM25 in PostgreSQL)": mean_scores(text_arm, qset),
-            "Quorum vector arm": mean_scores(vector_arm, qset),
+            HYBRID: mean_scores(hybrid, qset),
+            ARM_TEXT: mean_scores(text_arm, qset),
+            ARM_VECTOR: mean_scores(vector_arm, qset),
         },
         "settings": {
             "bm25_k1": settings.retrieval_bm25_k1,
@@ -338,12 +343,18 @@ def _database_url(name: str, *, reuse: bool) -> str:
     return base.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}?{query}"
 
 
-def render(results: list[dict[str, Any]], total_s: float) -> str:
+def _load_average() -> str:
+    return "/".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def render(results: list[dict[str, Any]], total_s: float, *, command: str, load_before: str) -> str:
     lines = [
         "# Retrieval quality",
         "",
-        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benchmarks/quality.py` in "
-        f"{total_s / 60:.1f} min on {os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}.",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `{command}` in "
+        f"{total_s / 60:.1f} min on {os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}; "
+        f"machine load average (1/5/15 min) {load_before} at the start, {_load_average()} at the end "
+        "(other sessions share the machine: this affects the timings, not the scores).",
         "",
         "Document-level scores (documents ranked by their best chunk), binary relevance, cut-off 10. "
         "Every system answers the same questions over the same documents in the same run; the "
@@ -371,6 +382,13 @@ def render(results: list[dict[str, Any]], total_s: float) -> str:
             lines.append(
                 f"| {name} | {metrics['ndcg@10']:.3f} | {metrics['recall@10']:.3f} | {metrics['mrr@10']:.3f} |"
             )
+        systems = result["systems"]
+        best_arm = max(systems[ARM_TEXT]["ndcg@10"], systems[ARM_VECTOR]["ndcg@10"])
+        lead = systems[HYBRID]["ndcg@10"] - best_arm
+        lines += [
+            "",
+            f"Hybrid minus its best arm: {lead:+.3f} nDCG@10 (fusion vector weight {result['vector_weight']}).",
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -394,6 +412,8 @@ def main() -> None:
         return
 
     began = time.perf_counter()
+    load_before = _load_average()
+    command = " ".join([".venv/bin/python benchmarks/quality.py", *sys.argv[1:]])
     results = []
     for set_name in args.sets.split(","):
         baseline = bm25s_rankings(load_set(set_name))
@@ -418,7 +438,7 @@ def main() -> None:
                 baseline, load_set(set_name)
             )
             results.append(result)
-    report = render(results, time.perf_counter() - began)
+    report = render(results, time.perf_counter() - began, command=command, load_before=load_before)
     if args.notes:
         report += "\n" + Path(args.notes).read_text()
     if not args.no_write:
