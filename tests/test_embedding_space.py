@@ -8,9 +8,13 @@ import pytest
 
 from core.ai.base import EmbeddingSpaceKey
 from core.ai.embedding_space import (
+    DEFAULT_VECTOR_WEIGHT,
+    DENSE_VECTOR_WEIGHT,
+    LEXICAL_VECTOR_WEIGHT,
     check_embedding_space,
     current_embedding_space,
     ensure_embedding_space,
+    recorded_vector_weight,
     reset_embedding_space,
 )
 from core.ai.offline import OfflineProvider
@@ -75,3 +79,13 @@ def test_reset_for_a_full_reindex(empty_space: None) -> None:
     assert current_embedding_space() == offline.embedding_space
     reset_embedding_space(space=OPENAI_SPACE)
     assert current_embedding_space() == OPENAI_SPACE
+
+
+def test_the_fusion_weight_is_recorded_with_the_space_and_changes_with_the_embedder(empty_space: None) -> None:
+    """Hashing vectors repeat what BM25 knows (a small share); a dense model adds meaning."""
+    assert recorded_vector_weight() == DEFAULT_VECTOR_WEIGHT  # nothing indexed yet
+    ensure_embedding_space(OfflineProvider())
+    assert recorded_vector_weight() == LEXICAL_VECTOR_WEIGHT
+    reset_embedding_space(space=OPENAI_SPACE)  # a full re-index with another embedder
+    assert recorded_vector_weight() == DENSE_VECTOR_WEIGHT
+    assert LEXICAL_VECTOR_WEIGHT < DENSE_VECTOR_WEIGHT

@@ -130,3 +130,44 @@ def test_status_constrained(database: str) -> None:
     with pytest.raises(IntegrityError), session_scope() as session:
         session.add(Document(filename="x", sha256="1" * 64, status="DONE"))
         session.flush()
+
+
+def test_search_words_migration_recounts_existing_chunks(scratch_engine: Engine) -> None:
+    """0010 re-creates the full-text columns of chunks already stored, in quorum_english words,
+    and leaves the BM25 statistics equal to a recount (and so does its downgrade)."""
+    from sqlalchemy.orm import Session
+
+    from core.documents.term_statistics import counted_term_statistics, stored_term_statistics
+    from core.platform.config import get_settings
+
+    with scratch_engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0009")
+        document = conn.scalar(
+            text("INSERT INTO documents (filename, sha256) VALUES ('status.md', :sha) RETURNING id"), {"sha": "2" * 64}
+        )
+        vector = "[" + ",".join(["1"] + ["0"] * (get_settings().embedding_dim - 1)) + "]"
+        for position, content in enumerate(["The build server is down.", "HIV-positive patients were treated."]):
+            conn.execute(
+                text(
+                    "INSERT INTO document_chunks "
+                    "(document_id, generation, chunk_index, content, token_count, embedding) "
+                    "VALUES (:d, 1, :i, :c, 5, CAST(:v AS vector))"
+                ),
+                {"d": document, "i": position, "c": content, "v": vector},
+            )
+        conn.execute(text("UPDATE documents SET active_generation = 1 WHERE id = :d"), {"d": document})
+
+    def lexemes() -> set[str]:
+        with Session(scratch_engine) as session:
+            stored, counted = stored_term_statistics(session), counted_term_statistics(session)
+            assert stored == counted
+            return set(stored.chunks_per_lexeme)
+
+    assert {"down", "hiv-posit"} & lexemes() == {"hiv-posit"}  # 'english': "down" is a stop word
+    with scratch_engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0010")
+    words = lexemes()
+    assert {"the", "is", "down", "hiv", "posit", "build", "server"} <= words and "hiv-posit" not in words
+    with scratch_engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0009")
+    assert "down" not in lexemes()
