@@ -159,9 +159,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.meetings.exports import export_job
+    from core.meetings.exports import export_recording
 
-    exported = export_job(actor=_actor(args), job_id=args.job_id, fmt=args.format)
+    exported = export_recording(actor=_actor(args), job_id=args.job_id, fmt=args.format)
     if args.output:
         Path(args.output).write_bytes(exported.data)
         print(f"wrote {args.output} ({len(exported.data)} bytes)", file=sys.stderr)

@@ -28,7 +28,13 @@ from core.meetings import (
     update_minutes,
 )
 from core.meetings.action_items import list_action_items
-from core.meetings.exports import MINUTES_FORMATS, TRANSCRIPT_FORMATS, export_job, export_jobs_csv, export_jobs_zip
+from core.meetings.exports import (
+    MINUTES_FORMATS,
+    TRANSCRIPT_FORMATS,
+    export_recording,
+    export_recordings_csv,
+    export_recordings_zip,
+)
 from core.meetings.stitching import TranscriptLine
 from core.platform.statuses import RecordingStatus
 from ui import page_access, session_keys, untrusted
@@ -296,7 +302,7 @@ def render_job_action_items(actor: Actor, job_id: int) -> None:
 
 
 def _export_data(actor: Actor, job_id: int, fmt: str) -> Callable[[], bytes]:
-    return lambda: export_job(actor=actor, job_id=job_id, fmt=fmt).data
+    return lambda: export_recording(actor=actor, job_id=job_id, fmt=fmt).data
 
 
 def render_exports(actor: Actor, detail: RecordingDetail, *, has_minutes: bool) -> None:
@@ -412,7 +418,7 @@ def render_bulk_export(actor: Actor, jobs: list[RecordingSummary]) -> None:
         csv_column, zip_column = st.columns(2)
         csv_column.download_button(
             "CSV: one row per segment",
-            data=lambda: export_jobs_csv(actor=actor, job_ids=chosen).data,
+            data=lambda: export_recordings_csv(actor=actor, job_ids=chosen).data,
             file_name="transcripts.csv",
             mime="text/csv",
             icon=":material/download:",
@@ -421,7 +427,7 @@ def render_bulk_export(actor: Actor, jobs: list[RecordingSummary]) -> None:
         )
         zip_column.download_button(
             "ZIP: transcripts and minutes",
-            data=lambda: export_jobs_zip(actor=actor, job_ids=chosen).data,
+            data=lambda: export_recordings_zip(actor=actor, job_ids=chosen).data,
             file_name="transcripts.zip",
             mime="application/zip",
             icon=":material/folder_zip:",

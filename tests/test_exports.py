@@ -17,10 +17,10 @@ import webvtt
 
 from core.meetings import write_minutes_for_recording
 from core.meetings.exports import (
-    export_job,
-    export_jobs_csv,
-    export_jobs_zip,
     export_minutes,
+    export_recording,
+    export_recordings_csv,
+    export_recordings_zip,
     export_transcript,
     markdown_to_docx,
     srt_time,
@@ -55,7 +55,7 @@ def test_transcript_txt_and_markdown(member: Any, job: int) -> None:
     assert "[1:01:02] Dan: =SUM(A1:A9) is not a formula" in text
     assert "[1:01:05] -1 point from me. Second line." in text
 
-    name, mime, data = export_job(actor=member, job_id=job, fmt="Markdown")
+    name, mime, data = export_recording(actor=member, job_id=job, fmt="Markdown")
     assert name.endswith(".md") and mime.startswith("text/markdown")
     markdown = data.decode("utf-8")
     assert markdown.startswith("# Transcript: Weekly sync (final).m4a")
@@ -117,7 +117,7 @@ def test_minutes_export_as_markdown_and_docx(offline_provider: Any, member: Any,
     assert name == f"Weekly_sync_final-{job}-minutes.md" and mime.startswith("text/markdown")
     assert "[0:00:00] We decided to ship on Monday." in data.decode("utf-8")
 
-    name, _, data = export_job(actor=member, job_id=job, fmt="minutes-docx")
+    name, _, data = export_recording(actor=member, job_id=job, fmt="minutes-docx")
     document = docx.Document(io.BytesIO(data))
     headings = [p.text for p in document.paragraphs if p.style is not None and p.style.name.startswith("Heading")]
     assert headings[:3] == ["Minutes: Weekly sync (final)", "Summary", "Decisions"]
@@ -147,7 +147,7 @@ def test_bulk_csv_one_row_per_segment_and_formula_safe(member: Any, make_user: A
     other = insert_job(colleague, segments=SEGMENTS[:2], filename="+cmd|calc.mp3")  # team-visible
     pending = insert_job(member, status="PROCESSING")
 
-    name, mime, data = export_jobs_csv(actor=member, job_ids=[job, other, pending, job])
+    name, mime, data = export_recordings_csv(actor=member, job_ids=[job, other, pending, job])
     assert name == "transcripts-3-recordings.csv" and mime.startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     assert len(rows) == len(SEGMENTS) + 2
@@ -163,7 +163,7 @@ def test_bulk_zip_contains_each_jobs_files(offline_provider: Any, member: Any, j
     second = insert_job(member, segments=SEGMENTS[:1], filename="standup.wav")
     write_minutes_for_recording(job)
 
-    name, mime, data = export_jobs_zip(actor=member, job_ids=[job, second], formats=["srt", "docx", "minutes"])
+    name, mime, data = export_recordings_zip(actor=member, job_ids=[job, second], formats=["srt", "docx", "minutes"])
     assert mime == "application/zip" and name.endswith(".zip")
     archive = zipfile.ZipFile(io.BytesIO(data))
     assert archive.testzip() is None
@@ -185,11 +185,11 @@ def test_bulk_zip_contains_each_jobs_files(offline_provider: Any, member: Any, j
 def test_export_needs_the_permission(make_user: Any, job: int) -> None:
     reader = make_user(make_role("read_transcripts"))
     with pytest.raises(PermissionDenied):
-        export_job(actor=reader, job_id=job, fmt="txt")
+        export_recording(actor=reader, job_id=job, fmt="txt")
     with pytest.raises(PermissionDenied):
-        export_jobs_csv(actor=reader, job_ids=[job])
+        export_recordings_csv(actor=reader, job_ids=[job])
     with pytest.raises(PermissionDenied):
-        export_jobs_zip(actor=reader, job_ids=[job])
+        export_recordings_zip(actor=reader, job_ids=[job])
 
 
 def test_only_jobs_the_actor_can_read_are_exported(member: Any, make_user: Any, admin: Any) -> None:
@@ -199,22 +199,22 @@ def test_only_jobs_the_actor_can_read_are_exported(member: Any, make_user: Any, 
     exporter_without_read = make_user(make_role("export_transcripts"))
 
     with pytest.raises(NotFound):
-        export_job(actor=member, job_id=private, fmt="txt")
+        export_recording(actor=member, job_id=private, fmt="txt")
     with pytest.raises(NotFound):
-        export_jobs_csv(actor=member, job_ids=[team, private])
+        export_recordings_csv(actor=member, job_ids=[team, private])
     with pytest.raises(NotFound):
-        export_job(actor=exporter_without_read, job_id=team, fmt="txt")
-    assert export_job(actor=member, job_id=team, fmt="txt").data
-    assert export_job(actor=admin, job_id=private, fmt="srt").data
-    assert export_job(actor=colleague, job_id=private, fmt="vtt").data
+        export_recording(actor=exporter_without_read, job_id=team, fmt="txt")
+    assert export_recording(actor=member, job_id=team, fmt="txt").data
+    assert export_recording(actor=admin, job_id=private, fmt="srt").data
+    assert export_recording(actor=colleague, job_id=private, fmt="vtt").data
 
 
 def test_bad_requests(member: Any, job: int) -> None:
     with pytest.raises(InvalidInput):
-        export_job(actor=member, job_id=job, fmt="pdf")
+        export_recording(actor=member, job_id=job, fmt="pdf")
     with pytest.raises(InvalidInput):
         export_transcript(actor=member, job_id=job, fmt="minutes-md")
     with pytest.raises(InvalidInput):
-        export_jobs_csv(actor=member, job_ids=[])
+        export_recordings_csv(actor=member, job_ids=[])
     with pytest.raises(Conflict):
-        export_job(actor=member, job_id=insert_job(member, status="PENDING"), fmt="srt")
+        export_recording(actor=member, job_id=insert_job(member, status="PENDING"), fmt="srt")

@@ -20,7 +20,7 @@ from core.documents import document_chunks, index_document, index_text_document
 from core.meetings import get_recording
 from core.meetings.action_item_sync import sync_action_items
 from core.meetings.action_items import list_action_items
-from core.meetings.exports import export_job, export_jobs_csv
+from core.meetings.exports import export_recording, export_recordings_csv
 from core.meetings.minutes_format import Minutes, MinutesActionItem, minutes_from_json
 from core.meetings.speakers import (
     UNLABELED,
@@ -89,17 +89,17 @@ def test_the_owner_sees_excerpts_and_a_rename_reaches_transcript_exports_minutes
 
     lines = get_recording(actor=member, job_id=diarized_job).lines
     assert [line.speaker for line in lines] == ["Alice Smith", "Bob", "Alice Smith", "Alice Smith", "Bob"]
-    srt = export_job(actor=member, job_id=diarized_job, fmt="srt").data.decode()
+    srt = export_recording(actor=member, job_id=diarized_job, fmt="srt").data.decode()
     assert "Alice Smith: I will send the final budget report by Friday." in srt
-    vtt = export_job(actor=member, job_id=diarized_job, fmt="vtt").data.decode()
+    vtt = export_recording(actor=member, job_id=diarized_job, fmt="vtt").data.decode()
     assert "<v Bob>Thanks, Alice." in vtt
-    txt = export_job(actor=member, job_id=diarized_job, fmt="txt").data.decode()
+    txt = export_recording(actor=member, job_id=diarized_job, fmt="txt").data.decode()
     assert "[0:00:04] Bob: Thanks, Alice." in txt
-    payload = json.loads(export_job(actor=member, job_id=diarized_job, fmt="json").data)
+    payload = json.loads(export_recording(actor=member, job_id=diarized_job, fmt="json").data)
     assert payload["segments"][0]["speaker"] == "Alice Smith"
-    docx = DocxDocument(io.BytesIO(export_job(actor=member, job_id=diarized_job, fmt="docx").data))
+    docx = DocxDocument(io.BytesIO(export_recording(actor=member, job_id=diarized_job, fmt="docx").data))
     assert any("Bob:" in p.text for p in docx.paragraphs)
-    csv = export_jobs_csv(actor=member, job_ids=[diarized_job]).data.decode("utf-8-sig")
+    csv = export_recordings_csv(actor=member, job_ids=[diarized_job]).data.decode("utf-8-sig")
     assert ",Alice Smith," in csv and ",Bob," in csv
     # The minutes' action-item owner and the followed action item carry the name.
     job = load_job(diarized_job)
@@ -138,7 +138,7 @@ def test_an_offline_transcript_without_labels_can_be_given_one_speaker(member: A
     assert not view.diarized and [s.label for s in view.speakers] == [UNLABELED]
     rename_speakers(actor=member, job_id=job_id, names={UNLABELED: "Dana"})
     assert {line.speaker for line in get_recording(actor=member, job_id=job_id).lines} == {"Dana"}
-    assert "<v Dana>Line 0." in export_job(actor=member, job_id=job_id, fmt="vtt").data.decode()
+    assert "<v Dana>Line 0." in export_recording(actor=member, job_id=job_id, fmt="vtt").data.decode()
 
 
 def test_known_names_come_from_readable_recordings_and_people(
@@ -220,9 +220,9 @@ def test_a_rename_embeds_only_the_chunks_whose_text_changed(
 
 
 def test_bulk_zip_exports_carry_names_too(member: Actor, diarized_job: int) -> None:
-    from core.meetings.exports import export_jobs_zip
+    from core.meetings.exports import export_recordings_zip
 
     rename_speakers(actor=member, job_id=diarized_job, names={"A": "Alice"})
-    archive = zipfile.ZipFile(io.BytesIO(export_jobs_zip(actor=member, job_ids=[diarized_job]).data))
+    archive = zipfile.ZipFile(io.BytesIO(export_recordings_zip(actor=member, job_ids=[diarized_job]).data))
     srt = next(name for name in archive.namelist() if name.endswith(".srt"))
     assert "Alice: Travel costs" in archive.read(srt).decode()

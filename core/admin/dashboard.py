@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from core.access.rbac import Actor
 from core.documents import visible_documents_clause
 from core.documents.indexing import indexing_state
-from core.meetings.recording_access import job_visible_clause
+from core.meetings.recording_access import recording_visible_clause
 from core.meetings.recordings import recording_state
 from core.platform.db import session_scope
 from core.platform.jobs import JobState
@@ -44,7 +44,7 @@ class HomeOverview:
 def home_overview(*, actor: Actor, recent_limit: int = 8) -> HomeOverview:
     """Counts and recent items the actor may see. Read-only."""
     documents_visible = visible_documents_clause(actor)
-    jobs_visible = job_visible_clause(actor)
+    jobs_visible = recording_visible_clause(actor)
     with session_scope() as session:
         documents = session.scalar(
             select(func.count())

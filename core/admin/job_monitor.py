@@ -23,7 +23,7 @@ from core.admin.users import DELETED_USER_LABEL
 from core.documents.access import visible_documents_clause
 from core.documents.catalog import retry_document
 from core.documents.indexing import indexing_state
-from core.meetings.recording_access import job_visible_clause
+from core.meetings.recording_access import recording_visible_clause
 from core.meetings.recordings import recording_state, retry_recording
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
@@ -145,7 +145,9 @@ def list_jobs(
             if status:
                 query = query.where(TranscriptionJob.status == status)
             jobs = list(session.scalars(query.limit(limit)))
-            readable = _readable_ids(session, TranscriptionJob.id, [job.id for job in jobs], job_visible_clause(actor))
+            readable = _readable_ids(
+                session, TranscriptionJob.id, [job.id for job in jobs], recording_visible_clause(actor)
+            )
             rows += [
                 _row(
                     JobKind.TRANSCRIPTION,

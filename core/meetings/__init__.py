@@ -8,10 +8,10 @@ The audio toolchain (core.meetings.audio) and the stitching helpers
 
 from core.meetings.exports import (
     ExportFile,
-    export_job,
-    export_jobs_csv,
-    export_jobs_zip,
     export_minutes,
+    export_recording,
+    export_recordings_csv,
+    export_recordings_zip,
     export_transcript,
 )
 from core.meetings.minutes import (
@@ -23,10 +23,10 @@ from core.meetings.minutes import (
 )
 from core.meetings.minutes_format import Minutes, MinutesActionItem, MinutesItem
 from core.meetings.recording_access import (
-    job_visible_clause,
-    load_managed_job,
-    load_readable_job,
-    may_manage_job,
+    load_managed_recording,
+    load_readable_recording,
+    may_manage_recording,
+    recording_visible_clause,
 )
 from core.meetings.recording_upload import submit_recording
 from core.meetings.recordings import (
@@ -54,20 +54,20 @@ __all__ = [
     "RecordingFile",
     "RecordingSummary",
     "delete_recording",
-    "export_job",
-    "export_jobs_csv",
-    "export_jobs_zip",
     "export_minutes",
+    "export_recording",
+    "export_recordings_csv",
+    "export_recordings_zip",
     "export_transcript",
     "get_minutes",
     "get_recording",
     "get_recording_summary",
-    "job_visible_clause",
     "list_recordings",
-    "load_managed_job",
-    "load_readable_job",
-    "may_manage_job",
+    "load_managed_recording",
+    "load_readable_recording",
+    "may_manage_recording",
     "read_recording",
+    "recording_visible_clause",
     "regenerate_minutes",
     "retry_recording",
     "submit_recording",

@@ -144,7 +144,7 @@ def actions_from_markdown(markdown: str) -> list[TickedAction]:
     return found
 
 
-def _actions_of_job(job: TranscriptionJob) -> list[TickedAction]:
+def _actions_of_recording(job: TranscriptionJob) -> list[TickedAction]:
     """The job's action items: from the owner's edited Markdown when there is one, else
     from the generated minutes."""
     if job.minutes_edited_at is not None and job.minutes_markdown:
@@ -202,7 +202,7 @@ def sync_action_items(job_id: int, *, edited_by: int | None = None) -> None:
         job = session.scalar(select(TranscriptionJob).where(TranscriptionJob.id == job_id).with_for_update())
         if job is None:
             return
-        ticked = _actions_of_job(job)
+        ticked = _actions_of_recording(job)
         actions = [action for action, _ in ticked]
         said_on = job.created_at.date()
         rows = list(

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from core.access.audit import record_audit
 from core.access.rbac import Actor, require
 from core.meetings.action_item_sync import MAX_OWNER_CHARS
-from core.meetings.recording_access import job_visible_clause, may_manage_job
+from core.meetings.recording_access import may_manage_recording, recording_visible_clause
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound, PermissionDenied
 from core.platform.models import ActionItem, TranscriptionJob, User
@@ -99,7 +99,7 @@ def _assigned_to(actor: Actor) -> ColumnElement[bool]:
 
 
 def _view(item: ActionItem, job: TranscriptionJob, closer: str | None, actor: Actor) -> ActionItemView:
-    can_edit = may_manage_job(actor, job)
+    can_edit = may_manage_recording(actor, job)
     return ActionItemView(
         id=item.id,
         job_id=job.id,
@@ -150,7 +150,7 @@ def list_action_items(
         select(ActionItem, TranscriptionJob, _closer_name())
         .join(TranscriptionJob, TranscriptionJob.id == ActionItem.transcription_job_id)
         .outerjoin(User, User.id == ActionItem.closed_by)
-        .where(job_visible_clause(actor))
+        .where(recording_visible_clause(actor))
     )
     if owner is not None:
         statement = statement.where(
@@ -195,7 +195,7 @@ def action_item_owners(*, actor: Actor) -> list[str]:
         owners = session.scalars(
             select(ActionItem.owner)
             .join(TranscriptionJob, TranscriptionJob.id == ActionItem.transcription_job_id)
-            .where(job_visible_clause(actor), ActionItem.owner.is_not(None))
+            .where(recording_visible_clause(actor), ActionItem.owner.is_not(None))
             .distinct()
         ).all()
     return sorted({o for o in owners if o}, key=str.casefold)
@@ -210,7 +210,7 @@ def _load_for_change(session: Session, actor: Actor, item_id: int) -> tuple[Acti
     row = session.execute(
         select(ActionItem, TranscriptionJob)
         .join(TranscriptionJob, TranscriptionJob.id == ActionItem.transcription_job_id)
-        .where(ActionItem.id == item_id, job_visible_clause(actor))
+        .where(ActionItem.id == item_id, recording_visible_clause(actor))
         .with_for_update(of=ActionItem)
     ).first()
     if row is None:

@@ -2,13 +2,13 @@
 
 Every function needs export_transcripts and exports only jobs the actor may read
 (core.meetings.recording_access); a job they may not read is NotFound. Each returns an ExportFile
-(filename, mime_type, data), a named tuple, so `name, mime, data = export_job(...)` works.
+(filename, mime_type, data), a named tuple, so `name, mime, data = export_recording(...)` works.
 
-Formats of one job (`export_job`):
+Formats of one job (`export_recording`):
 - transcript: txt, md, docx, srt (00:01:02,345), vtt (00:01:02.345), json
 - minutes: minutes-md, minutes-docx (the owner's edit when there is one)
-Many jobs: `export_jobs_csv` (one row per transcript segment: job, file, start, end,
-speaker, text; cells safe against formula injection) and `export_jobs_zip` (each job's
+Many jobs: `export_recordings_csv` (one row per transcript segment: job, file, start, end,
+speaker, text; cells safe against formula injection) and `export_recordings_zip` (each job's
 files in the chosen formats).
 """
 
@@ -30,7 +30,7 @@ from docx.text.paragraph import Paragraph
 from core.access.rbac import Actor, require
 from core.ai.base import TranscriptPiece
 from core.meetings.minutes_format import format_clock, pieces_from_segments
-from core.meetings.recording_access import load_readable_job
+from core.meetings.recording_access import load_readable_recording
 from core.meetings.speakers import named_segments
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput
@@ -110,7 +110,7 @@ def _load(actor: Actor, job_ids: Sequence[int]) -> list[_JobSnapshot]:
     snapshots = []
     with session_scope() as session:
         for job_id in job_ids:
-            job = load_readable_job(session, actor=actor, job_id=job_id)
+            job = load_readable_recording(session, actor=actor, job_id=job_id)
             has_transcript = job.transcript_segments is not None or job.transcript_text is not None
             snapshots.append(
                 _JobSnapshot(
@@ -142,7 +142,7 @@ def _bulk_ids(job_ids: Sequence[int]) -> list[int]:
 # --------------------------------------------------------------------------- one job
 
 
-def export_job(*, actor: Actor, job_id: int, fmt: str) -> ExportFile:
+def export_recording(*, actor: Actor, job_id: int, fmt: str) -> ExportFile:
     """One job as `fmt` (see JOB_FORMATS; "markdown", "minutes", ... are accepted). Read-only.
 
     Raises PermissionDenied without export_transcripts, NotFound when the actor may not
@@ -155,17 +155,17 @@ def export_job(*, actor: Actor, job_id: int, fmt: str) -> ExportFile:
 
 
 def export_transcript(*, actor: Actor, job_id: int, fmt: str) -> ExportFile:
-    """The transcript as txt, md, docx, srt, vtt or json. Read-only; raises as export_job."""
+    """The transcript as txt, md, docx, srt, vtt or json. Read-only; raises as export_recording."""
     key = normalise_format(fmt)
     if key not in TRANSCRIPT_FORMATS:
         raise InvalidInput(f"Transcripts export as {', '.join(TRANSCRIPT_FORMATS)}.")
-    return export_job(actor=actor, job_id=job_id, fmt=key)
+    return export_recording(actor=actor, job_id=job_id, fmt=key)
 
 
 def export_minutes(*, actor: Actor, job_id: int, fmt: str = "md") -> ExportFile:
-    """The minutes as Markdown ("md") or Word ("docx"). Read-only; raises as export_job."""
+    """The minutes as Markdown ("md") or Word ("docx"). Read-only; raises as export_recording."""
     key = normalise_format(fmt if fmt.startswith("minutes") else f"minutes-{fmt.strip().lower()}")
-    return export_job(actor=actor, job_id=job_id, fmt=key)
+    return export_recording(actor=actor, job_id=job_id, fmt=key)
 
 
 def _render(job: _JobSnapshot, key: str) -> ExportFile:
@@ -390,7 +390,7 @@ def markdown_to_docx(markdown: str) -> bytes:
 # --------------------------------------------------------------------------- many jobs
 
 
-def export_jobs_csv(*, actor: Actor, job_ids: Sequence[int]) -> ExportFile:
+def export_recordings_csv(*, actor: Actor, job_ids: Sequence[int]) -> ExportFile:
     """One CSV row per transcript segment of the selected jobs: job, file, start, end
     (seconds), speaker, text. Jobs without a transcript yet add no rows. Read-only.
 
@@ -414,13 +414,13 @@ def export_jobs_csv(*, actor: Actor, job_ids: Sequence[int]) -> ExportFile:
     return ExportFile(name, MIME_TYPES["csv"], to_csv_bytes(rows, CSV_COLUMNS))
 
 
-def export_jobs_zip(
+def export_recordings_zip(
     *, actor: Actor, job_ids: Sequence[int], formats: Sequence[str] = DEFAULT_ZIP_FORMATS
 ) -> ExportFile:
     """A ZIP with each selected job's files in `formats` (see JOB_FORMATS). Read-only.
 
     Files a job cannot give yet (no transcript, no minutes) are left out and listed in
-    SKIPPED.txt inside the archive. Raises as export_jobs_csv, and InvalidInput for an
+    SKIPPED.txt inside the archive. Raises as export_recordings_csv, and InvalidInput for an
     unknown format.
     """
     keys = list(dict.fromkeys(normalise_format(fmt) for fmt in formats))

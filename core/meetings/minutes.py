@@ -19,7 +19,7 @@ from core.ai.usage import check_ai_budget
 from core.meetings.action_item_sync import sync_action_items
 from core.meetings.minutes_format import Minutes, minutes_from_json, pieces_from_segments
 from core.meetings.minutes_writer import generate_minutes
-from core.meetings.recording_access import load_managed_job, load_readable_job, may_manage_job
+from core.meetings.recording_access import load_managed_recording, load_readable_recording, may_manage_recording
 from core.meetings.speakers import named_segments
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound, PermanentError
@@ -55,7 +55,7 @@ def _title_for(filename: str) -> str:
 
 def _view(job: TranscriptionJob, actor: Actor | None) -> MinutesView:
     minutes = minutes_from_json(job.minutes, fallback_title=_title_for(job.filename)) if job.minutes else None
-    can_edit = actor is not None and may_manage_job(actor, job)
+    can_edit = actor is not None and may_manage_recording(actor, job)
     return MinutesView(
         job_id=job.id,
         filename=job.filename,
@@ -132,7 +132,7 @@ def get_minutes(*, actor: Actor, job_id: int) -> MinutesView:
     """The job's minutes for `actor`. Read-only. Raises NotFound when the actor may not
     read the job (core.meetings.recording_access); `minutes` and `markdown` are None until written."""
     with session_scope() as session:
-        job = load_readable_job(session, actor=actor, job_id=job_id)
+        job = load_readable_recording(session, actor=actor, job_id=job_id)
         return _view(job, actor)
 
 
@@ -144,7 +144,7 @@ def regenerate_minutes(*, actor: Actor, job_id: int) -> MinutesView:
     yet, or edited meanwhile), ProviderError.
     """
     with session_scope() as session:
-        job = load_managed_job(session, actor=actor, job_id=job_id)
+        job = load_managed_recording(session, actor=actor, job_id=job_id)
         if job.transcript_segments is None and job.transcript_text is None:
             raise Conflict("This recording has no transcript yet; minutes can be written once it is transcribed.")
     check_ai_budget(actor)
@@ -166,7 +166,7 @@ def update_minutes(*, actor: Actor, job_id: int, markdown: str) -> MinutesView:
     if len(text) > MAX_MINUTES_MARKDOWN_CHARS:
         raise InvalidInput(f"Minutes are limited to {MAX_MINUTES_MARKDOWN_CHARS:,} characters.")
     with session_scope() as session:
-        job = load_managed_job(session, actor=actor, job_id=job_id, for_update=True)
+        job = load_managed_recording(session, actor=actor, job_id=job_id, for_update=True)
         job.minutes_markdown = text + "\n"
         job.minutes_edited_at = datetime.now(UTC)
         session.flush()

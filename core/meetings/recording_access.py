@@ -21,7 +21,7 @@ from core.platform.models import TranscriptionJob
 SEE_ALL_PRIVATE = "delete_documents"
 
 
-def job_visible_clause(actor: Actor) -> ColumnElement[bool]:
+def recording_visible_clause(actor: Actor) -> ColumnElement[bool]:
     """SQL condition: the transcription_jobs rows `actor` may read."""
     if actor.can(SEE_ALL_PRIVATE):
         return true()
@@ -31,32 +31,34 @@ def job_visible_clause(actor: Actor) -> ColumnElement[bool]:
     )
 
 
-def may_manage_job(actor: Actor, job: TranscriptionJob) -> bool:
+def may_manage_recording(actor: Actor, job: TranscriptionJob) -> bool:
     """True when `actor` may change the job's minutes (owner or admin)."""
     return job.owner_id == actor.id or actor.can(SEE_ALL_PRIVATE)
 
 
-def load_readable_job(session: Session, *, actor: Actor, job_id: int) -> TranscriptionJob:
+def load_readable_recording(session: Session, *, actor: Actor, job_id: int) -> TranscriptionJob:
     """The job row when `actor` may read it. Does not commit. Raises NotFound otherwise."""
-    job = session.scalar(select(TranscriptionJob).where(TranscriptionJob.id == job_id, job_visible_clause(actor)))
+    job = session.scalar(select(TranscriptionJob).where(TranscriptionJob.id == job_id, recording_visible_clause(actor)))
     if job is None:
         raise NotFound(f"Recording {job_id} was not found.")
     return job
 
 
-def load_managed_job(session: Session, *, actor: Actor, job_id: int, for_update: bool = False) -> TranscriptionJob:
+def load_managed_recording(
+    session: Session, *, actor: Actor, job_id: int, for_update: bool = False
+) -> TranscriptionJob:
     """The job row when `actor` owns it or may manage everyone's. Does not commit.
 
     Raises NotFound when the actor may not even read it, PermissionDenied when they may
     read but not change it. `for_update` locks the row for the rest of the transaction.
     """
-    statement = select(TranscriptionJob).where(TranscriptionJob.id == job_id, job_visible_clause(actor))
+    statement = select(TranscriptionJob).where(TranscriptionJob.id == job_id, recording_visible_clause(actor))
     if for_update:
         # of=: the eager-loaded owner is an outer join, which PostgreSQL cannot lock.
         statement = statement.with_for_update(of=TranscriptionJob)
     job = session.scalar(statement)
     if job is None:
         raise NotFound(f"Recording {job_id} was not found.")
-    if not may_manage_job(actor, job):
+    if not may_manage_recording(actor, job):
         raise PermissionDenied("Only the owner of this recording or an admin can change its minutes.")
     return job

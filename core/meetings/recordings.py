@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from core.access.audit import record_audit
 from core.access.rbac import Actor
 from core.meetings.audio import CONTENT_TYPES
-from core.meetings.recording_access import job_visible_clause, may_manage_job
+from core.meetings.recording_access import may_manage_recording, recording_visible_clause
 from core.meetings.speakers import named_segments
 from core.meetings.stitching import StoredSegment, TranscriptLine, stitch_segments
 from core.platform.config import get_settings
@@ -102,7 +102,7 @@ def recording_state(job: TranscriptionJob, *, now: datetime | None = None) -> Jo
 
 def may_retry_recording(actor: Actor, job: TranscriptionJob) -> bool:
     """The owner, admins (core.meetings.recording_access) and holders of view_jobs."""
-    return may_manage_job(actor, job) or actor.can("view_jobs")
+    return may_manage_recording(actor, job) or actor.can("view_jobs")
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def _summary(actor: Actor, job: TranscriptionJob, cost: Decimal | float | None) 
 
 def _readable_row(session: Session, actor: Actor, job_id: int) -> tuple[TranscriptionJob, Decimal]:
     row = session.execute(
-        select(TranscriptionJob, _ledger_cost()).where(TranscriptionJob.id == job_id, job_visible_clause(actor))
+        select(TranscriptionJob, _ledger_cost()).where(TranscriptionJob.id == job_id, recording_visible_clause(actor))
     ).first()
     if row is None:
         raise NotFound(f"Recording {job_id} was not found.")
@@ -194,7 +194,7 @@ def list_recordings(
     Visible: the actor's own; team recordings with read_transcripts; every recording with
     delete_documents (admins), as core.meetings.recording_access defines.
     """
-    statement = select(TranscriptionJob, _ledger_cost()).where(job_visible_clause(actor))
+    statement = select(TranscriptionJob, _ledger_cost()).where(recording_visible_clause(actor))
     if statuses:
         statement = statement.where(TranscriptionJob.status.in_(list(statuses)))
     if mine_only:
@@ -254,7 +254,7 @@ def get_recording(*, actor: Actor, job_id: int) -> RecordingDetail:
             lines=lines,
             transcript_complete=complete,
             segments_done=len(stored),
-            can_manage=may_manage_job(actor, job),
+            can_manage=may_manage_recording(actor, job),
             can_delete=_may_delete(actor, job),
         )
 
@@ -288,7 +288,7 @@ def _may_delete(actor: Actor, job: TranscriptionJob) -> bool:
 def _locked_readable(session: Session, actor: Actor, job_id: int) -> TranscriptionJob:
     job = session.scalar(
         select(TranscriptionJob)
-        .where(TranscriptionJob.id == job_id, job_visible_clause(actor))
+        .where(TranscriptionJob.id == job_id, recording_visible_clause(actor))
         .with_for_update(of=TranscriptionJob)
     )
     if job is None:

@@ -30,7 +30,12 @@ from core.access.audit import record_audit
 from core.access.rbac import Actor
 from core.ai.base import Message, UsageContext
 from core.meetings.minutes_format import minutes_from_json
-from core.meetings.recording_access import job_visible_clause, load_managed_job, load_readable_job, may_manage_job
+from core.meetings.recording_access import (
+    load_managed_recording,
+    load_readable_recording,
+    may_manage_recording,
+    recording_visible_clause,
+)
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
 from core.platform.models import ActionItem, Document, TranscriptionJob, User
@@ -179,9 +184,11 @@ def _speaker_infos(job: TranscriptionJob) -> tuple[tuple[SpeakerInfo, ...], bool
 def get_speakers(*, actor: Actor, job_id: int) -> SpeakersView:
     """The speakers of a recording with excerpts of each. Read-only. Raises NotFound."""
     with session_scope() as session:
-        job = load_readable_job(session, actor=actor, job_id=job_id)
+        job = load_readable_recording(session, actor=actor, job_id=job_id)
         speakers, diarized = _speaker_infos(job)
-        return SpeakersView(job_id=job.id, speakers=speakers, diarized=diarized, can_rename=may_manage_job(actor, job))
+        return SpeakersView(
+            job_id=job.id, speakers=speakers, diarized=diarized, can_rename=may_manage_recording(actor, job)
+        )
 
 
 def known_speaker_names(*, actor: Actor) -> list[str]:
@@ -191,7 +198,7 @@ def known_speaker_names(*, actor: Actor) -> list[str]:
         pairs = func.jsonb_each_text(TranscriptionJob.speaker_names).table_valued("key", "value").lateral()
         used = session.scalars(
             select(pairs.c.value).select_from(TranscriptionJob).join(pairs, pairs.c.key.is_not(None))
-            .where(job_visible_clause(actor))
+            .where(recording_visible_clause(actor))
             .distinct()
         ).all()  # fmt: skip
         people = session.scalars(
@@ -272,7 +279,7 @@ def rename_speakers(*, actor: Actor, job_id: int, names: Mapping[str, str]) -> S
     """
     cleaned = {str(label): clean_name(name) for label, name in names.items()}
     with session_scope() as session:
-        job = load_managed_job(session, actor=actor, job_id=job_id, for_update=True)
+        job = load_managed_recording(session, actor=actor, job_id=job_id, for_update=True)
         infos, _ = _speaker_infos(job)
         known = {info.label for info in infos}
         unknown = sorted(set(cleaned) - known)
@@ -306,7 +313,9 @@ def rename_speakers(*, actor: Actor, job_id: int, names: Mapping[str, str]) -> S
 
 def get_speakers_in(session: Session, actor: Actor, job: TranscriptionJob) -> SpeakersView:
     speakers, diarized = _speaker_infos(job)
-    return SpeakersView(job_id=job.id, speakers=speakers, diarized=diarized, can_rename=may_manage_job(actor, job))
+    return SpeakersView(
+        job_id=job.id, speakers=speakers, diarized=diarized, can_rename=may_manage_recording(actor, job)
+    )
 
 
 def _reindex(job_id: int, indexed: set[str], *, minutes_changed: bool) -> None:
@@ -415,7 +424,7 @@ def suggest_speaker_names(*, actor: Actor, job_id: int) -> list[SpeakerSuggestio
     Owner or admin. Raises NotFound, PermissionDenied, ProviderError.
     """
     with session_scope() as session:
-        job = load_managed_job(session, actor=actor, job_id=job_id)
+        job = load_managed_recording(session, actor=actor, job_id=job_id)
         segments = [s for s in job.transcript_segments or [] if isinstance(s, Mapping)]
     if not _labels(segments):
         return []

@@ -419,16 +419,16 @@ def _probes() -> list[Probe]:
             actor=a, job_id=_colleague_job(w), markdown="# Edited\n\nShip it."), {}),
         ("meetings.regenerate_minutes", "delete_documents",
             lambda a, w: minutes.regenerate_minutes(actor=a, job_id=_colleague_job(w)), {}),
-        ("meetings.export_job", "export_transcripts",
-            lambda a, w: exports.export_job(actor=a, job_id=w.team_job, fmt="txt"), {}),
+        ("meetings.export_recording", "export_transcripts",
+            lambda a, w: exports.export_recording(actor=a, job_id=w.team_job, fmt="txt"), {}),
         ("meetings.export_transcript", "export_transcripts",
             lambda a, w: exports.export_transcript(actor=a, job_id=w.team_job, fmt="srt"), {}),
         ("meetings.export_minutes", "export_transcripts",
             lambda a, w: exports.export_minutes(actor=a, job_id=w.team_job, fmt="md"), {}),
-        ("meetings.export_jobs_csv", "export_transcripts",
-            lambda a, w: exports.export_jobs_csv(actor=a, job_ids=[w.team_job]), {}),
-        ("meetings.export_jobs_zip", "export_transcripts",
-            lambda a, w: exports.export_jobs_zip(actor=a, job_ids=[w.team_job]), {}),
+        ("meetings.export_recordings_csv", "export_transcripts",
+            lambda a, w: exports.export_recordings_csv(actor=a, job_ids=[w.team_job]), {}),
+        ("meetings.export_recordings_zip", "export_transcripts",
+            lambda a, w: exports.export_recordings_zip(actor=a, job_ids=[w.team_job]), {}),
         ("meetings.export_action_items", "export_transcripts", lambda a, w: action_items.export_action_items(
             actor=a, items=action_items.list_action_items(actor=a), fmt="csv"), {}),
     ]
@@ -507,9 +507,9 @@ def test_nobody_reads_another_users_chats_or_private_documents_and_recordings(
             "detail": lambda: meetings.get_recording(actor=actor, job_id=job_id),
             "audio": lambda: meetings.read_recording(actor=actor, job_id=job_id),
             "minutes": lambda: minutes.get_minutes(actor=actor, job_id=job_id),
-            "export": lambda: exports.export_job(actor=actor, job_id=job_id, fmt="json"),
-            "export csv": lambda: exports.export_jobs_csv(actor=actor, job_ids=[job_id]),
-            "export zip": lambda: exports.export_jobs_zip(actor=actor, job_ids=[job_id]),
+            "export": lambda: exports.export_recording(actor=actor, job_id=job_id, fmt="json"),
+            "export csv": lambda: exports.export_recordings_csv(actor=actor, job_ids=[job_id]),
+            "export zip": lambda: exports.export_recordings_zip(actor=actor, job_ids=[job_id]),
         }
 
     def chat_reads(actor: Actor) -> dict[str, Callable[[], object]]:
