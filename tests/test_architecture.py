@@ -35,8 +35,13 @@ RULES: dict[str, tuple[frozenset[str], str]] = {
 }
 
 
-def imported_packages(path: Path) -> dict[str, int]:
-    """Top-level package -> first line that imports it, for every import in `path`."""
+# Core modules whose objects are live database rows, sessions or queue messages: pages get
+# plain data objects and the StrEnum values (core.platform.statuses) instead.
+DATA_MODULES = frozenset({"core.platform.models", "core.platform.db", "core.platform.queue", "core.platform.jobs"})
+
+
+def imported_modules(path: Path) -> dict[str, int]:
+    """Full module name -> first line that imports it (or a name from it), for `path`."""
     found: dict[str, int] = {}
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -46,7 +51,16 @@ def imported_packages(path: Path) -> dict[str, int]:
         else:
             continue
         for name in names:
-            found.setdefault(name.split(".")[0], node.lineno)
+            found.setdefault(name, node.lineno)
+    return found
+
+
+def imported_packages(path: Path) -> dict[str, int]:
+    """Top-level package -> first line that imports it, for every import in `path`."""
+    found: dict[str, int] = {}
+    for module, line in imported_modules(path).items():
+        package = module.split(".")[0]
+        found[package] = min(line, found.get(package, line))
     return found
 
 
@@ -67,6 +81,17 @@ def test_layers_import_only_what_they_may(where: str) -> None:
         if package in banned
     ]
     assert not broken, f"{why}:\n" + "\n".join(broken)
+
+
+@pytest.mark.parametrize("where", ["pages", "ui", "streamlit_app.py"])
+def test_the_ui_never_holds_orm_rows_sessions_or_queues(where: str) -> None:
+    broken = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in _files(where)
+        for module, line in sorted(imported_modules(path).items())
+        if module in DATA_MODULES
+    ]
+    assert not broken, "the UI calls core services and gets plain data back:\n" + "\n".join(broken)
 
 
 def test_pages_holds_only_routed_pages() -> None:
