@@ -12,6 +12,7 @@ import core.admin as admin_service
 import streamlit as st
 from core.access.rbac import Actor
 from core.chat.feedback_review import FeedbackFilters, list_feedback
+from core.platform.statuses import RecordingStatus
 from ui import session_keys
 from ui.admin.audit_tab import audit_tab
 from ui.admin.feedback_tab import feedback_tab
@@ -43,7 +44,7 @@ def _attention() -> dict[str, str]:
         if new:
             waiting["Feedback review"] = f"{len(new)} new"
     if actor.can("view_jobs"):
-        failed = run_action(lambda: admin_service.list_jobs(actor=actor, status="FAILED")).value or []
+        failed = run_action(lambda: admin_service.list_jobs(actor=actor, status=RecordingStatus.FAILED)).value or []
         if failed:
             waiting["Jobs"] = f"{len(failed)} failed"
     return waiting

@@ -28,7 +28,7 @@ from core.chat.feedback import rate_message
 from core.chat.retrieval import RetrievalFilters
 from core.documents import list_documents
 from core.platform.errors import QuorumError
-from core.platform.statuses import DOCUMENT_TYPES
+from core.platform.statuses import DOCUMENT_TYPES, MessageRole
 from ui import session_keys, untrusted
 from ui.answer_in_progress import AnswerInProgress
 from ui.common import current_actor, date_range_input, flash_and_rerun, format_seconds, plain, run_action, show_flash
@@ -281,11 +281,11 @@ if pending is not None and pending.finished and pending.error is None:
 messages = (run_action(lambda: list_messages(actor=actor, chat_id=active_id)).value or []) if active_id else []
 if not messages:
     st.caption("Ask about your documents, transcripts and meeting minutes. Every answer cites its sources.")
-last_assistant = max((m.id for m in messages if m.role == "assistant"), default=None)
+last_assistant = max((m.id for m in messages if m.role == MessageRole.ASSISTANT), default=None)
 for message in messages:
     with st.chat_message(message.role):
         st.markdown(untrusted.markdown(message.content))
-        if message.role != "assistant":
+        if message.role != MessageRole.ASSISTANT:
             continue
         if message.sources:
             with st.expander(f"Sources ({len(message.sources)})", expanded=message.id == last_assistant):

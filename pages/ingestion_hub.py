@@ -89,15 +89,15 @@ def render_document_upload(actor: Actor) -> None:
 def _live_note(document: DocumentInfo) -> None:
     """One uploaded file's message, as its indexing stands now."""
     name = untrusted.plain(document.filename)
-    if document.status == "COMPLETED":
+    if document.status == DocumentStatus.COMPLETED:
         chunks = f"{document.chunks_total} chunk{'s' if document.chunks_total != 1 else ''}"
         st.success(f"{name}: indexed ({chunks}); Chat can answer from it now.", icon=":material/check_circle:")
-    elif document.status == "FAILED":
+    elif document.status == DocumentStatus.FAILED:
         reason = untrusted.plain(document.error)
         st.error(f"{name}: indexing failed. {reason} Pick it below to retry.", icon=":material/error:")
     elif document.state.stale:
         st.warning(f"{name}: indexing stopped answering. Pick it below to retry.", icon=":material/warning:")
-    elif document.status == "INDEXING":
+    elif document.status == DocumentStatus.INDEXING:
         done = f" ({document.chunks_done} of {document.chunks_total} chunks)" if document.chunks_total else ""
         st.info(f"{name}: indexing{done}…", icon=":material/hourglass_top:")
     else:

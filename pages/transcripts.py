@@ -36,7 +36,7 @@ from core.meetings.exports import (
     export_recordings_zip,
 )
 from core.meetings.stitching import TranscriptLine
-from core.platform.statuses import RecordingStatus
+from core.platform.statuses import RecordingStatus, Visibility
 from ui import page_access, session_keys, untrusted
 from ui.auth_ui import recheck_account
 from ui.common import current_actor, flash_and_rerun, format_bytes, format_seconds, run_action, show_flash
@@ -356,7 +356,7 @@ def render_detail(actor: Actor, detail: RecordingDetail) -> None:
     st.subheader(job.filename)
     st.caption(
         f"Uploaded by {job.owner_name} on {job.created_at:%Y-%m-%d %H:%M} · {format_bytes(job.size_bytes)} · "
-        + ("visible to the team" if job.visibility == "team" else "private")
+        + ("visible to the team" if job.visibility == Visibility.TEAM else "private")
         + (f" · transcribed with {job.model}" if job.model else "")
     )
     facts = st.columns(3)

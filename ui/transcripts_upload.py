@@ -18,6 +18,7 @@ from core.meetings import RecordingSummary, get_recording_summary, submit_record
 from core.meetings.audio import ACCEPTED_EXTENSIONS
 from core.platform.config import get_settings
 from core.platform.errors import DuplicateRecording, NotFound, QuorumError
+from core.platform.statuses import RecordingStatus
 from ui import session_keys
 from ui.auth_ui import recheck_account
 from ui.common import current_actor, format_seconds, plain, visibility_input
@@ -54,11 +55,11 @@ def _remember(key: str, notes: list[Note]) -> None:
 def _live_note(job: RecordingSummary, *, link: bool) -> None:
     """One queued recording's message, as its transcription stands now."""
     name = f"**{plain(job.filename)}** ({format_seconds(job.duration_seconds)})"
-    if job.status == "COMPLETED":
+    if job.status == RecordingStatus.COMPLETED:
         st.success(f"{name} is transcribed; its transcript and minutes are ready.", icon=":material/check_circle:")
-    elif job.status == "FAILED":
+    elif job.status == RecordingStatus.FAILED:
         st.error(f"{name} could not be transcribed. {plain(job.error or '')}", icon=":material/error:")
-    elif job.status == "PENDING":
+    elif job.status == RecordingStatus.PENDING:
         st.info(f"{name} is queued, waiting for a worker to transcribe it…", icon=":material/hourglass_top:")
     else:
         st.info(f"{name} is being transcribed: {job.progress:.0%}…", icon=":material/graphic_eq:")

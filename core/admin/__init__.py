@@ -5,7 +5,7 @@ Pages and the CLI use the names below; the modules behind them may move.
 
 from core.admin.analytics import UsageAnalytics, usage_analytics
 from core.admin.dashboard import HomeOverview, OverviewItem, home_overview
-from core.admin.job_monitor import JobRow, job_queue_depths, list_jobs, retry_job
+from core.admin.job_monitor import JOB_STATUS_WORDS, JobRow, job_queue_depths, list_jobs, retry_job
 from core.admin.roles import (
     RoleSummary,
     create_role,
@@ -32,6 +32,7 @@ from core.platform.jobs import JobKind
 
 __all__ = [
     "DELETED_USER_LABEL",
+    "JOB_STATUS_WORDS",
     "DeletedUser",
     "HomeOverview",
     "JobKind",

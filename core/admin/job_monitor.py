@@ -34,6 +34,15 @@ from core.platform.statuses import DocumentStatus, RecordingStatus
 
 log = logging.getLogger(__name__)
 
+# The monitor's filter and column words: one "Running" for both kinds of job (a recording
+# is PROCESSING, a document INDEXING); the filter's PROCESSING matches both.
+JOB_STATUS_WORDS: dict[str, str] = {
+    RecordingStatus.PENDING: "Waiting",
+    RecordingStatus.PROCESSING: "Running",
+    RecordingStatus.COMPLETED: "Completed",
+    RecordingStatus.FAILED: "Failed",
+}
+
 
 @dataclass(frozen=True)
 class JobRow:
@@ -65,6 +74,17 @@ class JobRow:
     @property
     def failed(self) -> bool:
         return self.status == RecordingStatus.FAILED
+
+    @property
+    def status_label(self) -> str:
+        """ "Waiting", "Running", "Running (stalled)", "Completed", "Failed"."""
+        words = "Running" if self.running else JOB_STATUS_WORDS.get(self.status, self.status.title())
+        return f"{words} (stalled)" if self.stale else words
+
+    @property
+    def current_stage(self) -> str:
+        """What a waiting or running job is doing, in words; nothing once it has finished."""
+        return "" if self.status in (RecordingStatus.COMPLETED, RecordingStatus.FAILED) else self.stage_label
 
 
 def _duration(started: datetime | None, finished: datetime | None, running: bool, now: datetime) -> float | None:

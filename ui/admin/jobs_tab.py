@@ -10,26 +10,11 @@ import streamlit as st
 
 import core.admin as admin_service
 from core.access.rbac import Actor
-from core.admin import JobRow
+from core.admin import JOB_STATUS_WORDS
 from ui import untrusted
 from ui.admin.widgets import ALL, choice, when
 from ui.auth_ui import recheck_account
 from ui.common import format_seconds, run_action
-
-JOB_STATUS_WORDS = {"PENDING": "Waiting", "PROCESSING": "Running", "COMPLETED": "Completed", "FAILED": "Failed"}
-
-
-def _job_status(row: JobRow) -> str:
-    words = "Running" if row.status == "INDEXING" else JOB_STATUS_WORDS.get(row.status, row.status.title())
-    return f"{words} (stalled)" if row.stale else words
-
-
-def _job_stage(row: JobRow) -> str:
-    """What a running job is doing; nothing for finished ones (the status says it all)."""
-    if row.status in ("COMPLETED", "FAILED"):
-        return ""
-    return row.stage_label
-
 
 JOBS_REFRESH_SECONDS = 5
 
@@ -69,8 +54,8 @@ def jobs_panel() -> None:
                     "Id": row.id,
                     "File": row.name,
                     "Owner": row.owner,
-                    "Status": _job_status(row),
-                    "Stage": _job_stage(row),
+                    "Status": row.status_label,
+                    "Stage": row.current_stage,
                     "Progress": row.progress,
                     "Attempts": row.attempts,
                     "Duration": format_seconds(row.duration_seconds),
