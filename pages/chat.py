@@ -28,7 +28,7 @@ from core.chat.feedback import rate_message
 from core.chat.retrieval import RetrievalFilters
 from core.documents import list_documents
 from core.platform.errors import QuorumError
-from core.platform.statuses import DOCUMENT_TYPES, MessageRole
+from core.platform.statuses import DOCUMENT_TYPES, MessageRole, Rating
 from ui import session_keys, untrusted
 from ui.answer_in_progress import AnswerInProgress
 from ui.common import current_actor, date_range_input, flash_and_rerun, format_seconds, plain, run_action, show_flash
@@ -210,10 +210,10 @@ def _feedback(actor: Actor, message: ChatMessageView) -> None:
             success=RATED[chosen],
         )
     # The thumbs alone barely change colour when chosen: say in words what was recorded.
-    if rating == "bad":
+    if rating == Rating.BAD:
         hint = "" if message.my_correction else " Suggest a correction to help the reviewers."
         said.markdown(f":red-badge[:material/thumb_down: You marked this answer not helpful.]{hint}")
-    elif rating == "good":
+    elif rating == Rating.GOOD:
         said.markdown(":green-badge[:material/thumb_up: You marked this answer helpful.]")
     with right.popover("Suggest a correction", icon=":material/rate_review:"):
         text = st.text_area(

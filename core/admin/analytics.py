@@ -18,7 +18,7 @@ from core.access.rbac import Actor, require
 from core.ai.usage import UsageSummary, summarize_usage
 from core.platform.db import session_scope
 from core.platform.models import Document, MessageFeedback, TranscriptionJob
-from core.platform.statuses import RecordingStatus
+from core.platform.statuses import Rating, RecordingStatus
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,8 @@ def usage_analytics(*, actor: Actor, since: date | None = None) -> UsageAnalytic
         ]
 
         feedback_day = _utc_day(MessageFeedback.created_at)
-        good = func.count(MessageFeedback.id).filter(MessageFeedback.rating == "good")
-        bad = func.count(MessageFeedback.id).filter(MessageFeedback.rating == "bad")
+        good = func.count(MessageFeedback.id).filter(MessageFeedback.rating == Rating.GOOD)
+        bad = func.count(MessageFeedback.id).filter(MessageFeedback.rating == Rating.BAD)
         feedback_query = (
             select(feedback_day.label("day"), good.label("good"), bad.label("bad"))
             .group_by(feedback_day)

@@ -15,7 +15,7 @@ from core.meetings.recordings import recording_state
 from core.platform.db import session_scope
 from core.platform.jobs import JobState
 from core.platform.models import Chat, Document, TranscriptionJob
-from core.platform.statuses import DocumentStatus, RecordingStatus
+from core.platform.statuses import DocumentStatus, DocumentType, RecordingStatus
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def home_overview(*, actor: Actor, recent_limit: int = 8) -> HomeOverview:
         ).all()
         own_documents = session.scalars(
             select(Document)
-            .where(Document.uploaded_by == actor.id, Document.document_type == "general_document")
+            .where(Document.uploaded_by == actor.id, Document.document_type == DocumentType.GENERAL)
             .order_by(Document.upload_date.desc())
             .limit(recent_limit)
         ).all()

@@ -35,6 +35,7 @@ from core.ai.hashing import HASHING_MODEL, hashing_embed
 from core.ai.semantic import MINILM_MODEL, minilm_embed
 from core.platform.config import get_settings
 from core.platform.errors import InvalidInput, ProviderError
+from core.platform.statuses import MessageRole
 from core.platform.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def load_whisper_model() -> Any:
 
 def _last_user_text(messages: Sequence[Message]) -> str:
     for message in reversed(messages):
-        if message.role == "user":
+        if message.role == MessageRole.USER:
             return message.content
     return messages[-1].content if messages else ""
 

@@ -45,6 +45,7 @@ from core.platform.config import get_settings
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
 from core.platform.models import ChatMessage
+from core.platform.statuses import MessageRole
 
 NOTHING_FOUND = (
     "I could not find anything about this in the documents and recordings you can access, "
@@ -94,7 +95,7 @@ def trim_history(messages: Sequence[Message], *, provider: AIProvider, budget_to
     kept: list[Message] = []
     used = 0
     for message in reversed(messages):
-        content = CITATION_MARKS.sub("", message.content) if message.role == "assistant" else message.content
+        content = CITATION_MARKS.sub("", message.content) if message.role == MessageRole.ASSISTANT else message.content
         cost = provider.count_tokens(content) + 4
         if used + cost > budget_tokens:
             break
@@ -225,7 +226,9 @@ def _history(session: Session, chat_id: int, *, before_id: int | None = None) ->
     if before_id is not None:
         query = query.where(ChatMessage.id < before_id)
     rows = session.execute(query.order_by(ChatMessage.id)).all()
-    return [Message(role="user" if role == "user" else "assistant", content=content) for role, content in rows]
+    return [
+        Message(role="user" if role == MessageRole.USER else "assistant", content=content) for role, content in rows
+    ]
 
 
 def _store_answer(*, actor: Actor, chat_id: int, outcome: _Outcome) -> int:
@@ -291,7 +294,7 @@ def regenerate_last_answer(*, actor: Actor, chat_id: int, filters: RetrievalFilt
         chat = owned_chat(session, actor, chat_id)
         last_question = session.execute(
             select(ChatMessage.id, ChatMessage.content)
-            .where(ChatMessage.chat_id == chat.id, ChatMessage.role == "user")
+            .where(ChatMessage.chat_id == chat.id, ChatMessage.role == MessageRole.USER)
             .order_by(ChatMessage.id.desc())
             .limit(1)
         ).first()

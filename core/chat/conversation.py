@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import ScalarSelect, select
 
 from core.platform.models import ChatMessage
+from core.platform.statuses import MessageRole
 
 
 def question_before(answer: Any) -> ScalarSelect[str]:
@@ -18,7 +19,7 @@ def question_before(answer: Any) -> ScalarSelect[str]:
     asked = ChatMessage.__table__.alias("asked")
     return (
         select(asked.c.content)
-        .where(asked.c.chat_id == answer.chat_id, asked.c.role == "user", asked.c.id < answer.id)
+        .where(asked.c.chat_id == answer.chat_id, asked.c.role == MessageRole.USER, asked.c.id < answer.id)
         .order_by(asked.c.id.desc())
         .limit(1)
         .scalar_subquery()

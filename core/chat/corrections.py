@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, aliased
 from core.chat.conversation import question_before
 from core.platform.config import get_settings
 from core.platform.models import ChatMessage, MessageFeedback
+from core.platform.statuses import ReviewStatus
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def trusted_corrections(
         )
         .join(answered, answered.id == MessageFeedback.message_id)
         .where(
-            MessageFeedback.review_status == "accepted",
+            MessageFeedback.review_status == ReviewStatus.ACCEPTED,
             MessageFeedback.correction.is_not(None),
             func.length(func.btrim(MessageFeedback.correction)) > 0,
             MessageFeedback.question_embedding.is_not(None),

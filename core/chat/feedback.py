@@ -22,7 +22,7 @@ from core.chat.retrieval import embed_question
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound
 from core.platform.models import Chat, ChatMessage, MessageFeedback
-from core.platform.statuses import RATINGS
+from core.platform.statuses import RATINGS, MessageRole
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def rate_message(
         message = session.scalar(
             select(ChatMessage)
             .join(Chat, Chat.id == ChatMessage.chat_id)
-            .where(ChatMessage.id == message_id, Chat.owner_id == actor.id, ChatMessage.role == "assistant")
+            .where(ChatMessage.id == message_id, Chat.owner_id == actor.id, ChatMessage.role == MessageRole.ASSISTANT)
         )
         if message is None:
             raise NotFound("That answer does not exist or is not in one of your chats.")

@@ -33,7 +33,7 @@ from core.chat.sources import Source
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, NotFound
 from core.platform.models import ChatMessage, MessageFeedback, User
-from core.platform.statuses import REVIEW_STATUSES
+from core.platform.statuses import REVIEW_STATUSES, ReviewStatus
 from core.platform.tabular import to_csv_bytes, to_xlsx_bytes
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def _item(row: Any) -> FeedbackItem:
         reviewer=row.reviewer,
         reviewer_note=feedback.reviewer_note,
         reviewed_at=feedback.reviewed_at,
-        trusted=feedback.review_status == "accepted"
+        trusted=feedback.review_status == ReviewStatus.ACCEPTED
         and correction is not None
         and feedback.question_embedding is not None,
         chat_id=row.chat_id,
@@ -221,7 +221,9 @@ def review_feedback(*, actor: Actor, feedback_id: int, status: str, note: str | 
             raise NotFound(f"Feedback {feedback_id} does not exist.")
         current = _item(row)
         needs_embedding = (
-            status == "accepted" and current.correction is not None and row.MessageFeedback.question_embedding is None
+            status == ReviewStatus.ACCEPTED
+            and current.correction is not None
+            and row.MessageFeedback.question_embedding is None
         )
     # The embedding call happens outside any transaction: no row lock is held during it.
     embedding = (

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from core.ai import extractive
 from core.meetings.speakers import named_segments
 from core.platform.models import TranscriptionJob
+from core.platform.statuses import DocumentType
 from core.platform.timecodes import short_clock
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def without_repeated_minutes(sources: Sequence[Source]) -> list[Source]:
     meeting among them do not already say; a minutes source with nothing left is dropped. Pure."""
     passages: dict[int, list[set[str]]] = {}
     for source in sources:
-        if source.document_type == "full_transcript" and source.transcription_job_id is not None:
+        if source.document_type == DocumentType.TRANSCRIPT and source.transcription_job_id is not None:
             passages.setdefault(source.transcription_job_id, []).append(_words(source.excerpt))
     cleaned: list[Source] = []
     for source in sources:
@@ -179,7 +180,9 @@ def pin_moments(session: Session, answer: str, sources: Sequence[Source]) -> lis
     wanted = {
         s.transcription_job_id
         for s in sources
-        if s.document_type == "full_transcript" and s.transcription_job_id is not None and s.start_seconds is not None
+        if s.document_type == DocumentType.TRANSCRIPT
+        and s.transcription_job_id is not None
+        and s.start_seconds is not None
     }
     segments: dict[int, list[dict[str, Any]]] = {}
     if wanted:
@@ -193,9 +196,9 @@ def pin_moments(session: Session, answer: str, sources: Sequence[Source]) -> lis
         query = _citing_text(answer, source.number)
         if not query.strip():
             pinned.append(source)
-        elif source.document_type == "full_transcript" and source.transcription_job_id in segments:
+        elif source.document_type == DocumentType.TRANSCRIPT and source.transcription_job_id in segments:
             pinned.append(_pin_transcript(source, query, segments[source.transcription_job_id]))
-        elif source.document_type == "meeting_minutes":
+        elif source.document_type == DocumentType.MINUTES:
             pinned.append(_pin_minutes(source, query))
         else:
             pinned.append(source)

@@ -16,6 +16,7 @@ from core.chat.corrections import TrustedCorrection
 from core.chat.moments import without_repeated_minutes
 from core.chat.retrieval import RetrievedChunk
 from core.meetings.plain_text import plain_minutes_text
+from core.platform.statuses import DocumentType
 from core.platform.timecodes import short_clock
 
 CORRECTION_LABEL = "Reviewed correction"
@@ -75,7 +76,7 @@ def chunk_label(chunk: RetrievedChunk) -> str:
 
 def source_from_chunk(number: int, chunk: RetrievedChunk) -> Source:
     # Minutes indexed before they were plain text still carry tick boxes and bold marks.
-    excerpt = plain_minutes_text(chunk.content) if chunk.document_type == "meeting_minutes" else chunk.content
+    excerpt = plain_minutes_text(chunk.content) if chunk.document_type == DocumentType.MINUTES else chunk.content
     return Source(
         number=number,
         kind="chunk",

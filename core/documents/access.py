@@ -22,6 +22,7 @@ from core.access.rbac import Actor
 from core.meetings.recording_access import SEE_ALL_PRIVATE
 from core.platform.errors import NotFound, PermissionDenied
 from core.platform.models import Document
+from core.platform.statuses import DocumentType, Visibility
 
 
 def visible_documents_clause(actor: Actor) -> ColumnElement[bool]:
@@ -34,9 +35,9 @@ def visible_documents_clause(actor: Actor) -> ColumnElement[bool]:
     own = Document.uploaded_by == actor.id
     if not actor.can("read_documents"):
         return own
-    team = Document.visibility == "team"
+    team = Document.visibility == Visibility.TEAM
     if not actor.can("read_transcripts"):
-        team = and_(team, Document.document_type == "general_document")
+        team = and_(team, Document.document_type == DocumentType.GENERAL)
     return or_(own, team)
 
 

@@ -302,7 +302,7 @@ def _ingest_file(actor: Actor, path: Path, visibility: str, *, wait: bool) -> In
         index_document(outcome.document_id)
     except Exception as error:
         log.exception("indexing %s failed", path)
-        return IngestedPath(str(path), outcome, "PENDING", 0, describe_error(error))
+        return IngestedPath(str(path), outcome, DocumentStatus.PENDING, 0, describe_error(error))
     with session_scope() as session:
         row = session.execute(
             select(Document.status, Document.chunks_total, Document.error).where(Document.id == outcome.document_id)

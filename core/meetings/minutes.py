@@ -24,6 +24,7 @@ from core.meetings.speakers import named_segments
 from core.platform.db import session_scope
 from core.platform.errors import Conflict, InvalidInput, NotFound, PermanentError
 from core.platform.models import Document, TranscriptionJob
+from core.platform.statuses import DocumentType
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def _reindex_minutes_document(job_id: int) -> None:
     with session_scope() as session:
         document_id = session.scalar(
             select(Document.id).where(
-                Document.transcription_job_id == job_id, Document.document_type == "meeting_minutes"
+                Document.transcription_job_id == job_id, Document.document_type == DocumentType.MINUTES
             )
         )
     if document_id is None:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from core.access.rbac import Actor
 from core.platform.errors import NotFound, PermissionDenied
 from core.platform.models import TranscriptionJob
+from core.platform.statuses import Visibility
 
 # Admins see every private document and recording. A permission, not a role name.
 SEE_ALL_PRIVATE = "delete_documents"
@@ -27,7 +28,7 @@ def recording_visible_clause(actor: Actor) -> ColumnElement[bool]:
         return true()
     return or_(
         TranscriptionJob.owner_id == actor.id,
-        TranscriptionJob.visibility == "team" if actor.can("read_transcripts") else false(),
+        TranscriptionJob.visibility == Visibility.TEAM if actor.can("read_transcripts") else false(),
     )
 
 

@@ -48,9 +48,10 @@ def _refuse_duplicate(session: Session, actor: Actor, sha256: str) -> None:
     ).first()
     if earlier is None:
         return
-    state = {"COMPLETED": "already transcribed", "FAILED": "already uploaded (its transcription failed)"}.get(
-        earlier.status, "already being transcribed"
-    )
+    state = {
+        RecordingStatus.COMPLETED: "already transcribed",
+        RecordingStatus.FAILED: "already uploaded (its transcription failed)",
+    }.get(earlier.status, "already being transcribed")
     raise DuplicateRecording(
         f"This recording was {state} as “{earlier.filename}” (#{earlier.id}, {earlier.created_at:%Y-%m-%d %H:%M}).",
         job_id=earlier.id,
