@@ -11,9 +11,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Computed,
     Date,
     DateTime,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -280,12 +280,12 @@ class DocumentChunk(Base):
     embedding: Mapped[list[float]] = mapped_column(Vector(EMBEDDING_DIM))
     # The vector index segment written into (the open one at insert time; see vector_segments).
     segment: Mapped[int] = mapped_column(Integer, server_default=text("quorum_open_segment()"), index=True)
-    # quorum_english (migration 0010): every word, Snowball-stemmed; compounds by their parts.
-    search_vector: Mapped[str] = mapped_column(
-        TSVECTOR, Computed("to_tsvector('quorum_english'::regconfig, content)", persisted=True)
-    )
+    # Both derived from content by the database (trigger chunk_search_columns, migration 0011:
+    # the text is parsed once, with quorum_english: every word, Snowball-stemmed, compounds by
+    # their parts, migration 0010); whatever a writer sends for them is replaced.
+    search_vector: Mapped[str] = mapped_column(TSVECTOR, server_default=FetchedValue(), server_onupdate=FetchedValue())
     # Words (lexeme positions) in search_vector: the chunk length BM25 normalises by.
-    search_length: Mapped[int] = mapped_column(Integer, Computed("quorum_search_length(content)", persisted=True))
+    search_length: Mapped[int] = mapped_column(Integer, server_default=FetchedValue(), server_onupdate=FetchedValue())
     created_at: Mapped[datetime] = _now_column()
 
 
