@@ -8,9 +8,18 @@ runaway allocation fails there with MemoryError, and which is killed at the dead
 
 Why fork: a fresh interpreter would import the parsers again for every document (over a
 second on a busy machine), and multiprocessing's spawn and forkserver methods re-run the
-parent's main script in the child. A forked child only parses one file with pure-Python
-code and leaves with os._exit, never touching the parent's connections; Python re-creates
-the import and logging locks after a fork, so other threads of a worker cannot block it.
+parent's main script in the child. A forked child only parses files with pure-Python code
+and leaves with os._exit, never touching the parent's connections; Python re-creates the
+import and logging locks after a fork, so other threads of a worker cannot block it.
+
+Why one child reads many documents: a fork of a worker process costs ~25 ms of CPU, more
+than reading a small document, and bulk ingest reads thousands (benchmarks/ingest_stages.py).
+So a child that finished a document cleanly goes back to an idle pool and reads the next
+one. It is retired instead (killed; the next document gets a fresh one) after it hit its
+memory cap, the deadline or crashed, once its address space grew by a quarter of the cap
+over what it started with (so a later document always has most of its cap), and after
+_DOCUMENTS_PER_READER documents. Each document still gets the same deadline; a child
+serves one document at a time, and the pool is shared by the threads of a process.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import importlib
 import logging
 import multiprocessing
 import resource
+import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -32,8 +42,10 @@ from core.platform.errors import InvalidInput
 log = logging.getLogger(__name__)
 
 _EXIT_GRACE_SECONDS = 5.0
-# The parser a kind needs, imported in this process once so every child starts with it.
-_PARSERS = {"pdf": "pypdf", "docx": "docx", "xlsx": "openpyxl", "html": "bs4"}
+_DOCUMENTS_PER_READER = 500
+_IDLE_READERS = 4  # children kept between documents, per process
+# Parsers imported in this process before a child is forked, so every child starts with them.
+_PARSERS = ("pypdf", "docx", "openpyxl", "bs4")
 
 
 def _context() -> Any:
@@ -49,32 +61,119 @@ def _current_address_space() -> int:
         return 0
 
 
-def _extract_in_child(
-    connection: Connection, path: str, kind: str, filename: str, limits: ExtractionLimits, memory_bytes: int
-) -> None:
-    """The child's whole life: cap its memory, extract, send ("ok", sections) or (kind, message)."""
-    outcome: tuple[str, Any] = ("error", "no result")
+def _extract_one(path: str, kind: str, filename: str, limits: ExtractionLimits) -> tuple[str, Any]:
+    """("ok", sections) or (kind of failure, message), in the child."""
     try:
-        if memory_bytes > 0:
-            cap = _current_address_space() + memory_bytes
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         with open(path, "rb") as stream:
-            outcome = ("ok", extract_sections(stream, kind, filename=filename, limits=limits))
+            return "ok", extract_sections(stream, kind, filename=filename, limits=limits)
     except InvalidInput as error:
-        outcome = ("invalid", str(error))
+        return "invalid", str(error)
     except MemoryError:
-        outcome = ("memory", "")
+        return "memory", ""
     except Exception as error:  # noqa: BLE001 - any parser failure is the file's, reported as such
-        outcome = ("error", f"{type(error).__name__}: {error}"[:300])
-    # Sent after the except blocks, once the failed parse's frames are gone; parse trees
-    # are cyclic, so collect them to get the memory back for sending.
-    gc.collect()
-    try:
-        connection.send(outcome)
-    except MemoryError:
-        connection.send(("memory", ""))
-    finally:
-        connection.close()
+        return "error", f"{type(error).__name__}: {error}"[:300]
+
+
+def _serve_in_child(connection: Connection, parent_end: Connection, memory_bytes: int) -> None:
+    """The child's whole life: cap its memory once, then read each requested file and reply
+    (outcome, payload, address space grown since start) until the parent closes the pipe."""
+    parent_end.close()  # else the pipe outlives the parent and this child waits for ever
+    if memory_bytes > 0:
+        cap = _current_address_space() + memory_bytes
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    baseline = _current_address_space()
+    while True:
+        try:
+            request = connection.recv()
+        except (EOFError, OSError):
+            break
+        outcome = _extract_one(*request)
+        # Sent once the failed parse's frames are gone; parse trees are cyclic, so collect
+        # them to get the memory back for sending (and for the next document).
+        gc.collect()
+        try:
+            connection.send((*outcome, _current_address_space() - baseline))
+        except MemoryError:
+            connection.send(("memory", "", memory_bytes))
+    connection.close()
+
+
+class _Reader:
+    """One forked reading child and the parent's end of its pipe."""
+
+    def __init__(self, memory_bytes: int) -> None:
+        for parser in _PARSERS:
+            importlib.import_module(parser)
+        context = _context()
+        self.connection, child_end = context.Pipe(duplex=True)
+        self.memory_bytes = memory_bytes
+        self.documents = 0
+        self.process = context.Process(
+            target=_serve_in_child,
+            args=(child_end, self.connection, memory_bytes),
+            name="quorum-extract",
+            daemon=True,
+        )
+        # Objects the parent holds now are never collected in the child: their finalizers could
+        # wait there for a lock another thread of the parent held at the fork, and hang the child.
+        gc.freeze()
+        try:
+            self.process.start()
+        finally:
+            gc.unfreeze()
+        child_end.close()  # the child holds the other end: its exit makes recv() see EOF
+
+    def read(self, request: tuple[str, str, str, ExtractionLimits], timeout: float) -> tuple[str, Any, int] | None:
+        """The child's reply, or None at the deadline. Raises EOFError when the child died."""
+        self.documents += 1
+        self.connection.send(request)
+        if not self.connection.poll(timeout):
+            return None
+        reply: tuple[str, Any, int] = self.connection.recv()
+        return reply
+
+    def healthy_after(self, reply: tuple[str, Any, int]) -> bool:
+        outcome, _, grown = reply
+        if outcome in ("memory", "error") or self.documents >= _DOCUMENTS_PER_READER:
+            return False
+        return self.memory_bytes <= 0 or grown < self.memory_bytes // 4
+
+    def close(self) -> None:
+        self.connection.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(_EXIT_GRACE_SECONDS)
+
+
+_idle_readers: list[_Reader] = []
+_idle_lock = threading.Lock()
+
+
+def _take_reader(memory_bytes: int) -> _Reader:
+    with _idle_lock:
+        while _idle_readers:
+            reader = _idle_readers.pop()
+            if reader.memory_bytes == memory_bytes and reader.process.is_alive():
+                return reader
+            reader.close()
+    return _Reader(memory_bytes)
+
+
+def _give_back(reader: _Reader) -> None:
+    with _idle_lock:
+        if len(_idle_readers) < _IDLE_READERS:
+            _idle_readers.append(reader)
+            return
+    reader.close()
+
+
+def close_readers() -> None:
+    """End the idle reading children of this process (they also end when it exits)."""
+    with _idle_lock:
+        readers = list(_idle_readers)
+        _idle_readers.clear()
+    for reader in readers:
+        reader.close()
 
 
 def read_document(path: Path, kind: FileKind, *, filename: str) -> list[Section]:
@@ -90,46 +189,32 @@ def read_document(path: Path, kind: FileKind, *, filename: str) -> list[Section]
     if settings.extraction_timeout_seconds <= 0:
         with path.open("rb") as stream:
             return extract_sections(stream, kind, filename=filename, limits=limits)
-    parser = _PARSERS.get(kind.name)
-    if parser is not None:
-        importlib.import_module(parser)
-    context = _context()
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_extract_in_child,
-        args=(sender, str(path), kind.name, filename, limits, settings.extraction_memory_mb * 1024 * 1024),
-        name=f"quorum-extract-{kind.name}",
-        daemon=True,
-    )
-    # Objects the parent holds now are never collected in the child: their finalizers could
-    # wait there for a lock another thread of the parent held at the fork, and hang the child.
-    gc.freeze()
+    memory_bytes = settings.extraction_memory_mb * 1024 * 1024
+    reader = _take_reader(memory_bytes)
+    healthy = False
     try:
-        child.start()
-    finally:
-        gc.unfreeze()
-    sender.close()  # the child holds the only writing end: its exit makes recv() see EOF
-    try:
-        if not receiver.poll(settings.extraction_timeout_seconds):
+        try:
+            reply = reader.read((str(path), kind.name, filename, limits), settings.extraction_timeout_seconds)
+        except (EOFError, OSError):
+            reader.process.join(_EXIT_GRACE_SECONDS)
+            log.warning("reading %s: the reader exited with %s", filename, reader.process.exitcode)
+            raise InvalidInput(
+                f"{filename} could not be read: the document reader stopped on it (out of memory or a crash)."
+            ) from None
+        if reply is None:
             log.warning("reading %s passed %.0f s; stopped", filename, settings.extraction_timeout_seconds)
             raise InvalidInput(
                 f"{filename} took longer than {settings.extraction_timeout_seconds:.0f} s to read and was stopped "
                 "(QUORUM_EXTRACTION_TIMEOUT_SECONDS). It may be built to overload document readers; "
                 "save it again from the program that made it, or split it."
             )
-        try:
-            outcome, payload = receiver.recv()
-        except EOFError:
-            child.join(_EXIT_GRACE_SECONDS)
-            log.warning("reading %s: the reader exited with %s", filename, child.exitcode)
-            raise InvalidInput(
-                f"{filename} could not be read: the document reader stopped on it (out of memory or a crash)."
-            ) from None
+        healthy = reader.healthy_after(reply)
+        outcome, payload, _ = reply
     finally:
-        receiver.close()
-        if child.is_alive():
-            child.kill()
-        child.join(_EXIT_GRACE_SECONDS)
+        if healthy:
+            _give_back(reader)
+        else:
+            reader.close()
     if outcome == "ok":
         sections: list[Section] = payload
         return sections
