@@ -5,8 +5,9 @@ tokens): the two generated columns parsed every chunk twice, to_tsvector(content
 search_vector and again inside quorum_search_length(content), 0.5 ms of backend CPU each,
 a third of the whole INSERT. Generated columns cannot read one another, so both become plain
 columns filled by one BEFORE ROW trigger: search_vector parsed once (quorum_english, migration
-0010), search_length counted from it. The trigger keeps what generated columns guaranteed: whatever a writer
-sends for them is replaced, and an UPDATE that leaves content alone keeps them.
+0010), search_length counted from it. The trigger keeps what generated columns guaranteed:
+whatever a writer sends for them is replaced, and an UPDATE that leaves content alone keeps
+them.
 
 quorum_apply_term_statistics ran `DELETE ... WHERE lexeme = ANY(every lexeme)` after each
 upsert, a third of a generation swap's cost, though only lexemes whose count went down can
@@ -97,6 +98,7 @@ def upgrade() -> None:
     # Keeps the stored values; no table rewrite.
     op.execute("ALTER TABLE document_chunks ALTER COLUMN search_vector DROP EXPRESSION")
     op.execute("ALTER TABLE document_chunks ALTER COLUMN search_length DROP EXPRESSION")
+    op.execute("ALTER TABLE document_chunks ALTER COLUMN search_vector SET NOT NULL")  # the trigger fills it
     op.execute(
         "CREATE TRIGGER chunk_search_columns BEFORE INSERT OR UPDATE ON document_chunks "
         "FOR EACH ROW EXECUTE FUNCTION quorum_chunk_search_columns()"
@@ -113,7 +115,7 @@ def downgrade() -> None:
     op.execute("ALTER TABLE document_chunks DROP COLUMN search_length, DROP COLUMN search_vector")
     op.execute(
         "ALTER TABLE document_chunks "
-        "ADD COLUMN search_vector tsvector NOT NULL "
+        "ADD COLUMN search_vector tsvector "
         "GENERATED ALWAYS AS (to_tsvector('quorum_english'::regconfig, content)) STORED, "
         "ADD COLUMN search_length integer NOT NULL GENERATED ALWAYS AS (quorum_search_length(content)) STORED"
     )
