@@ -12,7 +12,7 @@ import core.admin as admin_service
 import streamlit as st
 from core.access.rbac import Actor
 from core.chat.feedback_review import FeedbackFilters, list_feedback
-from core.platform.statuses import RecordingStatus
+from core.platform.statuses import RecordingStatus, ReviewStatus
 from ui import session_keys
 from ui.admin.audit_tab import audit_tab
 from ui.admin.feedback_tab import feedback_tab
@@ -40,7 +40,12 @@ def _attention() -> dict[str, str]:
     """Tab label -> what waits there ("3 new", "2 failed"), for the tabs the actor may open."""
     waiting: dict[str, str] = {}
     if actor.can("review_feedback"):
-        new = run_action(lambda: list_feedback(actor=actor, filters=FeedbackFilters(review_status="new"))).value or []
+        new = (
+            run_action(
+                lambda: list_feedback(actor=actor, filters=FeedbackFilters(review_status=ReviewStatus.NEW))
+            ).value
+            or []
+        )
         if new:
             waiting["Feedback review"] = f"{len(new)} new"
     if actor.can("view_jobs"):

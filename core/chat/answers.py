@@ -236,7 +236,7 @@ def _store_answer(*, actor: Actor, chat_id: int, outcome: _Outcome) -> int:
         chat = owned_chat(session, actor, chat_id)
         message = ChatMessage(
             chat_id=chat.id,
-            role="assistant",
+            role=MessageRole.ASSISTANT,
             content=outcome.text,
             sources=[source.to_json() for source in outcome.sources],
             model=outcome.model,
@@ -277,7 +277,7 @@ def answer_question(
         history = _history(session, chat.id)
         if not history and chat.title == DEFAULT_TITLE:
             chat.title = title_from_question(question)
-        session.add(ChatMessage(chat_id=chat.id, role="user", content=question))
+        session.add(ChatMessage(chat_id=chat.id, role=MessageRole.USER, content=question))
         chat.updated_at = datetime.now(UTC)
     return _answer_and_store(actor=actor, chat_id=chat_id, question=question, history=history, filters=filters)
 

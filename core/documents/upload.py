@@ -26,7 +26,7 @@ from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, QuorumError, describe_error
 from core.platform.jobs import DOCUMENTS, send
 from core.platform.models import Document
-from core.platform.statuses import DocumentStatus
+from core.platform.statuses import DocumentStatus, DocumentType
 from core.platform.storage import get_storage
 from core.platform.uploads import check_visibility, clean_filename
 
@@ -146,7 +146,7 @@ def _accept_one(actor: Actor, file: UploadedFileLike, visibility: str, *, send: 
                     uploaded_by=actor.id,
                     visibility=visibility,
                     status=DocumentStatus.PENDING,
-                    document_type="general_document",
+                    document_type=DocumentType.GENERAL,
                 )
                 session.add(document)
                 session.flush()

@@ -194,4 +194,4 @@ def _reindex_minutes_document(job_id: int) -> None:
         return
     from core.documents import index_text_document
 
-    index_text_document(job_id=job_id, document_type="meeting_minutes")
+    index_text_document(job_id=job_id, document_type=DocumentType.MINUTES)

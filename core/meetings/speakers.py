@@ -39,6 +39,7 @@ from core.meetings.recording_access import (
 from core.platform.db import session_scope
 from core.platform.errors import InvalidInput
 from core.platform.models import ActionItem, Document, TranscriptionJob, User
+from core.platform.statuses import DocumentType
 
 log = logging.getLogger(__name__)
 
@@ -324,9 +325,9 @@ def _reindex(job_id: int, indexed: set[str], *, minutes_changed: bool) -> None:
     from core.documents.from_recordings import index_text_document  # late: documents pulls in the AI stack
 
     if "full_transcript" in indexed:
-        index_text_document(job_id=job_id, document_type="full_transcript")
+        index_text_document(job_id=job_id, document_type=DocumentType.TRANSCRIPT)
     if minutes_changed and "meeting_minutes" in indexed:
-        index_text_document(job_id=job_id, document_type="meeting_minutes")
+        index_text_document(job_id=job_id, document_type=DocumentType.MINUTES)
 
 
 # --------------------------------------------------------------------------- suggestions
