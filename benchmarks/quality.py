@@ -413,7 +413,7 @@ def main() -> None:
 
     began = time.perf_counter()
     load_before = _load_average()
-    command = " ".join([".venv/bin/python benchmarks/quality.py", *sys.argv[1:]])
+    command_line = " ".join([".venv/bin/python benchmarks/quality.py", *sys.argv[1:]])
     results = []
     for set_name in args.sets.split(","):
         baseline = bm25s_rankings(load_set(set_name))
@@ -438,7 +438,7 @@ def main() -> None:
                 baseline, load_set(set_name)
             )
             results.append(result)
-    report = render(results, time.perf_counter() - began, command=command, load_before=load_before)
+    report = render(results, time.perf_counter() - began, command=command_line, load_before=load_before)
     if args.notes:
         report += "\n" + Path(args.notes).read_text()
     if not args.no_write:
