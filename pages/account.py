@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
-from core.access.accounts import change_own_password, has_password
-from core.access.rbac import PERMISSIONS
-from core.access.sessions import open_session_count, sign_out_everywhere
+from core.access import PERMISSIONS, change_own_password, has_password, open_session_count, sign_out_everywhere
 from core.platform.config import get_settings
 from ui import session_keys
 from ui.common import current_actor, run_action

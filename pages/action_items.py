@@ -6,15 +6,15 @@ from __future__ import annotations
 from datetime import date
 
 import streamlit as st
-from core.access.rbac import Actor
-from core.meetings.action_items import (
+from core.access import Actor
+from core.meetings import (
     ActionItemView,
     action_item_owners,
     export_action_items,
+    known_speaker_names,
     list_action_items,
     update_action_item,
 )
-from core.meetings.speakers import known_speaker_names
 from ui import session_keys
 from ui.common import current_actor, flash_and_rerun, format_seconds, plain, run_action, show_flash
 

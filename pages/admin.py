@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import core.admin as admin_service
 import streamlit as st
-from core.access.rbac import Actor
-from core.chat.feedback_review import FeedbackFilters, list_feedback
+from core.access import Actor
+from core.chat import FeedbackFilters, list_feedback
 from core.platform.statuses import RecordingStatus, ReviewStatus
 from ui import session_keys
 from ui.admin.audit_tab import audit_tab

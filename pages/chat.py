@@ -10,22 +10,22 @@ from collections import Counter
 from collections.abc import Callable
 
 import streamlit as st
-from core.access.rbac import Actor
+from core.access import Actor
 from core.ai import is_offline
 from core.chat import (
     ChatMessageView,
     ChatSummary,
+    RetrievalFilters,
     Source,
     answer_question,
     create_chat,
     delete_chat,
     list_chats,
     list_messages,
+    rate_message,
     regenerate_last_answer,
     rename_chat,
 )
-from core.chat.feedback import rate_message
-from core.chat.retrieval import RetrievalFilters
 from core.documents import list_documents
 from core.platform.errors import QuorumError
 from core.platform.statuses import DOCUMENT_TYPES, MessageRole, Rating

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import streamlit as st
-from core.admin.dashboard import home_overview
-from core.meetings.action_items import my_open_action_items
+from core.admin import home_overview
+from core.meetings import my_open_action_items
 from ui.common import current_actor, format_seconds, run_action
 
 actor = current_actor()

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
-from core.access.rbac import Actor
+from core.access import Actor
 from core.documents import (
+    SUPPORTED_DESCRIPTION,
+    UPLOAD_PICKER_EXTENSIONS,
     DocumentInfo,
     delete_documents,
     document_chunks,
@@ -21,7 +23,6 @@ from core.documents import (
     retry_document,
     upload_documents,
 )
-from core.documents.filetypes import SUPPORTED_DESCRIPTION, UPLOAD_PICKER_EXTENSIONS
 from core.platform.config import get_settings
 from core.platform.statuses import DOCUMENT_STATUSES, DOCUMENT_TYPES, DocumentStatus
 from ui import page_access, session_keys, untrusted

@@ -11,31 +11,29 @@ from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
-from core.access.rbac import Actor
+from core.access import Actor
 from core.meetings import (
+    MINUTES_FORMATS,
+    TRANSCRIPT_FORMATS,
     MinutesView,
     RecordingDetail,
     RecordingFile,
     RecordingSummary,
+    TranscriptLine,
     delete_recording,
+    export_recording,
+    export_recordings_csv,
+    export_recordings_zip,
     get_minutes,
     get_recording,
     get_recording_summary,
+    list_action_items,
     list_recordings,
     read_recording,
     regenerate_minutes,
     retry_recording,
     update_minutes,
 )
-from core.meetings.action_items import list_action_items
-from core.meetings.exports import (
-    MINUTES_FORMATS,
-    TRANSCRIPT_FORMATS,
-    export_recording,
-    export_recordings_csv,
-    export_recordings_zip,
-)
-from core.meetings.stitching import TranscriptLine
 from core.platform.statuses import RecordingStatus, Visibility
 from ui import page_access, session_keys, untrusted
 from ui.auth_ui import recheck_account

@@ -20,18 +20,22 @@ import streamlit as st
 from extra_streamlit_components.CookieManager import _component_func as _cookie_component
 from streamlit.errors import StreamlitAuthError
 
-from core.access.accounts import record_sign_out, sign_in_with_password
-from core.access.oidc import (
+from core.access import (
     EXPIRED_MESSAGE,
     STREAMLIT_PROVIDER,
+    Actor,
     OidcIdentity,
+    StartedSession,
+    check_session,
+    client_address,
+    end_session,
     identity_from_claims,
+    open_session,
+    record_sign_out,
     sign_in_expired,
     sign_in_with_oidc,
+    sign_in_with_password,
 )
-from core.access.rbac import Actor
-from core.access.sessions import StartedSession, check_session, end_session, open_session
-from core.access.sign_in_throttle import client_address
 from core.platform.config import get_settings
 from ui import session_keys
 

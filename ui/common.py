@@ -9,7 +9,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import streamlit as st
 
-from core.access.rbac import Actor
+from core.access import Actor
 from core.platform.errors import QuorumError
 from core.platform.statuses import Visibility
 from core.platform.timecodes import short_clock

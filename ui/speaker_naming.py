@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.access.rbac import Actor
-from core.meetings.speakers import (
+from core.access import Actor
+from core.meetings import (
     SpeakerInfo,
     SpeakersView,
     default_display,

@@ -13,9 +13,8 @@ from typing import Any
 
 import streamlit as st
 
-from core.access.rbac import Actor
-from core.meetings import RecordingSummary, get_recording_summary, submit_recording
-from core.meetings.audio import ACCEPTED_EXTENSIONS
+from core.access import Actor
+from core.meetings import ACCEPTED_EXTENSIONS, RecordingSummary, get_recording_summary, submit_recording
 from core.platform.config import get_settings
 from core.platform.errors import DuplicateRecording, NotFound, QuorumError
 from core.platform.statuses import RecordingStatus

@@ -19,11 +19,14 @@ from core.documents.catalog import (
     retry_document,
 )
 from core.documents.chunk_store import write_chunks
+from core.documents.filetypes import SUPPORTED_DESCRIPTION, UPLOAD_PICKER_EXTENSIONS
 from core.documents.from_recordings import index_recording_documents, index_text_document
 from core.documents.indexing import index_document
 from core.documents.upload import IngestedPath, UploadedFileLike, UploadOutcome, ingest_paths, upload_documents
 
 __all__ = [
+    "SUPPORTED_DESCRIPTION",
+    "UPLOAD_PICKER_EXTENSIONS",
     "ChunkInfo",
     "DocumentDownload",
     "DocumentInfo",

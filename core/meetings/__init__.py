@@ -6,7 +6,18 @@ The audio toolchain (core.meetings.audio) and the stitching helpers
 (core.meetings.stitching) are used by the transcription job and its tests directly.
 """
 
+from core.meetings.action_items import (
+    ActionItemView,
+    action_item_owners,
+    export_action_items,
+    list_action_items,
+    my_open_action_items,
+    update_action_item,
+)
+from core.meetings.audio import ACCEPTED_EXTENSIONS
 from core.meetings.exports import (
+    MINUTES_FORMATS,
+    TRANSCRIPT_FORMATS,
     ExportFile,
     export_minutes,
     export_recording,
@@ -41,10 +52,24 @@ from core.meetings.recordings import (
     read_recording,
     retry_recording,
 )
+from core.meetings.speakers import (
+    SpeakerInfo,
+    SpeakersView,
+    default_display,
+    get_speakers,
+    known_speaker_names,
+    rename_speakers,
+    suggest_speaker_names,
+)
+from core.meetings.stitching import TranscriptLine
 from core.meetings.transcription import transcribe_recording
 
 __all__ = [
+    "ACCEPTED_EXTENSIONS",
+    "MINUTES_FORMATS",
     "STAGE_LABELS",
+    "TRANSCRIPT_FORMATS",
+    "ActionItemView",
     "ExportFile",
     "Minutes",
     "MinutesActionItem",
@@ -53,7 +78,13 @@ __all__ = [
     "RecordingDetail",
     "RecordingFile",
     "RecordingSummary",
+    "SpeakerInfo",
+    "SpeakersView",
+    "TranscriptLine",
+    "action_item_owners",
+    "default_display",
     "delete_recording",
+    "export_action_items",
     "export_minutes",
     "export_recording",
     "export_recordings_csv",
@@ -62,16 +93,23 @@ __all__ = [
     "get_minutes",
     "get_recording",
     "get_recording_summary",
+    "get_speakers",
+    "known_speaker_names",
+    "list_action_items",
     "list_recordings",
     "load_managed_recording",
     "load_readable_recording",
     "may_manage_recording",
+    "my_open_action_items",
     "read_recording",
     "recording_visible_clause",
     "regenerate_minutes",
+    "rename_speakers",
     "retry_recording",
     "submit_recording",
+    "suggest_speaker_names",
     "transcribe_recording",
+    "update_action_item",
     "update_minutes",
     "write_minutes_for_recording",
 ]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.access.audit import AuditFilters, audit_actions, export_audit_csv, export_audit_xlsx, list_audit
-from core.access.rbac import Actor
+from core.access import Actor, AuditFilters, audit_actions, export_audit_csv, export_audit_xlsx, list_audit
 from ui.admin.widgets import (
     ALL,
     choice,

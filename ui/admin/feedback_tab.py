@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.access.rbac import Actor
-from core.chat.feedback_review import (
+from core.access import Actor
+from core.chat import (
     FeedbackFilters,
     export_feedback_csv,
     export_feedback_xlsx,

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import core.admin as admin_service
-from core.access.rbac import Actor
+from core.access import Actor
 from core.admin import JOB_STATUS_WORDS
 from ui import untrusted
 from ui.admin.widgets import ALL, choice, when

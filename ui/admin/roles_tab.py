@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import core.admin as admin_service
-from core.access.rbac import ADMIN_ROLE, PERMISSIONS, Actor
+from core.access import ADMIN_ROLE, PERMISSIONS, Actor
 from ui.admin.widgets import (
     apply_action,
 )

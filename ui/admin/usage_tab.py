@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.access.rbac import Actor
-from core.admin.analytics import usage_analytics
+from core.access import Actor
+from core.admin import usage_analytics
 from ui.common import format_seconds, run_action
 
 NO_COST = "No cost in this period (the offline provider is free)."

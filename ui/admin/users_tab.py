@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import core.admin as admin_service
-from core.access.rbac import Actor
+from core.access import Actor
 from core.platform.config import get_settings
 from ui import session_keys
 from ui.admin.widgets import (
