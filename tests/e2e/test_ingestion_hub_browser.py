@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import expect
+
 from core.access.rbac import ADMIN_ROLE
 from core.platform.db import session_scope
 from core.platform.models import Document
@@ -52,7 +54,7 @@ def test_upload_index_view_and_delete_in_browser(live_app: LiveApp, page: Any, m
     # Choosing the files was the whole action: each gets a message, the uploader is empty again.
     page.get_by_text(f"{fake.name}: named .pdf but the content is a PNG file").wait_for()
     page.get_by_text(re.compile(re.escape(good.name) + ": (uploaded|indexing|indexed)")).wait_for()
-    assert page.get_by_test_id("stFileUploaderFile").count() == 0
+    expect(page.get_by_test_id("stFileUploaderFile")).to_have_count(0)
     screenshot(page, "ingestion-hub-uploaded")
     _no_exception(page)
 
@@ -67,7 +69,7 @@ def test_upload_index_view_and_delete_in_browser(live_app: LiveApp, page: Any, m
     assert _documents_named(fake.name) == []
     # The message follows the document to its final state by itself (no reload, no click).
     page.get_by_text(f"{good.name}: indexed (2 chunks); Chat can answer from it now.").wait_for()
-    assert page.get_by_text("waiting for a worker").count() == 0
+    expect(page.get_by_text("waiting for a worker")).to_have_count(0)
     page.wait_for_timeout(2500)  # one live refresh of the table fragment
     screenshot(page, "ingestion-hub-table")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 import core.admin as svc
@@ -156,10 +157,10 @@ def test_signing_in_through_the_provider_provisions_keeps_and_ends_the_session(
     page.wait_for_url(f"{sso_app.issuer}/oauth2/end_session*")
     page.get_by_role("button", name="End session").click()
     page.get_by_role("button", name=f"Sign in with {LABEL}").wait_for()
-    assert page.get_by_text("Signed in as").count() == 0
+    expect(page.get_by_text("Signed in as")).to_have_count(0)
     page.reload()
     page.get_by_role("button", name=f"Sign in with {LABEL}").wait_for()
-    assert page.get_by_text("Signed in as").count() == 0
+    expect(page.get_by_text("Signed in as")).to_have_count(0)
     assert _audit(username)[-1] == "auth.sign_out"
 
 
@@ -181,4 +182,4 @@ def test_a_disabled_user_is_refused_with_the_reason(page: Any, sso_app: SingleSi
     page.get_by_role("textbox", name="Username").wait_for()  # a password may still be used
     settle(page)
     screenshot(page, "oidc-refused")
-    assert page.get_by_text("Signed in as").count() == 0
+    expect(page.get_by_text("Signed in as")).to_have_count(0)
