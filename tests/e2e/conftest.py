@@ -10,12 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from core.access.rbac import Actor
@@ -24,6 +26,7 @@ from tests.local_servers import free_port, wait_until_healthy
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts" / "e2e"
+BROWSER_SHUTDOWN_SECONDS = 30
 
 pytestmark = pytest.mark.e2e
 
@@ -89,14 +92,36 @@ def browser() -> Iterator[Any]:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield instance
-        instance.close()
+    children_before = {child.pid for child in psutil.Process().children(recursive=True)}
+    playwright = sync_playwright().start()
+    instance = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run"],
+    )  # fmt: skip
+    driver_and_browser = [
+        child for child in psutil.Process().children(recursive=True) if child.pid not in children_before
+    ]
+    yield instance
+    # Shutting the driver down has hung for minutes on a loaded machine, after every test
+    # had passed. Past the deadline the driver and Chromium are killed: their pipe closes
+    # and the shutdown below returns.
+    watchdog = threading.Timer(BROWSER_SHUTDOWN_SECONDS, _kill, args=(driver_and_browser,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        with contextlib.suppress(Exception):
+            instance.close()
+        with contextlib.suppress(Exception):
+            playwright.stop()
+    finally:
+        watchdog.cancel()
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 @pytest.fixture
