@@ -427,3 +427,19 @@ def test_a_word_the_question_repeats_counts_as_often(owner: Actor, corpus: Corpu
     twice = _text_ranking(owner, "espresso? espresso!", filters)[0]
     assert once.chunk_id == twice.chunk_id == corpus.chunks["coffee"]
     assert twice.text_score == pytest.approx(2 * (once.text_score or 0))
+
+
+def test_repeated_searches_share_one_generic_plan_and_leave_planning_as_it_was(owner: Actor, corpus: Corpus) -> None:
+    filters = RetrievalFilters(document_ids=corpus.document_ids)
+    question = KEYWORD_QUESTIONS[0][0]
+    embedding = _embed([question])[0]
+    with session_scope() as session:
+        first = search_chunks(session, actor=owner, query=question, query_embedding=embedding, filters=filters)
+        for _ in range(7):  # psycopg prepares a statement on its fifth run on a connection
+            again = search_chunks(session, actor=owner, query=question, query_embedding=embedding, filters=filters)
+            assert [hit.chunk_id for hit in again] == [hit.chunk_id for hit in first]
+        assert session.scalar(text("SHOW plan_cache_mode")) == "auto"
+        generic_plans = session.scalar(
+            text("SELECT max(generic_plans) FROM pg_prepared_statements WHERE statement LIKE '%text_hits%'")
+        )
+    assert first and generic_plans and generic_plans >= 1
