@@ -19,8 +19,9 @@ real. It implements:
 - GET  /v1/models
 
 Fault injection: `fail_next(n, status, retry_after=...)`, `delay_next(n, seconds)`.
-Realism for throughput tests: `embedding_latency` (seconds every embeddings request takes),
-`limit_embeddings(requests=..., tokens=..., window_seconds=...)` (budgets reported in the
+Realism for throughput tests: `embedding_latency` (seconds every embeddings request takes)
+plus `embedding_latency_per_token` (seconds per input token, as the API takes longer for
+bigger requests), `limit_embeddings(requests=..., tokens=..., window_seconds=...)` (budgets reported in the
 API's x-ratelimit-* headers, 429 with Retry-After beyond them) and `embeddings_in_flight_peak`.
 Every request is logged in `requests` (path, JSON body or form fields, number of inputs).
 
@@ -91,13 +92,14 @@ _ERROR_TYPES = {
 
 @dataclass(frozen=True)
 class LoggedRequest:
-    """One request the fake received. `inputs` is the number of embedding inputs, if any."""
+    """One request the fake received. `inputs` and `tokens` count an embeddings request's input."""
 
     method: str
     path: str
     body: dict[str, Any]
     status: int
     inputs: int | None = None
+    tokens: int | None = None
     file_bytes: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -157,6 +159,7 @@ class FakeOpenAI:
         self.transcription_handler: TranscriptionHandler | None = None
         self.required_api_key: str | None = None
         self.embedding_latency = 0.0
+        self.embedding_latency_per_token = 0.0
         self.dense_embeddings = False  # True: dense_projection of the hashing vectors (like a model's)
         self._rate: _RateWindow | None = None
         self._in_flight = 0
@@ -202,6 +205,7 @@ class FakeOpenAI:
         self.transcription_handler = None
         self.required_api_key = None
         self.embedding_latency = 0.0
+        self.embedding_latency_per_token = 0.0
         self._rate = None
         self._in_flight = 0
         self.embeddings_in_flight_peak = 0
@@ -384,13 +388,16 @@ class _Handler(BaseHTTPRequestHandler):
         status: int,
         *,
         inputs: int | None = None,
+        tokens: int | None = None,
         file_bytes: int | None = None,
     ) -> None:
         headers = {
             k.lower(): v for k, v in self.headers.items() if k.lower() in ("authorization", "x-stainless-retry-count")
         }
         self.state._log(
-            LoggedRequest(method, path, body, status, inputs=inputs, file_bytes=file_bytes, headers=headers)
+            LoggedRequest(
+                method, path, body, status, inputs=inputs, tokens=tokens, file_bytes=file_bytes, headers=headers
+            )
         )
 
     def _before(self, path: str, body: dict[str, Any], *, file_bytes: int | None = None) -> bool:
@@ -632,14 +639,15 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if sum(counts) > MAX_EMBEDDING_REQUEST_TOKENS:
             return refuse(f"Requested {sum(counts)} tokens, max {MAX_EMBEDDING_REQUEST_TOKENS} tokens per request")
-        allowed, rate_headers = self.state._spend(sum(counts))
+        total = sum(counts)
+        allowed, rate_headers = self.state._spend(total)
         if not allowed:
             self._send_error(429, "Rate limit reached for requests", rate_headers)
-            self._log_request("POST", path, body, 429, inputs=len(texts))
+            self._log_request("POST", path, body, 429, inputs=len(texts), tokens=total)
             return None
         self.state._embedding_started()
         try:
-            time.sleep(self.state.embedding_latency)
+            time.sleep(self.state.embedding_latency + self.state.embedding_latency_per_token * total)
         finally:
             self.state._embedding_finished()
         dimensions = int(body.get("dimensions") or DEFAULT_EMBEDDING_DIM)
@@ -659,13 +667,12 @@ class _Handler(BaseHTTPRequestHandler):
             }
             for i, vector in enumerate(vectors)
         ]
-        total = sum(counts)
         self._send_json(
             200,
             {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": total, "total_tokens": total}},
             rate_headers,
         )
-        self._log_request("POST", path, body, 200, inputs=len(texts))
+        self._log_request("POST", path, body, 200, inputs=len(texts), tokens=total)
 
 
 # Helpers -------------------------------------------------------------------------------
@@ -841,6 +848,21 @@ def openai_provider(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) ->
         openai_transcription_timeout_seconds=CLIENT_TIMEOUT_SECONDS,
     )
     yield provider
+    monkeypatch.undo()
+    restore_settings()
+
+
+@pytest.fixture
+def configure(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """configure(**settings) -> a fresh OpenAIProvider on the fake with those QUORUM_ settings
+    (client timeouts CLIENT_TIMEOUT_SECONDS unless given), for this test only."""
+
+    def _configure(**settings: str) -> Any:
+        settings.setdefault("openai_timeout_seconds", CLIENT_TIMEOUT_SECONDS)
+        settings.setdefault("openai_transcription_timeout_seconds", CLIENT_TIMEOUT_SECONDS)
+        return use_fake_openai(monkeypatch, fake_openai, **settings)
+
+    yield _configure
     monkeypatch.undo()
     restore_settings()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,7 +22,7 @@ from core.platform.db import session_scope
 from core.platform.errors import InvalidInput, ProviderError, ProviderRejected
 from core.platform.models import UsageRecord
 from core.platform.tokens import count_tokens
-from tests.fake_openai import CLIENT_TIMEOUT_SECONDS, FakeOpenAI, restore_settings, use_fake_openai
+from tests.fake_openai import FakeOpenAI, restore_settings
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -32,22 +32,6 @@ TRANSCRIPTIONS = "/v1/audio/transcriptions"
 @pytest.fixture(autouse=True)
 def _ledger(database: str) -> None:
     """Every provider call writes the usage ledger, so these tests need the database."""
-
-
-@pytest.fixture
-def configure(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """configure(**settings) -> a fresh OpenAIProvider on the fake with those QUORUM_ settings."""
-
-    def _configure(**settings: str) -> OpenAIProvider:
-        settings.setdefault("openai_timeout_seconds", CLIENT_TIMEOUT_SECONDS)
-        settings.setdefault("openai_transcription_timeout_seconds", CLIENT_TIMEOUT_SECONDS)
-        provider = use_fake_openai(monkeypatch, fake_openai, **settings)
-        assert isinstance(provider, OpenAIProvider)
-        return provider
-
-    yield _configure
-    monkeypatch.undo()
-    restore_settings()
 
 
 def _ledger_rows(user_id: int) -> list[UsageRecord]:

@@ -37,7 +37,7 @@ from core.documents.sandbox import read_document
 from core.documents.text_source import TEXT_SOURCE_TYPE, parse_text_source
 from core.documents.vector_segments import ACTOR_NAME as VECTOR_INDEX_ACTOR
 from core.documents.vector_segments import maintenance_due
-from core.platform.config import get_settings
+from core.platform.config import Settings, get_settings
 from core.platform.db import session_scope
 from core.platform.errors import (
     InvalidInput,
@@ -120,8 +120,24 @@ def _embedding_input(chunk: Chunk) -> str:
     return f"{chunk.heading}\n\n{chunk.text}" if chunk.heading else chunk.text
 
 
-def _batches(items: Sequence[Chunk], size: int) -> Iterator[Sequence[Chunk]]:
-    for start in range(0, len(items), max(size, 1)):
+# Most chunks embedded and written in one step: their vectors, as Python floats, take ~100 MB
+# at 1536 dimensions, and progress moves once per step.
+_MAX_CHUNKS_PER_STEP = 2048
+
+
+def chunks_per_step(settings: Settings) -> int:
+    """Chunks one document hands the provider in one embed call, then writes in one commit.
+
+    embedding_batch_size (one request's worth) times settings.embedding_requests_in_flight,
+    so that one large document alone keeps every request the process may send busy; at most
+    _MAX_CHUNKS_PER_STEP, unless embedding_batch_size itself is larger.
+    """
+    size = max(1, settings.embedding_batch_size)
+    return max(size, min(size * settings.embedding_requests_in_flight, _MAX_CHUNKS_PER_STEP))
+
+
+def _steps(items: Sequence[Chunk], size: int) -> Iterator[Sequence[Chunk]]:
+    for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
@@ -161,7 +177,7 @@ def _build(run: Claim, source: _Source, after_batch: Callable[[int], None] | Non
             todo = [c for c in todo if c.index not in reused]
             log.info("index_document %s: %d unchanged chunks keep their vectors", run.id, len(again))
         usage = UsageContext(purpose="embedding", user_id=source.uploaded_by, document_id=run.id)
-        for batch in _batches(todo, settings.embedding_batch_size):
+        for batch in _steps(todo, chunks_per_step(settings)):
             if run.stop.is_set():
                 raise ClaimLost(f"document {run.id} stopped")
             vectors = provider.embed([_embedding_input(chunk) for chunk in batch], usage=usage)
@@ -233,8 +249,8 @@ def index_document(document_id: int, *, after_batch: Callable[[int], None] | Non
     """The indexing job: PENDING -> INDEXING -> COMPLETED, or FAILED with a readable error.
 
     Idempotent by id: a document already COMPLETED, FAILED, deleted, or being indexed by a
-    live run is left alone (returns). Commits per embedding batch (progress, heartbeat and
-    chunks together) and once for the swap (see the module doc).
+    live run is left alone (returns). Commits per step of chunks_per_step chunks (progress,
+    heartbeat and chunks together) and once for the swap (see the module doc).
 
     Errors (core.platform.jobs.record_failure decides): unreadable content, a provider
     refusal, an embedding-space mismatch or the time limit mark the document FAILED and

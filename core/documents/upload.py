@@ -281,9 +281,8 @@ def _maintain_if_due() -> None:
 
 def _ingest_files(actor: Actor, files: Sequence[Path], visibility: str, *, wait: bool) -> list[IngestedPath]:
     """Ingest `files` in order. With an embedding API, several files at once in threads, so
-    its requests overlap (settings.embedding_concurrency; the CPU work still takes turns)."""
-    settings = get_settings()
-    threads = 1 if settings.offline or not wait else settings.embedding_concurrency
+    its requests overlap (settings.embedding_requests_in_flight; the CPU work still takes turns)."""
+    threads = get_settings().embedding_requests_in_flight if wait else 1
     if threads <= 1 or len(files) <= 1:
         return [_ingest_file(actor, path, visibility, wait=wait) for path in files]
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ingest") as pool:

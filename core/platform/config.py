@@ -375,6 +375,12 @@ class Settings(BaseSettings):
         return not self.openai_api_key
 
     @property
+    def embedding_requests_in_flight(self) -> int:
+        """Embedding requests worth running at once in a process: embedding_concurrency with
+        an API (they wait on the network), 1 offline (the embedder is this process's CPU)."""
+        return 1 if self.offline else max(1, self.embedding_concurrency)
+
+    @property
     def openai_host(self) -> str:
         """Where AI calls go, for people to read: the host (and port) of OPENAI_BASE_URL only,
         never its user, password, path or query (a gateway URL may carry a key in them)."""

@@ -164,7 +164,8 @@ def test_a_worker_killed_during_indexing_is_requeued_by_the_stale_job_check_and_
 ) -> None:
     from core.platform.stale_job_watch import requeue_stale_jobs
 
-    fake = fake_api(embedding_batch_size=4)
+    # One request at a time, 4 chunks each: the document is written in many small steps to kill between.
+    fake = fake_api(embedding_batch_size=4, embedding_concurrency=1)
     fake.delay_next(1000, 0.3, path=EMBEDDINGS)
     document_id, _ = _upload(member, "handbook.txt", _prose(unique("kill"), 400))
     # Dramatiq's own redelivery is kept out of this test (default heartbeat timeout of 60 s):
