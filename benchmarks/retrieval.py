@@ -18,7 +18,8 @@ PostgreSQL+pgvector (pgserver in benchmarks/.work/pg):
 - runs the same queries on the same rows through langchain-postgres' PGVectorStore
   (benchmarks/peers/langchain_pgvector.py, in its own virtualenv) and reports ratios.
 
-Results go to benchmarks/results/retrieval.md and retrieval.json.
+Results go to benchmarks/results/retrieval.md and retrieval.json (offline hashing vectors) or
+retrieval-dense.md and retrieval-dense.json (--vectors dense).
 
     .venv/bin/python benchmarks/retrieval.py                          # full run
     .venv/bin/python benchmarks/retrieval.py --chunks 5000 --queries 30 --dims 384   # smoke run
@@ -784,11 +785,13 @@ def main() -> None:
         results.append(json.loads((WORK / f"result-{dim}.json").read_text()))
     total = time.perf_counter() - began
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "retrieval.json").write_text(json.dumps(results, indent=2))
+    # One file per kind of vectors, so a dense run never replaces the hashing results.
+    stem = "retrieval" if args.vectors == "hashing" else f"retrieval-{args.vectors}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2))
     report = render(results, args, total)
     if args.notes:
         report += "\n" + Path(args.notes).read_text()
-    (RESULTS / "retrieval.md").write_text(report)
+    (RESULTS / f"{stem}.md").write_text(report)
     print(report)
 
 
