@@ -152,3 +152,20 @@ def test_two_processes_sharing_a_limit_are_refused_rarely_and_lose_nothing(
     assert statuses.count(429) <= 12  # far fewer refusals than requests: no storm
     for number in (1, 2):
         assert np.allclose(np.asarray(vectors[number]), _expected(texts[number]), atol=1e-5)
+
+
+def test_requests_are_planned_within_a_whole_window_of_tokens_once_the_server_reports_it(
+    configure: Any, fake_openai: FakeOpenAI
+) -> None:
+    # A rate limit below one request at the API's own limits (a small deployment's tokens per
+    # minute): a request over a whole window would be refused however long it waited.
+    provider = configure(embedding_batch_size="8", embedding_concurrency="2")
+    texts = _texts(12)
+    window = 2 * max(_request_tokens(provider, texts, 1)) + 5  # two texts per request at most
+    fake_openai.limit_embeddings(requests=1000, tokens=window, window_seconds=0.3)
+    provider.embed(["what are the limits"], usage=UsageContext(purpose="embedding"))  # the reply reports them
+    vectors = provider.embed(texts, usage=UsageContext(purpose="embedding"))
+    calls = fake_openai.calls(EMBEDDINGS)
+    assert [call.status for call in calls] == [200] * len(calls)
+    assert all((call.tokens or 0) <= window for call in calls) and len(calls) >= 1 + 6
+    assert np.allclose(np.asarray(vectors), _expected(texts), atol=1e-5)

@@ -363,7 +363,8 @@ class OpenAIProvider:
 
     def embed(self, texts: Sequence[str], *, usage: UsageContext) -> list[list[float]]:
         """One vector of settings.embedding_dim per text, in order, in as few requests as the
-        limits allow (<= 2,048 inputs, <= 300,000 tokens, <= settings.embedding_batch_size).
+        limits allow (<= 2,048 inputs, <= 300,000 tokens, <= settings.embedding_batch_size, and
+        within a whole rate window's tokens once the server has reported its limit).
 
         Requests run settings.embedding_concurrency at a time per process (shared by every
         thread), each sent only within the request and token budgets the server reported in
@@ -385,7 +386,11 @@ class OpenAIProvider:
                 )
             counts.append(tokens)
         max_inputs = max(1, min(MAX_EMBEDDING_INPUTS, self.settings.embedding_batch_size))
-        batches = plan_embedding_batches(counts, max_inputs=max_inputs)
+        # A request over a whole window's tokens would be refused (429) however long it waited.
+        max_tokens = min(
+            MAX_EMBEDDING_REQUEST_TOKENS, self._embedding_budget.token_limit or MAX_EMBEDDING_REQUEST_TOKENS
+        )
+        batches = plan_embedding_batches(counts, max_inputs=max_inputs, max_tokens=max_tokens)
         if len(batches) <= 1:
             return [vector for batch in batches for vector in self._embed_batch(texts, counts, batch, usage)]
         futures = [self._embedding_pool.submit(self._embed_batch, texts, counts, batch, usage) for batch in batches]

@@ -53,6 +53,12 @@ class RateBudget:
         self._requests_reset = 0.0  # time.monotonic() when the request budget refills
         self._tokens_reset = 0.0
 
+    @property
+    def token_limit(self) -> int | None:
+        """A whole window's token budget, as the server last reported it; None until it has."""
+        with self._condition:
+            return self._token_limit
+
     @contextmanager
     def spend(self, tokens: int) -> Iterator[None]:
         """Wait until a request of `tokens` fits the budgets, then hold its slot while it runs."""
