@@ -121,6 +121,10 @@ def test_merge_plan_takes_the_newest_run_of_similar_sizes() -> None:
     assert plan_merge([6400, 100, 90, 120, 100], factor=4, base=100) == (1, 5)
     assert plan_merge([6400, 400, 100, 100], factor=2, base=100) == (2, 4)
     assert plan_merge([5], factor=2, base=100) is None
+    # Capped while writing: the newest run that fits, or none.
+    assert plan_merge([400, 400, 100, 100], factor=2, base=100, max_rows=500) == (2, 4)
+    assert plan_merge([400, 400, 100, 100], factor=2, base=100, max_rows=150) is None
+    assert plan_merge([100, 100, 400, 400], factor=2, base=100, max_rows=500) == (0, 2)
 
 
 def test_chunks_are_searchable_at_commit_then_indexed_merged_and_still_found(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -221,3 +225,30 @@ def test_new_chunks_take_the_open_segment(small_segments: None, make_user) -> No
         new = session.scalar(select(func.min(DocumentChunk.segment)).where(DocumentChunk.document_id == after))
     assert old is not None and new is not None and new > old
     assert new > max(last for _, _, last in _registered())
+
+
+def test_while_writing_no_merge_outgrows_its_cap_and_quiet_merges_everything(
+    small_segments: None, monkeypatch: pytest.MonkeyPatch, make_user
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("QUORUM_VECTOR_MERGE_MAX_ROWS_WHILE_WRITING", "7")
+    get_settings.cache_clear()
+    maintain_vector_index(idle=True)
+    before = max((last for _, _, last in _registered()), default=-1)
+    actor: Actor = make_user()
+    word = unique("capword")
+    documents = []
+    for batch in range(6):
+        documents += [_index(actor, f"Entry {batch}-{n}: the {word} audit.") for n in range(3)]
+        maintain_vector_index(idle=False)
+        _covered_once()
+    built_while_writing = [
+        rows for (_, first, _), rows in zip(_registered(), _rows_per_index(), strict=True) if first > before
+    ]
+    assert len(built_while_writing) >= 2 and max(built_while_writing) <= 7, built_while_writing
+    assert any(rows > 3 for rows in built_while_writing)  # merges did happen, within the cap
+    maintain_vector_index(idle=True)
+    _covered_once()
+    assert tail_rows() == 0
+    sizes = _rows_per_index()
+    assert len(sizes) == 1 or (sum(sizes) - max(sizes)) * get_settings().vector_merge_factor < max(sizes), sizes
+    assert set(documents) <= set(_hits(actor, f"{word} audit entry"))

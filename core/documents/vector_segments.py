@@ -16,7 +16,10 @@ So chunks never enter a live HNSW index when they are written:
   builds one index over the sealed range with CREATE INDEX CONCURRENTLY (writes and searches
   go on meanwhile). Like a search engine merging segments, it then builds one index over
   settings.vector_merge_factor adjacent indexes of similar size and drops them, so a search
-  visits a few indexes, and when writing has stopped it merges what is left into one.
+  visits a few indexes, and when writing has stopped it merges what is left into one. While
+  writing goes on, no merge grows beyond settings.vector_merge_max_rows_while_writing rows:
+  the one maintenance run would otherwise spend minutes on a large build while the tail it
+  has not sealed grows behind it, and each row would be built once more.
 
 Guarantees. A row is always found by a search, through exactly one registered index or the
 exact tail scan. An index is registered only after CREATE INDEX CONCURRENTLY finished, so
@@ -113,12 +116,13 @@ class MaintenanceReport:
     seconds: float = 0.0
 
 
-def plan_merge(rows: Sequence[int], *, factor: int, base: int) -> tuple[int, int] | None:
+def plan_merge(rows: Sequence[int], *, factor: int, base: int, max_rows: int | None = None) -> tuple[int, int] | None:
     """Which adjacent indexes to merge, as (start, stop) positions in `rows` (oldest first), or None.
 
     Pure. Indexes fall in size tiers of powers of `factor` above `base` rows; the newest run
     of `factor` adjacent indexes in one tier is merged (so each row is rebuilt about
-    log_factor(total / base) times, and a search visits at most factor - 1 per tier).
+    log_factor(total / base) times, and a search visits at most factor - 1 per tier). A
+    merge that would hold more than `max_rows` rows is not planned.
     """
     if factor < 2 or len(rows) < factor:
         return None
@@ -128,7 +132,7 @@ def plan_merge(rows: Sequence[int], *, factor: int, base: int) -> tuple[int, int
 
     for start in range(len(rows) - factor, -1, -1):
         window = rows[start : start + factor]
-        if len({tier(count) for count in window}) == 1:
+        if len({tier(count) for count in window}) == 1 and (max_rows is None or sum(window) <= max_rows):
             return start, start + factor
     return None
 
@@ -268,7 +272,10 @@ def maintain_vector_index(*, idle: bool | None = None) -> MaintenanceReport:
                     report.sealed_rows += built.rows
                     continue
                 window = plan_merge(
-                    [r.rows for r in ranges], factor=settings.vector_merge_factor, base=settings.vector_tail_rows
+                    [r.rows for r in ranges],
+                    factor=settings.vector_merge_factor,
+                    base=settings.vector_tail_rows,
+                    max_rows=None if quiet else settings.vector_merge_max_rows_while_writing,
                 )
                 if window is None and quiet and len(ranges) > 1:
                     # Writing has stopped: one index searches fastest, worth a rebuild when the

@@ -203,6 +203,10 @@ class Settings(BaseSettings):
     vector_tail_rows: int = Field(default=2000, ge=1)
     vector_merge_factor: int = Field(default=4, ge=2)
     vector_idle_seconds: float = 30.0
+    # While chunks are still being written, no merge builds an index of more rows than this:
+    # a long build lets the exactly-scanned tail grow behind it (26,000 rows during a 32,000-row
+    # merge, benchmarks/results/ingest.md). Everything is merged into one once writing stops.
+    vector_merge_max_rows_while_writing: int = Field(default=10_000, ge=1)
     # maintenance_work_mem of an index build; unset = the server's (embedded: sized for the machine).
     vector_index_build_memory_mb: int | None = Field(default=None, ge=64)
     # A chunk found only by vector similarity counts as relevant below this cosine distance.
