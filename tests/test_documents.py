@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -394,6 +396,49 @@ def test_an_error_mid_way_hands_the_row_back_and_the_retry_finishes_one_set(
     done = row(document_id)
     assert done.status == "COMPLETED" and done.error is None
     assert [(g, i) for g, i, _ in chunk_rows(document_id)] == [(1, i) for i in range(done.chunks_total)]
+
+
+def _pids_blocked_by(connection: Any, pid: int) -> list[int]:
+    return [
+        int(blocked)
+        for (blocked,) in connection.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+        )
+    ]
+
+
+def test_a_swap_queued_behind_another_writer_completes_without_a_lost_claim(
+    services: None, member: Actor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Swaps queue on the term statistics' totals row. A heartbeat that falls while this run's
+    swap waits there must not report the run's own COMPLETED row as a lost claim (issue 16:
+    nine such reports in a 1,000-document ingest where every document took one attempt)."""
+    interval = 0.05
+    monkeypatch.setattr(get_settings(), "job_heartbeat_seconds", interval)
+    document_id = upload_one(member, "queued-swap.txt", prose(unique("swapq"), 40).encode())
+    indexing = threading.Thread(target=index_document, args=(document_id,))
+    with get_engine().connect() as other_writer, get_engine().connect() as connection:
+        watcher = connection.execution_options(isolation_level="AUTOCOMMIT")
+        # Another document's swap, holding the writers' lock until it ends.
+        other_writer.exec_driver_sql("UPDATE search_corpus_stats SET chunks = chunks WHERE id = 1")
+        writer_pid = int(other_writer.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        with caplog.at_level(logging.INFO, logger="core.platform.jobs"):
+            indexing.start()
+            deadline = time.monotonic() + 60
+            while not (swap := _pids_blocked_by(watcher, writer_pid)):  # the run's swap waits in the queue
+                assert indexing.is_alive() and time.monotonic() < deadline, "the swap never queued"
+                time.sleep(interval / 5)
+            # Several heartbeats fall while it waits; one that went for the row waits behind the swap.
+            beats = time.monotonic() + 40 * interval
+            while time.monotonic() < beats and not _pids_blocked_by(watcher, swap[0]):
+                time.sleep(interval / 5)
+            other_writer.rollback()
+            indexing.join(timeout=60)
+    assert not indexing.is_alive()
+    done = row(document_id)
+    assert (done.status, done.attempts, done.error) == ("COMPLETED", 1, None)
+    assert [(g, i) for g, i, _ in chunk_rows(document_id)] == [(1, i) for i in range(done.chunks_total)]
+    assert not [r.getMessage() for r in caplog.records if "claim lost" in r.getMessage()]
 
 
 def test_unreadable_content_fails_with_a_readable_error_and_can_be_retried(services: None, member: Actor) -> None:

@@ -216,6 +216,9 @@ class Claim:
     row: Any  # the columns asked for in claim(returning=...), by name
     stage: str = ""
     stop: threading.Event = field(default_factory=threading.Event)
+    # Set by the write that moves the row out of running (completed, failed, handed back):
+    # from then on a heartbeat that finds the row no longer running sees this run's own end.
+    ending: threading.Event = field(default_factory=threading.Event)
 
 
 def claim(
@@ -271,6 +274,8 @@ def write(session: Session, claim_: Claim, **values: Any) -> None:
     """Update the claimed row (and its heartbeat, unless given). Does not commit.
     Raises ClaimLost when the row is no longer this run's."""
     values.setdefault("heartbeat_at", func.now())
+    if values.get("status", claim_.table.running) != claim_.table.running:
+        claim_.ending.set()
     result = session.execute(fenced(claim_).values(**values))
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise ClaimLost(f"{claim_.table.kind} {claim_.id} attempt {claim_.attempt} is no longer this run's")
@@ -278,7 +283,12 @@ def write(session: Session, claim_: Claim, **values: Any) -> None:
 
 class Heartbeat:
     """Stamps heartbeat_at every settings.job_heartbeat_seconds while a run works, so a long
-    request is not mistaken for a dead worker; sets claim.stop when the claim is lost."""
+    request is not mistaken for a dead worker; sets claim.stop when the claim is lost.
+
+    It beats until the run's last write (the one that moves the row out of running) begins.
+    That write can wait a while holding the row (a document's generation swap queues on the
+    term statistics' totals row behind other swaps): a beat already waiting for the row then
+    finds it ended by this very run, which is not a lost claim."""
 
     def __init__(self, claim_: Claim) -> None:
         self._claim = claim_
@@ -295,11 +305,13 @@ class Heartbeat:
 
     def _beat(self) -> None:
         interval = get_settings().job_heartbeat_seconds
-        while not self._done.wait(interval):
+        while not self._done.wait(interval) and not self._claim.ending.is_set():
             try:
                 with session_scope() as session:
                     write(session, self._claim)
             except ClaimLost:
+                if self._claim.ending.is_set():
+                    return  # the run's own last write moved the row on while this beat waited for it
                 log.warning("%s %s: claim lost; stopping", self._claim.table.kind, self._claim.id)
                 self._claim.stop.set()
                 return
