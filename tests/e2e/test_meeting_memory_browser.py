@@ -51,6 +51,8 @@ def test_name_a_speaker_export_it_and_close_an_action_item(
     page.get_by_role("link", name="Transcripts & Minutes").click()
     page.get_by_role("heading", name="Transcripts & Minutes").wait_for()
     settle(page)
+    # Opened by name: other tests' recordings in the same database may be newer.
+    choose_option(page, "Open a recording", f"Launch sync.wav · #{job_id}")
     page.get_by_role("heading", name="Launch sync.wav").wait_for()
 
     # 1. Name speaker A from the Speakers tab.
