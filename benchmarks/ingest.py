@@ -320,6 +320,8 @@ def phase_settle(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_query(args: argparse.Namespace) -> dict[str, Any]:
     """Hybrid searches one after another (until STOP exists, or args.queries of them)."""
+    from retrieval import on_cpu_seconds  # benchmarks/retrieval.py
+
     from core.chat.retrieval import search_chunks
     from core.documents.vector_segments import tail_rows
     from core.platform.db import session_scope
@@ -342,10 +344,12 @@ def phase_query(args: argparse.Namespace) -> dict[str, Any]:
         question, vector = questions[number % len(questions)], vectors[number % len(vectors)]
         start = time.perf_counter()
         with session_scope() as session:
-            backend = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-            cpu_began = _on_cpu_seconds(backend)
+            driver = session.connection().connection.driver_connection
+            assert driver is not None
+            backend = driver.info.backend_pid
+            cpu_began = on_cpu_seconds(backend)
             search_chunks(session, actor=actor, query=question, query_embedding=vector.tolist(), k=10)
-            cpu_used = _on_cpu_seconds(backend) - cpu_began
+            cpu_used = on_cpu_seconds(backend) - cpu_began
         latency = time.perf_counter() - start
         if number >= 20 or args.until_stopped:  # warm-up when measuring a settled index
             samples.append((start - began, latency))
@@ -359,18 +363,12 @@ def phase_query(args: argparse.Namespace) -> dict[str, Any]:
     return {"latencies": [latency for _, latency in samples], "cpu": cpu, "tail_rows": tails, "loads": loads}
 
 
-def _on_cpu_seconds(backend_pid: int) -> float:
-    """CPU time so far of this thread and of one PostgreSQL backend (same machine): what a search
-    costs whatever the machine's load (kernel scheduler statistics, nanoseconds)."""
-    backend_ns = int(Path(f"/proc/{backend_pid}/schedstat").read_text().split()[0])
-    return backend_ns / 1e9 + time.thread_time()
-
-
 def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
     """Raw pgvector on the same rows: binary COPY without an index, HNSW build, COPY into the live
     index, and HNSW query latency (the baseline the hybrid p95 is held to)."""
     import psycopg
     from pgvector.psycopg import register_vector
+    from retrieval import on_cpu_seconds  # benchmarks/retrieval.py
 
     from core.platform.config import get_settings
 
@@ -406,15 +404,15 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
         conn.execute("SET enable_seqscan = off")  # the HNSW baseline even where a scan would win (small runs)
         vectors = _query_vectors(_questions(max(args.queries, 50)), args.dense)
         latencies, cpu = [], []
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        backend = conn.info.backend_pid
         for number in range(args.queries + 20):
             start = time.perf_counter()
-            cpu_began = _on_cpu_seconds(backend)
+            cpu_began = on_cpu_seconds(backend)
             conn.execute(
                 "SELECT id FROM raw_vectors ORDER BY embedding <=> %s LIMIT 10", (vectors[number % len(vectors)],)
             ).fetchall()
             if number >= 20:
-                cpu.append(_on_cpu_seconds(backend) - cpu_began)
+                cpu.append(on_cpu_seconds(backend) - cpu_began)
                 latencies.append(time.perf_counter() - start)
         plan = "\n".join(
             row[0]

@@ -185,6 +185,14 @@ def is_private(index: int) -> bool:
     return index % 25 == 12  # 4%, owned by another user
 
 
+def on_cpu_seconds(backend_pid: int) -> float:
+    """CPU time so far of this thread plus one PostgreSQL backend on this machine, from the
+    kernel's scheduler statistics (nanoseconds). Unlike wall time it leaves out the time spent
+    waiting for a CPU, so the difference around a query is what it costs on a loaded machine."""
+    backend_ns = int(Path(f"/proc/{backend_pid}/schedstat").read_text().split()[0])
+    return backend_ns / 1e9 + time.thread_time()
+
+
 # Worker: one dimension, one database ------------------------------------------------------
 
 
@@ -330,15 +338,10 @@ def run_worker(dim: int, args: argparse.Namespace) -> dict[str, Any]:
 
     warmup = args.warmup
 
-    # On-CPU time of a query: this process's thread plus its PostgreSQL backend's, from the
-    # kernel's scheduler statistics (nanoseconds). Unlike wall time it does not include the
-    # time spent waiting for a CPU, so it stays what the query costs on a loaded machine.
     cpu_ms: dict[str, list[float]] = {"hybrid": [], "vector": [], "raw_hnsw": []}
 
     def on_cpu(session: Any) -> float:
-        pid = session.connection().connection.driver_connection.info.backend_pid
-        backend = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
-        return backend / 1e6 + time.thread_time() * 1000
+        return on_cpu_seconds(session.connection().connection.driver_connection.info.backend_pid) * 1000
 
     def hybrid(
         question: str,
