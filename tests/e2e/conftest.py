@@ -12,13 +12,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from core.access.rbac import Actor
 from tests.local_servers import free_port, wait_until_healthy
@@ -152,6 +153,26 @@ def settle(page: Any) -> None:
     """
     page.wait_for_timeout(300)
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+
+
+def open_page(page: Any, link: str, ready: Callable[[], Any], *, attempts: int = 3) -> None:
+    """Click the link `link` and wait until `ready()` (a locator) shows the page arrived.
+
+    A click that lands while a live fragment's own rerun of the page is starting can be
+    superseded by that rerun (Streamlit keeps the newest rerun request), so the browser
+    stays where it was; a person clicks again, and so does this, up to `attempts` times.
+    """
+    for attempt in range(1, attempts + 1):
+        settle(page)
+        page.get_by_role("link", name=link).first.click()
+        try:
+            ready().wait_for(timeout=15_000)
+        except PlaywrightTimeoutError:
+            if attempt == attempts:
+                raise
+            continue
+        settle(page)
+        return
 
 
 def screenshot(page: Any, name: str) -> Path:

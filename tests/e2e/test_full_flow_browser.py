@@ -20,7 +20,7 @@ from core.platform.db import session_scope
 from core.platform.models import Document, TranscriptionJob
 from tests import audio_samples
 from tests.conftest import unique
-from tests.e2e.conftest import LiveApp, screenshot, settle, sign_in
+from tests.e2e.conftest import LiveApp, open_page, screenshot, settle, sign_in
 
 
 def _no_exception(page: Any) -> None:
@@ -69,18 +69,15 @@ def test_member_flow_and_admin_review(
 
     # 1. Sign in and upload a document.
     sign_in(page, live_app, member)
-    page.get_by_role("link", name="Ingestion Hub").click()
-    page.get_by_role("heading", name="Ingestion Hub").wait_for()
-    settle(page)
+    open_page(page, "Ingestion Hub", lambda: page.get_by_role("heading", name="Ingestion Hub"))
     _upload(page, document)  # choosing the file is the whole action
     assert _wait_for_status(Document, Document.filename, document.name) == "COMPLETED"
     page.get_by_text(f"{document.name}: indexed (").wait_for()  # the message follows the indexing
     _no_exception(page)
 
     # 2. Upload a recording; the page follows it to its transcript and minutes.
-    page.get_by_role("link", name="Transcripts & Minutes").click()
-    page.get_by_role("heading", name="Transcripts & Minutes").wait_for()
-    settle(page)
+    # The hub's live message reruns the page as indexing ends: a click then can be superseded.
+    open_page(page, "Transcripts & Minutes", lambda: page.get_by_role("heading", name="Transcripts & Minutes"))
     page.get_by_text("Add a recording").click()
     page.locator("input[type='file']").first.set_input_files(str(recording))
     page.get_by_text(re.compile(r"is (queued|being transcribed|transcribed)")).first.wait_for()
@@ -99,9 +96,7 @@ def test_member_flow_and_admin_review(
     _no_exception(page)
 
     # 3. Ask a question and get a cited answer.
-    page.get_by_role("link", name="Chat").click()
-    page.get_by_placeholder("Ask a question").wait_for()
-    settle(page)
+    open_page(page, "Chat", lambda: page.get_by_placeholder("Ask a question"))
     question = f"Who is the {token} budget owner?"
     box = page.get_by_placeholder("Ask a question")
     box.fill(question)
@@ -140,9 +135,9 @@ def test_member_flow_and_admin_review(
     _no_exception(admin_page)
 
     # 6. Export transcripts as CSV (one row per segment).
-    admin_page.get_by_role("link", name="Transcripts & Minutes").click()
-    admin_page.get_by_role("heading", name="Transcripts & Minutes").wait_for()
-    settle(admin_page)
+    open_page(
+        admin_page, "Transcripts & Minutes", lambda: admin_page.get_by_role("heading", name="Transcripts & Minutes")
+    )
     admin_page.get_by_text("Export several recordings").click()
     admin_page.keyboard.press("Escape")
     with admin_page.expect_download() as download:

@@ -15,7 +15,7 @@ from core.platform.models import Document
 from tests import audio_samples
 from tests.conftest import unique
 from tests.doc_factory import PNG_BYTES, make_pdf
-from tests.e2e.conftest import LiveApp, screenshot, settle, sign_in
+from tests.e2e.conftest import LiveApp, open_page, screenshot, settle, sign_in
 
 
 def _no_exception(page: Any) -> None:
@@ -112,5 +112,5 @@ def test_a_recording_chosen_in_the_hub_is_queued_followed_and_linked(
     page.get_by_text(re.compile(re.escape(recording.name) + r".* is transcribed")).wait_for(timeout=120_000)
     screenshot(page, "ingestion-hub-audio-transcribed")
     _no_exception(page)
-    page.get_by_role("link", name=f"Open {recording.name} on Transcripts & Minutes").click()
-    page.get_by_role("heading", name=recording.name).wait_for()  # that recording is the one open
+    link = f"Open {recording.name} on Transcripts & Minutes"
+    open_page(page, link, lambda: page.get_by_role("heading", name=recording.name))  # that recording is open
