@@ -281,6 +281,39 @@ def test_chunks_sharing_more_of_the_question_rank_before_single_word_matches(own
     assert len(by_text_rank) == 13
 
 
+def test_when_every_word_is_common_the_chunk_sharing_most_words_is_scored_within_the_budget(
+    owner: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More chunks hold each word than the full-text budget allows to score: the candidates are
+    the chunks holding the most of the question's words, and no more than the budget. (Taking
+    every holder of the rarest word instead scored 8 chunks and missed the one with the two others.)"""
+    token = unique("tier")
+    rarest, second, third = f"{token}alpha", f"{token}beta", f"{token}gamma"
+    specs = (
+        DocSpec(
+            "single-words.md",
+            "general_document",
+            tuple(
+                ChunkSpec(f"{word}-{n}", f"Entry {n} mentions {word} once.")
+                for word, count in ((rarest, 8), (second, 10), (third, 10))
+                for n in range(count)
+            ),
+        ),
+        DocSpec("both.md", "general_document", (ChunkSpec("two-words", f"The {second} sits beside the {third}."),)),
+    )
+    corpus = build_corpus(_embed, uploaded_by=owner.id, specs=specs)
+    monkeypatch.setenv("QUORUM_RETRIEVAL_TEXT_SCAN_CHUNKS", "4")
+    get_settings.cache_clear()
+    try:
+        hits = _hits(owner, f"{rarest} {second} {third}", filters=RetrievalFilters(document_ids=corpus.document_ids))
+    finally:
+        monkeypatch.delenv("QUORUM_RETRIEVAL_TEXT_SCAN_CHUNKS")
+        get_settings.cache_clear()
+    by_text_rank = _by_text_rank(hits)
+    assert by_text_rank[0].chunk_id == corpus.chunks["two-words"]
+    assert len(by_text_rank) <= 4
+
+
 def test_a_chunk_holding_the_rare_word_outranks_one_sharing_only_common_words(owner: Actor) -> None:
     """BM25 weighs a word by its rarity: the one chunk naming the rare term wins over chunks
     holding every common word of the question (ts_rank_cd, with no idf, ranked those first)."""

@@ -13,7 +13,6 @@ from core.ai.hashing import hashing_embed
 from core.chat.retrieval import hybrid_search_statement, search_chunks, statement_values
 from core.chat.search_plan import search_shape
 from core.documents import index_document, upload_documents
-from core.documents.chunk_store import _driver_connection
 from core.documents.vector_segments import (
     INDEX_PREFIX,
     SearchLayout,
@@ -23,7 +22,7 @@ from core.documents.vector_segments import (
     tail_rows,
 )
 from core.platform.config import get_settings
-from core.platform.db import get_engine, session_scope
+from core.platform.db import get_engine, session_scope, vector_driver_connection
 from core.platform.models import DocumentChunk, VectorIndexSegment
 from tests.conftest import unique
 
@@ -167,14 +166,15 @@ def test_each_index_range_is_searched_through_its_partial_index(small_segments: 
     layout = search_layout_now()
     statement = hybrid_search_statement(actor, search_shape(_no_filters(), strategy="hnsw", layout=layout))
     embedding = hashing_embed(["planning note"], get_settings().embedding_dim)[0]
-    values = statement_values(query="planning note", query_embedding=[], filters=_no_filters(), k=8, candidates=40)
-    values["query_embedding"] = embedding  # numpy, adapted by pgvector on the raw cursor
+    values = statement_values(
+        query="planning note", query_embedding=embedding, filters=_no_filters(), k=8, candidates=40
+    )
     with session_scope() as session:
         # On a few rows the planner rightly prefers sorting them; costing sorts out shows that
         # each range's partial HNSW index can serve its part (the tail still sorts: it must).
         session.execute(text("SET LOCAL enable_sort = off"))
         compiled = statement.compile(session.get_bind())
-        connection = _driver_connection(session)
+        connection = vector_driver_connection(session)
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN {compiled}", compiled.construct_params(values))
             plan = "\n".join(row[0] for row in cursor.fetchall())

@@ -8,8 +8,8 @@ of each, and fuses the two lists by a convex combination of their scores:
   (core.documents.vector_segments; ``hnsw.ef_search`` set for the transaction from Settings);
 - full text: BM25 (k1, b from Settings) over the question's words, with the exact term
   statistics the database keeps for the searchable chunks (core.documents.term_statistics).
-  Candidates come through the GIN index on ``search_vector``: chunks holding any of the
-  question's rarest words, so a long question never needs every word (see `_bm25_hits`).
+  Candidates come through the GIN index on ``search_vector``: every chunk holding a rare word
+  of the question, and a budget of chunks holding the most of its rarest words (see `_bm25_hits`).
   A "quoted phrase" must appear and a -word must not;
 - fused: (1 - w) x BM25 / the best BM25 of the question + w x cosine similarity, with the
   vector weight w recorded with the embedding space (core.ai.embedding_space): low for the
@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+from pgvector import Vector
 from sqlalchemy import (
     CTE,
     BigInteger,
@@ -83,13 +85,16 @@ from core.chat.search_plan import (
 )
 from core.documents.vector_segments import SearchLayout, search_layout
 from core.platform.config import get_settings
-from core.platform.db import session_scope
+from core.platform.db import BinaryVector, session_scope, vector_driver_connection
 from core.platform.errors import InvalidInput
 from core.platform.models import Document, DocumentChunk
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 4000
+# Full-text candidates holding "at least k" of the question's rarest words are found among this
+# many of them (2^5 - 1 = 31 combinations; more words beyond them only re-rank).
+TIERED_WORDS = 5
 # The text search configuration of document_chunks.search_vector (migration 0010).
 _SEARCH_CONFIGURATION: ColumnElement[str] = literal_column("'quorum_english'::regconfig")
 _WEIGHT_A: ColumnElement[Any] = literal_column("'{a}'::\"char\"[]")
@@ -128,15 +133,19 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
     the triggers keep (core.documents.term_statistics); idf is Lucene's
     ln(1 + (N - df + 0.5) / (df + 0.5)), counted once per time the question says the word.
     Words are those of the quorum_english configuration (migration 0010): no stop words
-    (idf weighs common words down), compounds by their parts. Candidates come through the
-    GIN index: chunks holding any of the question's rarest words (the rarest always, then
-    more from the rarest up while the chunks holding them stay within
-    retrieval_text_scan_chunks), so a long
-    question never needs every word and a common word never makes the scan huge (a chunk
-    holding only common words would rank low anyway). Each candidate is then scored on all
-    the question's words: setweight + ts_filter cut its tsvector down to them, so the
-    per-chunk work is small. A quoted phrase makes the chunks holding it the candidates
-    (the other words still rank them); a -word drops the chunks holding it.
+    (idf weighs common words down), compounds by their parts.
+
+    Reading a candidate's tsvector is the arm's cost (~12-16 us for a 500-token chunk), so
+    candidates are chosen through the GIN index alone, within retrieval_text_scan_chunks:
+    every chunk holding one of the question's rare words (from the rarest up, while the
+    chunks holding them add up to the budget), plus the first budget's worth of chunks
+    holding all of the question's TIERED_WORDS rarest words, then all but one, ... then any
+    of them (quorum_at_least, migration 0013). More shared words score higher, so when every
+    word is common the best chunks are still among the candidates (measured on 100k chunks:
+    BM25's exact top 10 kept in full, <= 2 budgets of tsvectors read). Each candidate is then
+    scored on all the question's words: setweight + ts_filter cut its tsvector down to them.
+    A quoted phrase makes the chunks holding it the candidates (the other words still rank
+    them); a -word drops the chunks holding it.
     """
     query = bindparam("query", type_=Text)
     k1 = bindparam("bm25_k1", type_=Float)
@@ -159,26 +168,45 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
             _TERM_STATS.c.lexeme,
             (times_asked * func.ln(1.0 + (total - df + 0.5) / (df + 0.5))).label("weight"),
             up_to_here.label("up_to_here"),
-            (up_to_here == df).label("rarest"),
+            func.row_number().over(order_by=(df, _TERM_STATS.c.lexeme)).label("rarity"),
         )
         .select_from(words.join(_TERM_STATS, _TERM_STATS.c.lexeme == words.c.lexeme))
         .where(df > 0)
         .cte("question_terms")
     )
     required = func.websearch_to_tsquery(_SEARCH_CONFIGURATION, bindparam("required_terms", type_=Text))
-    matching: ColumnElement[Any] = DocumentChunk.search_vector.op("@@")(required)
-    if not shape.phrases:
-        rarest = select(
+    holds_required: ColumnElement[Any] = DocumentChunk.search_vector.op("@@")(required)
+    budget = bindparam("text_scan_chunks", type_=Integer)
+
+    def holders(holds: ColumnElement[Any]) -> Select[*tuple[Any, ...]]:
+        wanted = and_(holds, holds_required) if shape.exclusions else holds
+        return (
+            select(DocumentChunk.id, DocumentChunk.search_vector, DocumentChunk.search_length)
+            .join(Document, chunk_of_document)
+            .where(eligible, wanted)
+        )
+
+    if shape.phrases:
+        found = holders(holds_required).cte("text_candidates")
+    else:
+        # Every chunk holding a rare word (the holders of the rare words add up to the budget).
+        rare_words = select(
             cast(func.string_agg(func.quote_literal(terms.c.lexeme), literal_column("' | '")), TSQUERY)
-        ).where(or_(terms.c.rarest, terms.c.up_to_here <= bindparam("text_scan_chunks", type_=Integer)))
-        rare_words = DocumentChunk.search_vector.op("@@")(rarest.scalar_subquery())
-        matching = and_(rare_words, matching) if shape.exclusions else rare_words
-    found = (
-        select(DocumentChunk.id, DocumentChunk.search_vector, DocumentChunk.search_length)
-        .join(Document, chunk_of_document)
-        .where(eligible, matching)
-        .cte("text_candidates")
-    )
+        ).where(terms.c.up_to_here <= budget)
+        rare = holders(DocumentChunk.search_vector.op("@@")(rare_words.scalar_subquery()))
+        # Then, up to the budget, chunks holding all the rarest words, then all but one, ... then
+        # any: holding more of the question's words scores higher, and the GIN index answers
+        # these queries without reading a tsvector (migration 0013).
+        rarest = select(func.array_agg(terms.c.lexeme)).where(terms.c.rarity <= TIERED_WORDS).scalar_subquery()
+        shared = func.generate_series(func.cardinality(rarest), 1, -1).table_valued("words").render_derived()
+        tier = (
+            holders(DocumentChunk.search_vector.op("@@")(func.quorum_at_least(rarest, shared.c.words)))
+            .limit(budget)
+            .lateral("tier")
+        )
+        tiered = select(tier.c.id, tier.c.search_vector, tier.c.search_length).select_from(shared.join(tier, true()))
+        both = union_all(rare, tiered.limit(budget)).subquery("text_holders")
+        found = select(both.c.id, both.c.search_vector, both.c.search_length).distinct(both.c.id).cte("text_candidates")
     question_lexemes = select(func.array_agg(terms.c.lexeme)).scalar_subquery()
     held = (
         func.unnest(
@@ -215,7 +243,7 @@ def _vector_top(
     range as constants, so the planner uses that index), plus an exact scan of the segments
     no index covers yet (core.documents.vector_segments), merged by distance.
     """
-    distance = DocumentChunk.embedding.cosine_distance(bindparam("query_embedding"))
+    distance = DocumentChunk.embedding.cosine_distance(bindparam("query_embedding", type_=BinaryVector()))
 
     def nearest(*where: ColumnElement[bool], exact: bool) -> Select[*tuple[Any, ...]]:
         statement = (
@@ -344,11 +372,15 @@ def hybrid_search_statement(actor: Actor, shape: SearchShape) -> Select[*tuple[A
 def statement_values(
     *, query: str, query_embedding: Sequence[float], filters: RetrievalFilters, k: int, candidates: int
 ) -> dict[str, Any]:
-    """The bound parameters of `hybrid_search_statement` for one search (values from Settings)."""
+    """The bound parameters of `hybrid_search_statement` for one search (values from Settings).
+
+    The embedding binds in pgvector's binary form: run the statement on a connection that
+    `vector_driver_connection` prepared.
+    """
     settings = get_settings()
     return filter_values(filters) | {
         "query": query,
-        "query_embedding": list(query_embedding),
+        "query_embedding": Vector(np.asarray(query_embedding, dtype=np.float32)),
         "candidates": candidates,
         "k": k,
         "max_distance": settings.retrieval_max_distance,
@@ -412,6 +444,7 @@ def search_chunks(
         actor, search_shape(filters, strategy=plan.strategy, query=query, layout=layout)
     )
     values = statement_values(query=query, query_embedding=query_embedding, filters=filters, k=k, candidates=candidates)
+    vector_driver_connection(session)
     rows: Sequence[Any] = session.execute(statement, values).all()
     session.execute(select(func.set_config("plan_cache_mode", "auto", True)))  # the caller's statements plan as usual
     log.debug("retrieval %s ef_search=%s -> %d chunks", plan.strategy, plan.ef_search, len(rows))

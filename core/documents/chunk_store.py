@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from core.documents.chunking import Chunk
+from core.platform.db import vector_driver_connection
 
 _STAGE_TABLE = "quorum_chunk_stage"
 _STAGE_COLUMNS = (
@@ -28,16 +28,6 @@ _COLUMN_LIST = ", ".join(_STAGE_COLUMNS)
 _UPDATES = ", ".join(f"{name} = EXCLUDED.{name}" for name in _STAGE_COLUMNS[3:])
 
 
-def _driver_connection(session: Session) -> Any:
-    """The psycopg connection under the session's transaction, with pgvector's types registered."""
-    from pgvector.psycopg import register_vector
-
-    connection: Any = session.connection().connection.driver_connection
-    if connection.adapters.types.get("vector") is None:
-        register_vector(connection)
-    return connection
-
-
 def write_chunks(
     session: Session, document_id: int, generation: int, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
 ) -> None:
@@ -51,7 +41,7 @@ def write_chunks(
     if not chunks:
         return
     matrix = np.asarray(vectors, dtype=np.float32)
-    connection = _driver_connection(session)
+    connection = vector_driver_connection(session)
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE_TABLE} ("

@@ -216,9 +216,9 @@ class Settings(BaseSettings):
     # BM25 of the full-text arm: k1 (term-frequency saturation) and b (length normalisation).
     retrieval_bm25_k1: float = Field(default=0.9, ge=0)
     retrieval_bm25_b: float = Field(default=0.4, ge=0, le=1)
-    # Full-text candidates come from the question's rarest words, adding words while the
-    # chunks holding them stay within this many (common words then only re-rank).
-    retrieval_text_scan_chunks: int = Field(default=500, ge=1)
+    # Full-text candidates: the chunks holding the question's rare words (while they add up to
+    # this many) and this many more holding the most of its rarest words (common words re-rank).
+    retrieval_text_scan_chunks: int = Field(default=250, ge=1)
     # An accepted correction is offered for a new question this close (cosine distance).
     correction_max_distance: float = 0.25
     answer_history_tokens: int = 3000

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import UserDefinedType
 
 from core.platform.config import get_settings
 from core.platform.embedded import database_url
@@ -53,3 +55,31 @@ def reset_engine() -> None:
         get_engine().dispose()
     get_engine.cache_clear()
     _session_factory.cache_clear()
+
+
+def vector_driver_connection(session: Session) -> Any:
+    """The psycopg connection under the session's transaction, with pgvector's types registered
+    (vectors then travel in binary: no text to format in Python or parse in PostgreSQL)."""
+    from pgvector.psycopg import register_vector
+
+    connection: Any = session.connection().connection.driver_connection
+    if connection.adapters.types.get("vector") is None:
+        register_vector(connection)
+    return connection
+
+
+class BinaryVector(UserDefinedType[Any]):
+    """A vector bound as a parameter in pgvector's binary form (a pgvector Vector).
+
+    pgvector's own SQLAlchemy type formats a parameter as text: 1,536 floats cost ~2 ms of
+    Python a search (measured), and PostgreSQL parses them back.
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "vector"
+
+    def bind_processor(self, dialect: Any) -> None:
+        return None  # the value is already a pgvector Vector, dumped by psycopg
+
