@@ -309,6 +309,36 @@ def phase_ingest(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def phase_explain(args: argparse.Namespace) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of one search as the load ends (before the final merge): where its time goes."""
+    from sqlalchemy import func, select
+
+    from core.chat.retrieval import hybrid_search_statement, statement_values
+    from core.chat.search_plan import RetrievalFilters, plan_search, search_shape
+    from core.documents.vector_segments import search_layout
+    from core.platform.db import session_scope, vector_driver_connection
+
+    actor = _bench_actor()
+    question = _questions(1)[0]
+    vector = _query_vectors([question], args.dense)[0]
+    filters = RetrievalFilters()
+    with session_scope() as session:
+        plan = plan_search(session, actor=actor, filters=filters, candidates=40)
+        session.execute(select(func.set_config("hnsw.ef_search", str(plan.ef_search), True)))
+        layout = search_layout(session)
+        statement = hybrid_search_statement(
+            actor, search_shape(filters, strategy=plan.strategy, query=question, layout=layout)
+        )
+        values = statement_values(query=question, query_embedding=vector, filters=filters, k=10, candidates=40)
+        compiled = statement.compile(session.get_bind())
+        connection = vector_driver_connection(session)
+        sql = f"EXPLAIN (ANALYZE, BUFFERS) {compiled}"
+        rows = connection.execute(sql, compiled.construct_params(values)).fetchall()
+    text = "\n".join(row[0] for row in rows)
+    (WORK / f"ingest-{'dense' if args.dense else 'hashing'}-plan.txt").write_text(text)
+    return {"indexes": len(layout.indexed), "execution_ms": float(text.rsplit("Execution Time: ", 1)[-1].split()[0])}
+
+
 def phase_settle(args: argparse.Namespace) -> dict[str, Any]:
     """What a worker does once writing stops: index the tail and merge into one index."""
     from core.documents.vector_segments import maintain_vector_index, tail_rows
@@ -323,7 +353,7 @@ def phase_query(args: argparse.Namespace) -> dict[str, Any]:
     from retrieval import on_cpu_seconds  # benchmarks/retrieval.py
 
     from core.chat.retrieval import search_chunks
-    from core.documents.vector_segments import tail_rows
+    from core.documents.vector_segments import search_layout, tail_rows
     from core.platform.db import session_scope
 
     actor = _bench_actor()
@@ -333,6 +363,7 @@ def phase_query(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[tuple[float, float]] = []  # (seconds since start, latency)
     cpu: list[float] = []  # seconds on a CPU per search: this thread and its PostgreSQL backend
     tails: list[int] = []
+    indexes: list[int] = []  # partial HNSW indexes a search visits
     loads: list[float] = []
     began = time.perf_counter()
     number = 0
@@ -357,10 +388,18 @@ def phase_query(args: argparse.Namespace) -> dict[str, Any]:
         if number % 25 == 0:
             tails.append(tail_rows())
             loads.append(os.getloadavg()[0])
+            with session_scope() as session:
+                indexes.append(len(search_layout(session).indexed))
         number += 1
         if args.until_stopped:
             time.sleep(0.05)  # a user every 50 ms, not a benchmark hammering the CPUs
-    return {"latencies": [latency for _, latency in samples], "cpu": cpu, "tail_rows": tails, "loads": loads}
+    return {
+        "latencies": [latency for _, latency in samples],
+        "cpu": cpu,
+        "tail_rows": tails,
+        "indexes": indexes,
+        "loads": loads,
+    }
 
 
 def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
@@ -494,6 +533,7 @@ def run_kind(args: argparse.Namespace, dense: bool, base_env: dict[str, str]) ->
         if searcher.wait() != 0:
             raise SystemExit("the search process failed")
         during = json.loads(during_out.read_text())
+        explain = phase("explain")
         settle = phase("settle")
         after = phase("query")
         raw = phase("raw")
@@ -504,6 +544,7 @@ def run_kind(args: argparse.Namespace, dense: bool, base_env: dict[str, str]) ->
         "kind": kind,
         "ingest": ingest,
         "settle": settle,
+        "explain": explain,
         "during": during,
         "after": after,
         "raw": raw,
@@ -619,6 +660,27 @@ def render(result: dict[str, Any], args: argparse.Namespace, total_s: float) -> 
             f"{_percentile(raw, 50):.1f} / {raw95:.1f} | {_percentile(during, 95) / raw95:.1f}x, "
             f"{_percentile(after, 95) / raw95:.1f}x | {min(loads):.1f}-{max(loads):.1f} |"
         )
+    lines += [
+        "",
+        "Search CPU during the load, by tenth of it (p50 / p95 ms), with the most partial HNSW indexes a search "
+        "visited in that tenth; then one search's EXPLAIN ANALYZE execution time as the load ended "
+        "(plan in benchmarks/.work/ingest-KIND-plan.txt):",
+        "",
+        "| vectors | " + " | ".join(f"{n}/10" for n in range(1, 11)) + " | end of load |",
+        "|---|" + "---:|" * 11,
+    ]
+    for run in runs:
+        cpu, indexes = run["during"].get("cpu") or [], run["during"].get("indexes") or []
+        if len(cpu) < 10 or not indexes:
+            continue
+        cells = []
+        for tenth in range(10):
+            part = cpu[tenth * len(cpu) // 10 : (tenth + 1) * len(cpu) // 10]
+            visited = indexes[tenth * len(indexes) // 10 : (tenth + 1) * len(indexes) // 10] or [0]
+            cells.append(f"{_percentile(part, 50):.0f} / {_percentile(part, 95):.0f} ({max(visited)})")
+        explain = run.get("explain") or {}
+        end = f"{explain['execution_ms']:.0f} ms ({explain['indexes']})" if explain else "-"
+        lines.append(f"| {run['kind']} | " + " | ".join(cells) + f" | {end} |")
     dense = [run for run in runs if run["kind"] == "dense"]
     if dense:
         run = dense[0]
@@ -654,7 +716,8 @@ def main() -> None:
     parser.add_argument("--api-tpm", type=int, default=0, help="fake API tokens per minute; 0 = unlimited")
     parser.add_argument("--compare-chunkers", action="store_true", help="also compare with LangChain's splitter")
     parser.add_argument("--quality-sample", type=int, default=200, help="texts checked for cut words")
-    parser.add_argument("--phase", choices=["setup", "ingest", "settle", "query", "raw"], help=argparse.SUPPRESS)
+    phases = ["setup", "ingest", "explain", "settle", "query", "raw"]
+    parser.add_argument("--phase", choices=phases, help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="hashing", help=argparse.SUPPRESS)
     parser.add_argument("--until-stopped", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--notes", default="", help="a file appended to the results")
@@ -669,6 +732,7 @@ def main() -> None:
             "setup": phase_setup,
             "ingest": phase_ingest,
             "settle": phase_settle,
+            "explain": phase_explain,
             "query": phase_query,
             "raw": phase_raw,
         }

@@ -45,7 +45,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from pgvector import Vector
 from sqlalchemy import (
     CTE,
     BigInteger,
@@ -380,7 +379,7 @@ def statement_values(
     settings = get_settings()
     return filter_values(filters) | {
         "query": query,
-        "query_embedding": Vector(np.asarray(query_embedding, dtype=np.float32)),
+        "query_embedding": np.asarray(query_embedding, dtype=np.float32),
         "candidates": candidates,
         "k": k,
         "max_distance": settings.retrieval_max_distance,

@@ -69,7 +69,7 @@ def vector_driver_connection(session: Session) -> Any:
 
 
 class BinaryVector(UserDefinedType[Any]):
-    """A vector bound as a parameter in pgvector's binary form (a pgvector Vector).
+    """A vector bound as a parameter in pgvector's binary form (a numpy array).
 
     pgvector's own SQLAlchemy type formats a parameter as text: 1,536 floats cost ~2 ms of
     Python a search (measured), and PostgreSQL parses them back.
@@ -81,5 +81,5 @@ class BinaryVector(UserDefinedType[Any]):
         return "vector"
 
     def bind_processor(self, dialect: Any) -> None:
-        return None  # the value is already a pgvector Vector, dumped by psycopg
+        return None  # a numpy array, dumped by pgvector's psycopg adapter
 
