@@ -10,7 +10,9 @@ PostgreSQL+pgvector (pgserver in benchmarks/.work/pg):
 - asks every question through ``core.chat.retrieval.search_chunks`` and ranks documents by
   their best chunk: the Quorum hybrid as configured (k chunks, default candidates), then its
   full-text arm alone and its vector arm alone (each arm's own ranking, read from one wider
-  call with 100 candidates and no distance cut);
+  call with no distance cut that returns every candidate of both arms: k = candidates = the
+  set's chunk count, at least 100; a smaller k cut the fused list, and with it the weaker
+  vector arm's list);
 - ranks the same documents with bm25s (PyStemmer English stemmer, English stopwords,
   k1 0.9, b 0.4), the reference BM25 of the issue;
 - reports nDCG@10, recall@10 and MRR@10 per system (binary relevance, as BEIR scores it).
@@ -273,8 +275,8 @@ def _ask(
                     actor=actor,
                     query=question,
                     query_embedding=embedding,
-                    k=2 * ARM_CANDIDATES,
-                    candidates=ARM_CANDIDATES,
+                    k=max(ARM_CANDIDATES, chunks),
+                    candidates=max(ARM_CANDIDATES, chunks),
                 )
         finally:
             settings.retrieval_max_distance = cut
