@@ -313,10 +313,10 @@ def phase_explain(args: argparse.Namespace) -> dict[str, Any]:
     """EXPLAIN ANALYZE of one search as the load ends (before the final merge): where its time goes."""
     from sqlalchemy import func, select
 
-    from core.chat.retrieval import hybrid_search_statement, statement_values
+    from core.chat.retrieval import explain_search, hybrid_search_statement, statement_values
     from core.chat.search_plan import RetrievalFilters, plan_search, search_shape
     from core.documents.vector_segments import search_layout
-    from core.platform.db import session_scope, vector_driver_connection
+    from core.platform.db import session_scope
 
     actor = _bench_actor()
     question = _questions(1)[0]
@@ -324,17 +324,19 @@ def phase_explain(args: argparse.Namespace) -> dict[str, Any]:
     filters = RetrievalFilters()
     with session_scope() as session:
         plan = plan_search(session, actor=actor, filters=filters, candidates=40)
-        session.execute(select(func.set_config("hnsw.ef_search", str(plan.ef_search), True)))
+        # As search_chunks runs it: one generic plan, the index's search width.
+        session.execute(
+            select(
+                func.set_config("plan_cache_mode", "force_generic_plan", True),
+                func.set_config("hnsw.ef_search", str(plan.ef_search), True),
+            )
+        )
         layout = search_layout(session)
         statement = hybrid_search_statement(
             actor, search_shape(filters, strategy=plan.strategy, query=question, layout=layout)
         )
         values = statement_values(query=question, query_embedding=vector, filters=filters, k=10, candidates=40)
-        compiled = statement.compile(session.get_bind())
-        connection = vector_driver_connection(session)
-        sql = f"EXPLAIN (ANALYZE, BUFFERS) {compiled}"
-        rows = connection.execute(sql, compiled.construct_params(values)).fetchall()
-    text = "\n".join(row[0] for row in rows)
+        text = explain_search(session, statement, values, analyze=True)
     (WORK / f"ingest-{'dense' if args.dense else 'hashing'}-plan.txt").write_text(text)
     return {"indexes": len(layout.indexed), "execution_ms": float(text.rsplit("Execution Time: ", 1)[-1].split()[0])}
 

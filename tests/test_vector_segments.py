@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 
 from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
-from core.chat.retrieval import hybrid_search_statement, search_chunks, statement_values
+from core.chat.retrieval import explain_search, hybrid_search_statement, search_chunks, statement_values
 from core.chat.search_plan import search_shape
 from core.documents import index_document, upload_documents
 from core.documents.vector_segments import (
@@ -22,7 +22,7 @@ from core.documents.vector_segments import (
     tail_rows,
 )
 from core.platform.config import get_settings
-from core.platform.db import get_engine, session_scope, vector_driver_connection
+from core.platform.db import get_engine, session_scope
 from core.platform.models import DocumentChunk, VectorIndexSegment
 from tests.conftest import unique
 
@@ -173,11 +173,7 @@ def test_each_index_range_is_searched_through_its_partial_index(small_segments: 
         # On a few rows the planner rightly prefers sorting them; costing sorts out shows that
         # each range's partial HNSW index can serve its part (the tail still sorts: it must).
         session.execute(text("SET LOCAL enable_sort = off"))
-        compiled = statement.compile(session.get_bind())
-        connection = vector_driver_connection(session)
-        with connection.cursor() as cursor:
-            cursor.execute(f"EXPLAIN {compiled}", compiled.construct_params(values))
-            plan = "\n".join(row[0] for row in cursor.fetchall())
+        plan = explain_search(session, statement, values)
     for name, _, _ in _registered():
         assert f"Index Scan using {name}" in plan, [line for line in plan.splitlines() if "Index" in line]
 

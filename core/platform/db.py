@@ -82,4 +82,3 @@ class BinaryVector(UserDefinedType[Any]):
 
     def bind_processor(self, dialect: Any) -> None:
         return None  # a numpy array, dumped by pgvector's psycopg adapter
-

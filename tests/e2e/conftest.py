@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -64,27 +65,34 @@ def live_app(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         subprocess.Popen(
             [sys.executable, "-m", "ui.streamlit_server", "run", "streamlit_app.py", "--server.port", str(port),
              "--server.address", "127.0.0.1"],
-            cwd=ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True,
         ),
         subprocess.Popen(
             [sys.executable, "-m", "dramatiq", "workers.actors", "--processes", "1", "--threads", "2"],
-            cwd=ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True,
         ),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     if not wait_until_healthy(url, seconds=60):
         pytest.fail(f"Streamlit did not start; see {ARTIFACTS / 'streamlit.log'}")
     yield LiveApp(url=url, env=env)
+    # Each in its own process group: Dramatiq's forked worker outlived a terminated main
+    # process (found still running against a stopped Redis), so the whole group goes.
     for process in processes:
-        process.terminate()
+        _signal_group(process, signal.SIGTERM)
     for process in processes:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # then no more waiting
             process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _signal_group(process, signal.SIGKILL)
+        process.wait(timeout=15)
     for log in logs:
         log.close()
     redis_server.stop()
+
+
+def _signal_group(process: subprocess.Popen[bytes], number: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group already exited
+        os.killpg(process.pid, number)
 
 
 @pytest.fixture(scope="session")
