@@ -178,6 +178,25 @@ def test_each_index_range_is_searched_through_its_partial_index(small_segments: 
         assert f"Index Scan using {name}" in plan, [line for line in plan.splitlines() if "Index" in line]
 
 
+def test_a_range_is_registered_with_statistics_that_know_its_rows(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Searches plan each range from the segment column's statistics: stale ones (a load
+    outruns autovacuum) made the planner sort fresh ranges instead of reading their index."""
+    actor: Actor = make_user()
+    for n in range(4):
+        _index(actor, f"Statistics note {n} {unique('w')}.")
+    maintain_vector_index(idle=False)
+    newest = max(last for _, _, last in _registered())
+    with session_scope() as session:
+        known = session.scalar(
+            text(
+                "SELECT max(value) FROM pg_stats, LATERAL unnest(coalesce(histogram_bounds::text::int[], '{}') "
+                "|| coalesce(most_common_vals::text::int[], '{}')) AS value "
+                "WHERE tablename = 'document_chunks' AND attname = 'segment'"
+            )
+        )
+    assert known is not None and known >= newest
+
+
 def _no_filters():  # type: ignore[no-untyped-def]
     from core.chat.retrieval import RetrievalFilters
 

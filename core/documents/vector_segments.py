@@ -200,6 +200,11 @@ def _build(connection: Connection, first: int, last: int) -> _Range:
         connection.scalar(select(func.count()).where(DocumentChunk.segment >= first, DocumentChunk.segment <= last))
         or 0
     )
+    # Searches plan each registered range from the segment column's statistics. Left to
+    # autovacuum they lag a load by minutes: mid-ingest the planner believed fresh ranges
+    # empty and sorted them exactly instead of reading their index (10,000 rows sorted on
+    # disk per range, ~1.4 s a search with 24 ranges, measured). One column: cheap.
+    connection.execute(text("ANALYZE document_chunks (segment)"))
     log.info("built %s over %s rows in %.1fs", name, rows, time.monotonic() - began)
     return _Range(name, first, last, rows)
 
