@@ -31,7 +31,7 @@ pytest_plugins = ["tests.fake_openai"]
 
 
 def pytest_unconfigure(config: object) -> None:
-    """Stop the session's embedded PostgreSQL and remove its folder.
+    """Stop the session's embedded PostgreSQL and Redis and remove their folder.
 
     pgserver stops the server when the last process that asked for it exits, but a worker
     killed with SIGKILL by a fault test never says goodbye, so stop it explicitly.
@@ -50,4 +50,14 @@ def pytest_unconfigure(config: object) -> None:
             [str(pg_ctl), "-D", str(folder), "-m", "immediate", "-w", "stop"],
             user=user, capture_output=True, timeout=60, check=False,
         )  # fmt: skip
+    # The folder's embedded Redis too: started by whichever test first needed a broker, it
+    # outlived the session (found: one per past test run, still listening).
+    port_file = DATA_DIR / "redis" / "port"
+    if port_file.exists():
+        import contextlib
+
+        import redis
+
+        with contextlib.suppress(redis.exceptions.RedisError, ValueError, OSError):
+            redis.Redis(host="127.0.0.1", port=int(port_file.read_text()), socket_timeout=5).shutdown(nosave=True)
     shutil.rmtree(DATA_DIR, ignore_errors=True)
