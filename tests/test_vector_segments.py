@@ -178,6 +178,33 @@ def test_each_index_range_is_searched_through_its_partial_index(small_segments: 
         assert f"Index Scan using {name}" in plan, [line for line in plan.splitlines() if "Index" in line]
 
 
+def test_the_exact_tail_is_read_by_its_segment_before_anything_is_joined(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Mid-load, stale statistics let the planner reach the tail through every document's chunks
+    (100k rows read for 1,200); read first by segment alone, its cost is the tail's size."""
+    actor: Actor = make_user()
+    for n in range(4):
+        _index(actor, f"Tail note {n} {unique('w')}.")
+    maintain_vector_index(idle=True)
+    _index(actor, f"Newest tail note {unique('w')}.")  # in the open segment, no index yet
+    layout = search_layout_now()
+    assert layout.indexed
+    statement = hybrid_search_statement(actor, search_shape(_no_filters(), strategy="hnsw", layout=layout))
+    embedding = hashing_embed(["tail note"], get_settings().embedding_dim)[0]
+    values = statement_values(query="tail note", query_embedding=embedding, filters=_no_filters(), k=8, candidates=40)
+    with session_scope() as session:
+        plan = explain_search(session, statement, values)
+    lines = plan.splitlines()
+    assert any(line.strip() == "CTE vector_tail" for line in lines), plan
+    start = next(n for n, line in enumerate(lines) if line.strip() == "CTE vector_tail")
+    depth = len(lines[start]) - len(lines[start].lstrip())
+    body = lines[start + 1 :]
+    end = next((n for n, line in enumerate(body) if len(line) - len(line.lstrip()) <= depth), len(body))
+    tail = "\n".join(body[:end])  # the CTE's own plan
+    first_open = layout.exact[-1][0]
+    assert f"segment >= {first_open}" in tail, tail
+    assert "documents" not in tail, tail  # nothing joined inside: eligibility comes after
+
+
 def test_a_range_is_registered_with_statistics_that_know_its_rows(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
     """Searches plan each range from the segment column's statistics: stale ones (a load
     outruns autovacuum) made the planner sort fresh ranges instead of reading their index."""
