@@ -311,32 +311,16 @@ def phase_ingest(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_explain(args: argparse.Namespace) -> dict[str, Any]:
     """EXPLAIN ANALYZE of one search as the load ends (before the final merge): where its time goes."""
-    from sqlalchemy import func, select
-
-    from core.chat.retrieval import explain_search, hybrid_search_statement, statement_values
-    from core.chat.search_plan import RetrievalFilters, plan_search, search_shape
+    from core.chat.retrieval import explain_search
     from core.documents.vector_segments import search_layout
     from core.platform.db import session_scope
 
     actor = _bench_actor()
     question = _questions(1)[0]
     vector = _query_vectors([question], args.dense)[0]
-    filters = RetrievalFilters()
     with session_scope() as session:
-        plan = plan_search(session, actor=actor, filters=filters, candidates=40)
-        # As search_chunks runs it: one generic plan, the index's search width.
-        session.execute(
-            select(
-                func.set_config("plan_cache_mode", "force_generic_plan", True),
-                func.set_config("hnsw.ef_search", str(plan.ef_search), True),
-            )
-        )
         layout = search_layout(session)
-        statement = hybrid_search_statement(
-            actor, search_shape(filters, strategy=plan.strategy, query=question, layout=layout)
-        )
-        values = statement_values(query=question, query_embedding=vector, filters=filters, k=10, candidates=40)
-        text = explain_search(session, statement, values, analyze=True)
+        text = explain_search(session, actor=actor, query=question, query_embedding=vector, k=10, analyze=True)
     (WORK / f"ingest-{'dense' if args.dense else 'hashing'}-plan.txt").write_text(text)
     return {"indexes": len(layout.indexed), "execution_ms": float(text.rsplit("Execution Time: ", 1)[-1].split()[0])}
 
@@ -718,8 +702,8 @@ def main() -> None:
     parser.add_argument("--api-tpm", type=int, default=0, help="fake API tokens per minute; 0 = unlimited")
     parser.add_argument("--compare-chunkers", action="store_true", help="also compare with LangChain's splitter")
     parser.add_argument("--quality-sample", type=int, default=200, help="texts checked for cut words")
-    phases = ["setup", "ingest", "explain", "settle", "query", "raw"]
-    parser.add_argument("--phase", choices=phases, help=argparse.SUPPRESS)
+    phase_names = ["setup", "ingest", "explain", "settle", "query", "raw"]
+    parser.add_argument("--phase", choices=phase_names, help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="hashing", help=argparse.SUPPRESS)
     parser.add_argument("--until-stopped", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--notes", default="", help="a file appended to the results")

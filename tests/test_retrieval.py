@@ -472,13 +472,11 @@ def test_repeated_searches_share_one_generic_plan_and_leave_planning_as_it_was(o
             again = search_chunks(session, actor=owner, query=question, query_embedding=embedding, filters=filters)
             assert [hit.chunk_id for hit in again] == [hit.chunk_id for hit in first]
         assert session.scalar(text("SHOW plan_cache_mode")) == "auto"
-        generic_plans, prepared = session.execute(
-            text(
-                "SELECT generic_plans, statement FROM pg_prepared_statements WHERE statement LIKE '%text_hits%' "
-                "ORDER BY generic_plans DESC LIMIT 1"
-            )
-        ).one()
-    assert first and generic_plans and generic_plans >= 1
+        # Other tests' searches (other k) may be prepared on this pooled connection too.
+        prepared = session.execute(
+            text("SELECT generic_plans, statement FROM pg_prepared_statements WHERE statement LIKE '%text_hits%'")
+        ).all()
+    candidates_limit = f"LIMIT {get_settings().retrieval_candidates}"
+    assert first and any(row.generic_plans >= 1 and candidates_limit in row.statement for row in prepared)
     # A generic plan guesses an unknown LIMIT at a tenth of the rows; the limits are in the text.
-    assert "LIMIT $" not in prepared
-    assert f"LIMIT {get_settings().retrieval_candidates}" in prepared
+    assert all("LIMIT $" not in row.statement for row in prepared)

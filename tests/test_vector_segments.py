@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
 
 from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
-from core.chat.retrieval import explain_search, hybrid_search_statement, search_chunks, statement_values
-from core.chat.search_plan import search_shape
+from core.chat.retrieval import explain_search, search_chunks
 from core.documents import index_document, upload_documents
 from core.documents.vector_segments import (
     INDEX_PREFIX,
@@ -163,17 +163,11 @@ def test_each_index_range_is_searched_through_its_partial_index(small_segments: 
     for n in range(4):
         _index(actor, f"Segment planning note {n} {unique('w')}.")
     maintain_vector_index(idle=True)
-    layout = search_layout_now()
-    statement = hybrid_search_statement(actor, search_shape(_no_filters(), strategy="hnsw", layout=layout))
-    embedding = hashing_embed(["planning note"], get_settings().embedding_dim)[0]
-    values = statement_values(
-        query="planning note", query_embedding=embedding, filters=_no_filters(), k=8, candidates=40
-    )
     with session_scope() as session:
         # On a few rows the planner rightly prefers sorting them; costing sorts out shows that
         # each range's partial HNSW index can serve its part (the tail still sorts: it must).
         session.execute(text("SET LOCAL enable_sort = off"))
-        plan = explain_search(session, statement, values)
+        plan = _explained(session, actor, "planning note")
     for name, _, _ in _registered():
         assert f"Index Scan using {name}" in plan, [line for line in plan.splitlines() if "Index" in line]
 
@@ -188,14 +182,11 @@ def test_the_exact_tail_is_read_by_its_segment_before_anything_is_joined(small_s
     _index(actor, f"Newest tail note {unique('w')}.")  # in the open segment, no index yet
     layout = search_layout_now()
     assert layout.indexed
-    statement = hybrid_search_statement(actor, search_shape(_no_filters(), strategy="hnsw", layout=layout))
-    embedding = hashing_embed(["tail note"], get_settings().embedding_dim)[0]
-    values = statement_values(query="tail note", query_embedding=embedding, filters=_no_filters(), k=8, candidates=40)
     with session_scope() as session:
-        plan = explain_search(session, statement, values)
+        plan = _explained(session, actor, "tail note")
     lines = plan.splitlines()
-    assert any(line.strip() == "CTE vector_tail" for line in lines), plan
-    start = next(n for n, line in enumerate(lines) if line.strip() == "CTE vector_tail")
+    start = next((n for n, line in enumerate(lines) if line.strip() == "CTE vector_tail"), None)
+    assert start is not None, plan
     depth = len(lines[start]) - len(lines[start].lstrip())
     body = lines[start + 1 :]
     end = next((n for n, line in enumerate(body) if len(line) - len(line.lstrip()) <= depth), len(body))
@@ -224,10 +215,10 @@ def test_a_range_is_registered_with_statistics_that_know_its_rows(small_segments
     assert known is not None and known >= newest
 
 
-def _no_filters():  # type: ignore[no-untyped-def]
-    from core.chat.retrieval import RetrievalFilters
-
-    return RetrievalFilters()
+def _explained(session: Any, actor: Actor, question: str) -> str:
+    """The plan of the HNSW-strategy search for `question`, as search_chunks would run it."""
+    embedding = hashing_embed([question], get_settings().embedding_dim)[0]
+    return explain_search(session, actor=actor, query=question, query_embedding=embedding, strategy="hnsw")
 
 
 def test_a_run_killed_before_registering_leaves_nothing_behind(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]

@@ -416,16 +416,6 @@ def statement_values(
     }
 
 
-def explain_search(session: Session, statement: Select[Any], values: dict[str, Any], *, analyze: bool = False) -> str:
-    """PostgreSQL's plan for `statement` with `values` (EXPLAIN, or EXPLAIN ANALYZE with buffers),
-    as the session's settings would run it: where a search's time goes (tests, benchmarks)."""
-    expanded = statement.compile(session.get_bind()).construct_expanded_state(values)  # literals in place
-    options = "(ANALYZE, BUFFERS) " if analyze else ""
-    connection = vector_driver_connection(session)
-    rows = connection.execute(f"EXPLAIN {options}{expanded.statement}", expanded.parameters).fetchall()
-    return "\n".join(row[0] for row in rows)
-
-
 def checked_question(question: str) -> str:
     """`question` without surrounding space. Raises InvalidInput when nothing is left or it
     is longer than MAX_QUERY_CHARS."""
@@ -437,25 +427,19 @@ def checked_question(question: str) -> str:
     return question
 
 
-def search_chunks(
+def _prepare_search(
     session: Session,
     *,
     actor: Actor,
     query: str,
     query_embedding: Sequence[float],
-    filters: RetrievalFilters | None = None,
-    k: int | None = None,
-    candidates: int | None = None,
-    strategy: Strategy | None = None,
-    ef_search: int | None = None,
-) -> list[RetrievedChunk]:
-    """The top `k` chunks for `query` that `actor` may read, best first. Does not commit.
-
-    Sets hnsw.ef_search for the session's current transaction only (SET LOCAL). `strategy`
-    forces exact scan or HNSW and `ef_search` its search width (benchmarks); by default
-    `plan_search` chooses both.
-    Raises InvalidInput for an empty or over-long query.
-    """
+    filters: RetrievalFilters | None,
+    k: int | None,
+    candidates: int | None,
+    strategy: Strategy | None,
+    ef_search: int | None,
+) -> tuple[SearchPlan, Select[*tuple[Any, ...]], dict[str, Any]]:
+    """Plan one search, set its transaction's settings, and return the statement and its values."""
     settings = get_settings()
     query = checked_question(query)
     filters = filters or RetrievalFilters()
@@ -479,9 +463,47 @@ def search_chunks(
         actor, search_shape(filters, strategy=plan.strategy, query=query, layout=layout)
     )
     values = statement_values(query=query, query_embedding=query_embedding, filters=filters, k=k, candidates=candidates)
-    vector_driver_connection(session)
+    vector_driver_connection(session)  # the embedding binds in binary (statement_values)
+    return plan, statement, values
+
+
+def _reset_planning(session: Session) -> None:
+    """The caller's later statements in the transaction plan as usual."""
+    session.execute(select(func.set_config("plan_cache_mode", "auto", True)))
+
+
+def search_chunks(
+    session: Session,
+    *,
+    actor: Actor,
+    query: str,
+    query_embedding: Sequence[float],
+    filters: RetrievalFilters | None = None,
+    k: int | None = None,
+    candidates: int | None = None,
+    strategy: Strategy | None = None,
+    ef_search: int | None = None,
+) -> list[RetrievedChunk]:
+    """The top `k` chunks for `query` that `actor` may read, best first. Does not commit.
+
+    Sets hnsw.ef_search for the session's current transaction only (SET LOCAL). `strategy`
+    forces exact scan or HNSW and `ef_search` its search width (benchmarks); by default
+    `plan_search` chooses both.
+    Raises InvalidInput for an empty or over-long query.
+    """
+    plan, statement, values = _prepare_search(
+        session,
+        actor=actor,
+        query=query,
+        query_embedding=query_embedding,
+        filters=filters,
+        k=k,
+        candidates=candidates,
+        strategy=strategy,
+        ef_search=ef_search,
+    )
     rows: Sequence[Any] = session.execute(statement, values).all()
-    session.execute(select(func.set_config("plan_cache_mode", "auto", True)))  # the caller's statements plan as usual
+    _reset_planning(session)
     log.debug("retrieval %s ef_search=%s -> %d chunks", plan.strategy, plan.ef_search, len(rows))
     return [
         RetrievedChunk(
@@ -503,6 +525,40 @@ def search_chunks(
         )
         for row in rows
     ]
+
+
+def explain_search(
+    session: Session,
+    *,
+    actor: Actor,
+    query: str,
+    query_embedding: Sequence[float],
+    filters: RetrievalFilters | None = None,
+    k: int | None = None,
+    candidates: int | None = None,
+    strategy: Strategy | None = None,
+    analyze: bool = False,
+) -> str:
+    """PostgreSQL's plan (EXPLAIN, or EXPLAIN ANALYZE with buffers) for the search `search_chunks`
+    would run with these arguments, as it would run it: where a search's time goes (tests,
+    benchmarks). Does not commit."""
+    _, statement, values = _prepare_search(
+        session,
+        actor=actor,
+        query=query,
+        query_embedding=query_embedding,
+        filters=filters,
+        k=k,
+        candidates=candidates,
+        strategy=strategy,
+        ef_search=None,
+    )
+    expanded = statement.compile(session.get_bind()).construct_expanded_state(values)  # literals in place
+    options = "(ANALYZE, BUFFERS) " if analyze else ""
+    driver = vector_driver_connection(session)
+    rows = driver.execute(f"EXPLAIN {options}{expanded.statement}", expanded.parameters).fetchall()
+    _reset_planning(session)
+    return "\n".join(row[0] for row in rows)
 
 
 def embed_question(provider: AIProvider, *, question: str, user_id: int | None) -> list[float]:
