@@ -7,7 +7,7 @@ as "every chunk holding the rarest word" (1,600 at p95 over 100k chunks, measure
 missed chunks holding all the other words. Chunks holding more of the question's words score
 higher under BM25, and the GIN index answers "at least k of these words" by itself (no
 tsvector read), so the search takes candidates from k = all words down to 1 until it has
-enough (core.chat.retrieval._bm25_hits). Measured on the 100k-chunk benchmark corpus (50
+enough (core.chat.search_statement._bm25_hits). Measured on the 100k-chunk benchmark corpus (50
 questions of 4 common words): BM25's top 10 kept 100% (was 94%) while scoring 224 chunks at
 p50 (was 646) and 239 at p95 (was 1,608).
 
