@@ -310,7 +310,8 @@ def phase_ingest(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_explain(args: argparse.Namespace) -> dict[str, Any]:
-    """EXPLAIN ANALYZE of one search as the load ends (before the final merge): where its time goes."""
+    """EXPLAIN ANALYZE of one search, as searches run it (their generic plan): as the load ends
+    (before the final merge) and once the indexes are merged (--moment after)."""
     from core.chat.retrieval import explain_search
     from core.documents.vector_segments import search_layout
     from core.platform.db import session_scope
@@ -321,7 +322,7 @@ def phase_explain(args: argparse.Namespace) -> dict[str, Any]:
     with session_scope() as session:
         layout = search_layout(session)
         text = explain_search(session, actor=actor, query=question, query_embedding=vector, k=10, analyze=True)
-    (WORK / f"ingest-{'dense' if args.dense else 'hashing'}-plan.txt").write_text(text)
+    (WORK / f"ingest-{'dense' if args.dense else 'hashing'}-plan-{args.moment}.txt").write_text(text)
     return {"indexes": len(layout.indexed), "execution_ms": float(text.rsplit("Execution Time: ", 1)[-1].split()[0])}
 
 
@@ -338,7 +339,7 @@ def phase_query(args: argparse.Namespace) -> dict[str, Any]:
     """Hybrid searches one after another (until STOP exists, or args.queries of them)."""
     from retrieval import on_cpu_seconds  # benchmarks/retrieval.py
 
-    from core.chat.retrieval import search_chunks
+    from core.chat.retrieval import explain_search, search_chunks
     from core.documents.vector_segments import search_layout, tail_rows
     from core.platform.db import session_scope
 
@@ -376,6 +377,11 @@ def phase_query(args: argparse.Namespace) -> dict[str, Any]:
             loads.append(os.getloadavg()[0])
             with session_scope() as session:
                 indexes.append(len(search_layout(session).indexed))
+                if args.until_stopped:  # where the time goes as the load grows (generic plan, analyzed)
+                    plan = explain_search(
+                        session, actor=actor, query=question, query_embedding=vector, k=10, analyze=True
+                    )
+                    (WORK / f"ingest-{args.kind}-plan-search-{number:05d}.txt").write_text(plan)
         number += 1
         if args.until_stopped:
             time.sleep(0.05)  # a user every 50 ms, not a benchmark hammering the CPUs
@@ -521,6 +527,7 @@ def run_kind(args: argparse.Namespace, dense: bool, base_env: dict[str, str]) ->
         during = json.loads(during_out.read_text())
         explain = phase("explain")
         settle = phase("settle")
+        explain_after = phase("explain", "--moment", "after")
         after = phase("query")
         raw = phase("raw")
     finally:
@@ -531,6 +538,7 @@ def run_kind(args: argparse.Namespace, dense: bool, base_env: dict[str, str]) ->
         "ingest": ingest,
         "settle": settle,
         "explain": explain,
+        "explain_after": explain_after,
         "during": during,
         "after": after,
         "raw": raw,
@@ -649,12 +657,16 @@ def render(result: dict[str, Any], args: argparse.Namespace, total_s: float) -> 
     lines += [
         "",
         "Search CPU during the load, by tenth of it (p50 / p95 ms), with the most partial HNSW indexes a search "
-        "visited in that tenth; then one search's EXPLAIN ANALYZE execution time as the load ended "
-        "(plan in benchmarks/.work/ingest-KIND-plan.txt):",
+        "visited in that tenth; then one search's EXPLAIN ANALYZE execution time (its generic plan, as "
+        "searches run it) as the load ended and once merged (plans in benchmarks/.work/ingest-KIND-plan-*.txt):",
         "",
-        "| vectors | " + " | ".join(f"{n}/10" for n in range(1, 11)) + " | end of load |",
-        "|---|" + "---:|" * 11,
+        "| vectors | " + " | ".join(f"{n}/10" for n in range(1, 11)) + " | end of load | merged |",
+        "|---|" + "---:|" * 12,
     ]
+
+    def explained(explain: dict[str, Any] | None) -> str:
+        return f"{explain['execution_ms']:.0f} ms ({explain['indexes']})" if explain else "-"
+
     for run in runs:
         cpu, indexes = run["during"].get("cpu") or [], run["during"].get("indexes") or []
         if len(cpu) < 10 or not indexes:
@@ -664,9 +676,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, total_s: float) -> 
             part = cpu[tenth * len(cpu) // 10 : (tenth + 1) * len(cpu) // 10]
             visited = indexes[tenth * len(indexes) // 10 : (tenth + 1) * len(indexes) // 10] or [0]
             cells.append(f"{_percentile(part, 50):.0f} / {_percentile(part, 95):.0f} ({max(visited)})")
-        explain = run.get("explain") or {}
-        end = f"{explain['execution_ms']:.0f} ms ({explain['indexes']})" if explain else "-"
-        lines.append(f"| {run['kind']} | " + " | ".join(cells) + f" | {end} |")
+        ends = f"{explained(run.get('explain'))} | {explained(run.get('explain_after'))}"
+        lines.append(f"| {run['kind']} | " + " | ".join(cells) + f" | {ends} |")
     dense = [run for run in runs if run["kind"] == "dense"]
     if dense:
         run = dense[0]
@@ -706,6 +717,7 @@ def main() -> None:
     parser.add_argument("--phase", choices=phase_names, help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="hashing", help=argparse.SUPPRESS)
     parser.add_argument("--until-stopped", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--moment", default="during", help=argparse.SUPPRESS)
     parser.add_argument("--notes", default="", help="a file appended to the results")
     args = parser.parse_args()
     args.dense = args.kind == "dense"

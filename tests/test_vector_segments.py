@@ -124,6 +124,10 @@ def test_merge_plan_takes_the_newest_run_of_similar_sizes() -> None:
     assert plan_merge([400, 400, 100, 100], factor=2, base=100, max_rows=500) == (2, 4)
     assert plan_merge([400, 400, 100, 100], factor=2, base=100, max_rows=150) is None
     assert plan_merge([100, 100, 400, 400], factor=2, base=100, max_rows=500) == (0, 2)
+    # The cap is a size tier: sealed segments overshoot the tail size, and four of them must
+    # still merge under a cap of four tails' rows; four merged indexes must not.
+    assert plan_merge([2600, 2400, 2900, 2700], factor=4, base=2000, max_rows=10_000) == (0, 4)
+    assert plan_merge([10_600, 10_400, 9_900, 10_100], factor=4, base=2000, max_rows=10_000) is None
 
 
 def test_chunks_are_searchable_at_commit_then_indexed_merged_and_still_found(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]

@@ -40,10 +40,14 @@ Accepted corrections (message_feedback rows an admin reviewed and accepted) are 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import numpy as np
+from psycopg import sql as psycopg_sql
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -60,6 +64,7 @@ from core.platform.errors import InvalidInput
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 4000
+_PYFORMAT = re.compile(r"%\((\w+)\)s")  # the driver's placeholders, as SQLAlchemy writes them
 
 
 @dataclass(frozen=True)
@@ -207,8 +212,9 @@ def explain_search(
     analyze: bool = False,
 ) -> str:
     """PostgreSQL's plan (EXPLAIN, or EXPLAIN ANALYZE with buffers) for the search `search_chunks`
-    would run with these arguments, as it would run it: where a search's time goes (tests,
-    benchmarks). Does not commit."""
+    would run with these arguments, as it would run it: the statement is prepared and explained
+    through EXECUTE, so the plan shown is the generic plan searches use, not one made for these
+    values (tests, benchmarks: where a search's time goes). Does not commit."""
     _, statement, values = _prepare_search(
         session,
         actor=actor,
@@ -220,12 +226,51 @@ def explain_search(
         strategy=strategy,
         ef_search=None,
     )
-    expanded = statement.compile(session.get_bind()).construct_expanded_state(values)  # literals in place
-    options = "(ANALYZE, BUFFERS) " if analyze else ""
+    expanded = statement.compile(session.get_bind()).construct_expanded_state(values)  # limits in place
+    names: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    server_text = _PYFORMAT.sub(placeholder, expanded.statement).replace("%%", "%")
+    types = [_server_type(expanded.parameters[name]) for name in names]
     driver = vector_driver_connection(session)
-    rows = driver.execute(f"EXPLAIN {options}{expanded.statement}", expanded.parameters).fetchall()
+    driver.execute(f"PREPARE quorum_explained ({', '.join(types)}) AS {server_text}")
+    try:
+        options = "(ANALYZE, BUFFERS) " if analyze else ""
+        # EXECUTE's arguments cannot be bound parameters (a utility statement): literals.
+        arguments = ", ".join(
+            f"{_literal(driver, expanded.parameters[name])}::{kind}" for name, kind in zip(names, types, strict=True)
+        )
+        rows = driver.execute(f"EXPLAIN {options}EXECUTE quorum_explained({arguments})").fetchall()
+    finally:
+        driver.execute("DEALLOCATE quorum_explained")
     _reset_planning(session)
     return "\n".join(row[0] for row in rows)
+
+
+def _server_type(value: Any) -> str:
+    """The PostgreSQL type of one of the search's values (PREPARE declares them: `$1 + $2` alone
+    is ambiguous)."""
+    if isinstance(value, list | tuple):
+        return f"{_server_type(value[0])}[]"
+    scalar_types: list[tuple[type, str]] = [
+        (bool, "boolean"),
+        (int, "bigint"),
+        (float, "double precision"),
+        (str, "text"),
+        (datetime, "timestamptz"),
+        (np.ndarray, "vector"),
+    ]
+    return next(name for kind, name in scalar_types if isinstance(value, kind))
+
+
+def _literal(driver: Any, value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        value = "[" + ",".join(repr(float(number)) for number in value) + "]"
+    return str(psycopg_sql.Literal(value).as_string(driver))
 
 
 def embed_question(provider: AIProvider, *, question: str, user_id: int | None) -> list[float]:

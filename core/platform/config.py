@@ -205,7 +205,8 @@ class Settings(BaseSettings):
     vector_tail_rows: int = Field(default=2000, ge=1)
     vector_merge_factor: int = Field(default=4, ge=2)
     vector_idle_seconds: float = 30.0
-    # While chunks are still being written, no merge builds an index of more rows than this:
+    # While chunks are still being written, no merge builds an index of a larger size tier
+    # (vector_tail_rows x vector_merge_factor^n) than one of this many rows:
     # a long build lets the exactly-scanned tail grow behind it (26,000 rows during a 32,000-row
     # merge, benchmarks/results/ingest.md). Everything is merged into one once writing stops.
     vector_merge_max_rows_while_writing: int = Field(default=10_000, ge=1)
