@@ -67,6 +67,28 @@ _CORPUS_STATS = table("search_corpus_stats", column("chunks", BigInteger), colum
 _EMBEDDING_SPACE = table("embedding_space", column("vector_weight", Float))
 
 
+def _only_eligible(
+    statement: Select[*tuple[Any, ...]],
+    shape: SearchShape,
+    chunk_of_document: ColumnElement[bool],
+    eligible: ColumnElement[bool],
+) -> Select[*tuple[Any, ...]]:
+    """`statement` (over document_chunks) restricted to the chunks the search may return.
+
+    Exact strategy (the filters leave few chunks): reached through their documents. HNSW (many
+    chunks): rows come from the chunk indexes (HNSW, GIN) and each is checked against its
+    document by a subquery the planner cannot turn into a join. As a join, its order rested
+    on the documents table's statistics, and mid-load they said almost no document was
+    searchable yet (analyzed while a bulk upload was PENDING): the plan walked every searchable
+    document's chunks reading their words instead of asking the full-text index (1.3 s a
+    search at 60k chunks, measured).
+    """
+    if shape.strategy == "exact":
+        return statement.join(Document, chunk_of_document).where(eligible)
+    readable = select(true()).select_from(Document).where(chunk_of_document, eligible).correlate(DocumentChunk)
+    return statement.where(readable.scalar_subquery())
+
+
 def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[bool], shape: SearchShape) -> CTE:
     """The full-text arm: BM25 over the question's words, best `candidates` chunks (a CTE).
 
@@ -121,11 +143,8 @@ def _bm25_hits(chunk_of_document: ColumnElement[bool], eligible: ColumnElement[b
 
     def holders(holds: ColumnElement[Any]) -> Select[*tuple[Any, ...]]:
         wanted = and_(holds, holds_required) if shape.exclusions else holds
-        return (
-            select(DocumentChunk.id, DocumentChunk.search_vector, DocumentChunk.search_length)
-            .join(Document, chunk_of_document)
-            .where(eligible, wanted)
-        )
+        chunks = select(DocumentChunk.id, DocumentChunk.search_vector, DocumentChunk.search_length).where(wanted)
+        return _only_eligible(chunks, shape, chunk_of_document, eligible)
 
     if shape.phrases:
         found = holders(holds_required).cte("text_candidates")
@@ -187,12 +206,8 @@ def _vector_top(
     distance = DocumentChunk.embedding.cosine_distance(bindparam("query_embedding", type_=BinaryVector()))
 
     def nearest(*where: ColumnElement[bool], exact: bool) -> Select[*tuple[Any, ...]]:
-        statement = (
-            select(DocumentChunk.id.label("chunk_id"), distance.label("distance"))
-            .join(Document, chunk_of_document)
-            .where(eligible, *where)
-            .limit(candidates)
-        )
+        chunks = select(DocumentChunk.id.label("chunk_id"), distance.label("distance")).where(*where)
+        statement = _only_eligible(chunks, shape, chunk_of_document, eligible).limit(candidates)
         # "+ 0" hides the distance from the planner's index matching: no HNSW index can
         # serve this ORDER BY, so every eligible chunk is compared (exact top-N sort).
         return statement.order_by(distance + 0.0, DocumentChunk.id) if exact else statement.order_by(distance)
@@ -277,7 +292,12 @@ def _fused(vector_hits: CTE, text_hits: CTE) -> CTE:
 
 
 def _best_chunks(fused: CTE) -> Select[*tuple[Any, ...]]:
-    """The best `k` fused chunks with their text and source, labelled as RetrievedChunk's fields."""
+    """The best `k` fused chunks with their text and source, labelled as RetrievedChunk's fields.
+
+    The best `k` are chosen first and only they are joined to their rows: joined before the
+    cut, the planner could walk every document to find 40 chunks.
+    """
+    best = select(fused).order_by(fused.c.score.desc(), fused.c.chunk_id).limit(_limit("k")).subquery("best")
     chunk = aliased(DocumentChunk, name="c")
     document = aliased(Document, name="d")
     return (
@@ -292,17 +312,16 @@ def _best_chunks(fused: CTE) -> Select[*tuple[Any, ...]]:
             chunk.start_seconds,
             chunk.end_seconds,
             document.transcription_job_id,
-            fused.c.score,
-            fused.c.vector_rank,
-            fused.c.text_rank,
-            fused.c.vector_distance,
-            fused.c.text_score,
+            best.c.score,
+            best.c.vector_rank,
+            best.c.text_rank,
+            best.c.vector_distance,
+            best.c.text_score,
         )
-        .select_from(fused)
-        .join(chunk, chunk.id == fused.c.chunk_id)
+        .select_from(best)
+        .join(chunk, chunk.id == best.c.chunk_id)
         .join(document, document.id == chunk.document_id)
-        .order_by(fused.c.score.desc(), chunk.id)
-        .limit(_limit("k"))
+        .order_by(best.c.score.desc(), chunk.id)
     )
 
 
