@@ -164,9 +164,7 @@ def test_chunks_are_searchable_at_commit_then_indexed_merged_and_still_found(sma
 
 def test_each_index_range_is_searched_through_its_partial_index(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
     actor: Actor = make_user()
-    for n in range(4):
-        _index(actor, f"Segment planning note {n} {unique('w')}.")
-    maintain_vector_index(idle=True)
+    _index_in_ranges(actor, "Segment planning note")
     with session_scope() as session:
         # On a few rows the planner rightly prefers sorting them; costing sorts out shows that
         # each range's partial HNSW index can serve its part (the tail still sorts: it must).
@@ -180,9 +178,7 @@ def test_the_exact_tail_is_read_by_its_segment_before_anything_is_joined(small_s
     """Mid-load, stale statistics let the planner reach the tail through every document's chunks
     (100k rows read for 1,200); read first by segment alone, its cost is the tail's size."""
     actor: Actor = make_user()
-    for n in range(4):
-        _index(actor, f"Tail note {n} {unique('w')}.")
-    maintain_vector_index(idle=True)
+    _index_in_ranges(actor, "Tail note")
     _index(actor, f"Newest tail note {unique('w')}.")  # in the open segment, no index yet
     layout = search_layout_now()
     assert layout.indexed
@@ -217,6 +213,13 @@ def test_a_range_is_registered_with_statistics_that_know_its_rows(small_segments
             )
         )
     assert known is not None and known >= newest
+
+
+def _index_in_ranges(actor: Actor, words: str) -> None:
+    """Four small documents whose words start with `words`, indexed and merged into ranges."""
+    for n in range(4):
+        _index(actor, f"{words} {n} {unique('w')}.")
+    maintain_vector_index(idle=True)
 
 
 def _explained(session: Any, actor: Actor, question: str) -> str:
@@ -299,9 +302,7 @@ def test_candidates_come_from_the_indexes_whatever_the_documents_statistics_say(
     searchable document's chunks, reading each one's words, instead of asking the full-text
     index (1.3 s a search at 60k chunks, measured). Eligibility is checked per candidate."""
     actor: Actor = make_user()
-    for n in range(4):
-        _index(actor, f"Statistics planning note {n} {unique('w')}.")
-    maintain_vector_index(idle=True)
+    _index_in_ranges(actor, "Statistics planning note")
     with session_scope() as session:
         session.execute(text("ANALYZE documents"))
         session.execute(text("SET LOCAL enable_seqscan = off"))  # a test's few rows are read whole otherwise
