@@ -12,6 +12,8 @@ from sqlalchemy import func, select, text
 from core.access.rbac import Actor
 from core.ai.hashing import hashing_embed
 from core.chat.retrieval import explain_search, search_chunks
+from core.chat.search_plan import RetrievalFilters, Strategy, search_shape
+from core.chat.search_statement import hybrid_search_statement
 from core.documents import index_document, upload_documents
 from core.documents.vector_segments import (
     INDEX_PREFIX,
@@ -222,10 +224,10 @@ def _index_in_ranges(actor: Actor, words: str) -> None:
     maintain_vector_index(idle=True)
 
 
-def _explained(session: Any, actor: Actor, question: str) -> str:
-    """The plan of the HNSW-strategy search for `question`, as search_chunks would run it."""
+def _explained(session: Any, actor: Actor, question: str, strategy: Strategy = "hnsw") -> str:
+    """The plan of the search for `question` (HNSW strategy by default), as search_chunks runs it."""
     embedding = hashing_embed([question], get_settings().embedding_dim)[0]
-    return explain_search(session, actor=actor, query=question, query_embedding=embedding, strategy="hnsw")
+    return explain_search(session, actor=actor, query=question, query_embedding=embedding, strategy=strategy)
 
 
 def test_a_run_killed_before_registering_leaves_nothing_behind(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -294,20 +296,41 @@ def test_while_writing_no_merge_outgrows_its_cap_and_quiet_merges_everything(
     assert set(documents) <= set(_hits(actor, f"{word} audit entry"))
 
 
+@pytest.mark.parametrize("strategy", ["hnsw", "exact"])
 def test_candidates_come_from_the_indexes_whatever_the_documents_statistics_say(
-    small_segments: None, make_user
+    small_segments: None, make_user, strategy: Strategy
 ) -> None:  # type: ignore[no-untyped-def]
     """Mid-load the documents table's statistics said almost no document was searchable yet
     (analyzed while a bulk upload was still PENDING): the generic plan then walked every
     searchable document's chunks, reading each one's words, instead of asking the full-text
-    index (1.3 s a search at 60k chunks, measured). Eligibility is checked per candidate."""
+    index (1.3 s a search at 60k chunks, measured). Eligibility is checked per candidate. The
+    exact strategy too (a search of everything before the first index exists) for full text."""
     actor: Actor = make_user()
     _index_in_ranges(actor, "Statistics planning note")
     with session_scope() as session:
         session.execute(text("ANALYZE documents"))
         session.execute(text("SET LOCAL enable_seqscan = off"))  # a test's few rows are read whole otherwise
-        plan = _explained(session, actor, "statistics planning note")
+        plan = _explained(session, actor, "statistics planning note", strategy=strategy)
     scans = [line.strip() for line in plan.splitlines() if "Scan" in line]
-    by_document = ("uq_document_chunks_position", "ix_document_chunks_document_id")
-    assert not any(name in line for line in scans for name in by_document), scans
     assert any("Bitmap Index Scan on ix_document_chunks_search_vector" in line for line in scans), scans
+    if strategy == "hnsw":  # exact compares every eligible chunk by vector: reached as the planner likes
+        by_document = ("uq_document_chunks_position", "ix_document_chunks_document_id")
+        assert not any(name in line for line in scans for name in by_document), scans
+
+
+def test_full_text_candidates_reach_documents_only_when_the_filters_leave_few_chunks(make_user) -> None:  # type: ignore[no-untyped-def]
+    """The statement's text, whatever the planner would do with it today: a search of everything
+    asks the full-text index and checks each candidate's document (a join would let stale
+    statistics walk every document first, as above); only a narrowing filter, which leaves few
+    chunks (exact strategy), reaches them through their documents."""
+    actor: Actor = make_user()
+
+    def joins(filters: RetrievalFilters, strategy: Strategy) -> int:
+        statement = hybrid_search_statement(actor, search_shape(filters, strategy=strategy))
+        return str(statement.compile(get_engine())).count("JOIN documents ")
+
+    everything, one_type = RetrievalFilters(), RetrievalFilters(document_types=("meeting_minutes",))
+    # The vector arm's exact scan, the exact tail and the final rows' documents are joins.
+    assert joins(everything, "hnsw") == 2  # the tail's and the final rows'
+    assert joins(everything, "exact") == 2  # the exact vector scan's and the final rows'
+    assert joins(one_type, "exact") == 4  # and both full-text candidate queries

@@ -80,6 +80,11 @@ class SearchShape:
     # written into the SQL as constants so the planner can match each partial index.
     layout: SearchLayout = UNINDEXED
 
+    @property
+    def narrowed(self) -> bool:
+        """The caller's filters narrow the search (beyond what the actor may read)."""
+        return self.document_types or self.document_ids or self.date_from or self.date_to
+
 
 def search_shape(
     filters: RetrievalFilters, *, strategy: Strategy = "hnsw", query: str = "", layout: SearchLayout | None = None

@@ -219,7 +219,8 @@ class Settings(BaseSettings):
     retrieval_bm25_b: float = Field(default=0.4, ge=0, le=1)
     # Full-text candidates: the chunks holding the question's rare words (while they add up to
     # this many) and this many more holding the most of its rarest words (common words re-rank).
-    retrieval_text_scan_chunks: int = Field(default=250, ge=1)
+    # 150 kept BM25's exact top 10 in full on 100k chunks (100: 99.4%), ~1 ms a search less than 250.
+    retrieval_text_scan_chunks: int = Field(default=150, ge=1)
     # An accepted correction is offered for a new question this close (cosine distance).
     correction_max_distance: float = 0.25
     answer_history_tokens: int = 3000
