@@ -158,6 +158,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain_search(args: argparse.Namespace) -> int:
+    from core.chat.retrieval import RetrievalFilters, explain_question
+
+    filters = RetrievalFilters(document_types=tuple(args.type))
+    print(explain_question(actor=_actor(args), query=args.question, filters=filters))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from core.meetings.exports import export_recording
 
@@ -332,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     ask.add_argument("--type", action="append", default=[], choices=DOCUMENT_TYPES, help="limit to a document type")
     ask.set_defaults(handler=cmd_ask)
+
+    explain = with_user(
+        sub.add_parser("explain-search", help="where a search spends its time (PostgreSQL's EXPLAIN ANALYZE)")
+    )
+    explain.add_argument("question")
+    explain.add_argument("--type", action="append", default=[], choices=DOCUMENT_TYPES, help="limit to a document type")
+    explain.set_defaults(handler=cmd_explain_search)
 
     export = with_user(sub.add_parser("export", help="export a transcript or minutes"))
     export.add_argument("job_id", type=int)

@@ -48,6 +48,22 @@ def test_ingest_then_ask(cli_env: dict[str, str], admin: Actor, tmp_path: Path) 
     assert "Sources:" in answered.stdout and "falcon-launch.md" in answered.stdout
 
 
+def test_explain_search_shows_where_a_search_spends_its_time(  # type: ignore[no-untyped-def]
+    cli_env: dict[str, str], admin: Actor, make_user, tmp_path: Path
+) -> None:
+    note = tmp_path / "heron-plan.md"
+    note.write_text("# Project Heron\n\nThe Heron pilot starts in the Oslo office in May.\n")
+    assert _cli("ingest", str(note), "--as", admin.username, env=cli_env).returncode == 0
+    explained = _cli("explain-search", "When does the Heron pilot start?", "--as", admin.username, env=cli_env)
+    assert explained.returncode == 0, explained.stderr
+    assert "Execution Time" in explained.stdout
+    assert "Bitmap Index Scan on ix_document_chunks_search_vector" in explained.stdout  # the full-text arm
+    # The plan tells how many rows each step read: for people who watch the system.
+    user: Actor = make_user()
+    refused = _cli("explain-search", "Heron pilot", "--as", user.username, env=cli_env)
+    assert refused.returncode == 2 and "view_jobs" in refused.stderr
+
+
 def test_ingest_reports_rejections(cli_env: dict[str, str], admin: Actor, tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")

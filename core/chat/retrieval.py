@@ -51,7 +51,7 @@ from psycopg import sql as psycopg_sql
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from core.access.rbac import Actor
+from core.access.rbac import Actor, require
 from core.ai.base import AIProvider, UsageContext
 from core.ai.embedding_space import check_embedding_space
 from core.chat.search_plan import RetrievalFilters, SearchPlan, Strategy, plan_search, search_shape
@@ -278,6 +278,16 @@ def embed_question(provider: AIProvider, *, question: str, user_id: int | None) 
     return provider.embed([question], usage=UsageContext(purpose="embedding", user_id=user_id))[0]
 
 
+def _embedded_question(actor: Actor, query: str, provider: AIProvider | None) -> tuple[str, list[float]]:
+    """The checked question and its embedding (usage recorded under the actor)."""
+    from core.ai import get_provider
+
+    provider = provider or get_provider()
+    check_embedding_space(provider)
+    query = checked_question(query)
+    return query, embed_question(provider, question=query, user_id=actor.id)
+
+
 def retrieve(
     *,
     actor: Actor,
@@ -292,14 +302,27 @@ def retrieve(
     documents they uploaded themselves. Raises InvalidInput for an empty query and
     EmbeddingSpaceMismatch when the configured embedder differs from the stored vectors.
     """
-    from core.ai import get_provider
-
-    provider = provider or get_provider()
-    check_embedding_space(provider)
-    query = checked_question(query)
-    embedding = embed_question(provider, question=query, user_id=actor.id)
+    query, embedding = _embedded_question(actor, query, provider)
     with session_scope() as session:
         return search_chunks(session, actor=actor, query=query, query_embedding=embedding, filters=filters, k=k)
+
+
+def explain_question(
+    *, actor: Actor, query: str, filters: RetrievalFilters | None = None, provider: AIProvider | None = None
+) -> str:
+    """Where the search `retrieve` runs for `query` as `actor` spends its time: PostgreSQL's
+    EXPLAIN ANALYZE of it, as searches run it (an operator's tool: `core.cli explain-search`).
+
+    Needs view_jobs (the plan tells how many chunks and documents each step read). Runs the
+    search once; own read-only transaction. Raises PermissionDenied, InvalidInput, or
+    EmbeddingSpaceMismatch like `retrieve`.
+    """
+    require(actor, "view_jobs")
+    query, embedding = _embedded_question(actor, query, provider)
+    with session_scope() as session:
+        return explain_search(
+            session, actor=actor, query=query, query_embedding=embedding, filters=filters, analyze=True
+        )
 
 
 __all__ = [
@@ -309,6 +332,7 @@ __all__ = [
     "SearchPlan",
     "checked_question",
     "embed_question",
+    "explain_question",
     "explain_search",
     "plan_search",
     "retrieve",
