@@ -45,9 +45,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import uuid4
 
 import numpy as np
 from psycopg import sql as psycopg_sql
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -237,16 +239,18 @@ def explain_search(
     server_text = _PYFORMAT.sub(placeholder, expanded.statement).replace("%%", "%")
     types = [_server_type(expanded.parameters[name]) for name in names]
     driver = vector_driver_connection(session)
-    driver.execute(f"PREPARE quorum_explained ({', '.join(types)}) AS {server_text}")
+    name = f"quorum_explained_{uuid4().hex[:12]}"  # prepared statements outlive a failed transaction
+    driver.execute(f"PREPARE {name} ({', '.join(types)}) AS {server_text}")
     try:
         options = "(ANALYZE, BUFFERS) " if analyze else ""
         # EXECUTE's arguments cannot be bound parameters (a utility statement): literals.
         arguments = ", ".join(
             f"{_literal(driver, expanded.parameters[name])}::{kind}" for name, kind in zip(names, types, strict=True)
         )
-        rows = driver.execute(f"EXPLAIN {options}EXECUTE quorum_explained({arguments})").fetchall()
+        rows = driver.execute(f"EXPLAIN {options}EXECUTE {name}({arguments})").fetchall()
     finally:
-        driver.execute("DEALLOCATE quorum_explained")
+        if driver.info.transaction_status != TransactionStatus.INERROR:  # else the original error stands
+            driver.execute(f"DEALLOCATE {name}")
     _reset_planning(session)
     return "\n".join(row[0] for row in rows)
 
