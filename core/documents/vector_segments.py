@@ -17,9 +17,10 @@ So chunks never enter a live HNSW index when they are written:
   go on meanwhile). Like a search engine merging segments, it then builds one index over
   settings.vector_merge_factor adjacent indexes of similar size and drops them, so a search
   visits a few indexes, and when writing has stopped it merges what is left into one. While
-  writing goes on, no merge grows beyond settings.vector_merge_max_rows_while_writing rows:
-  the one maintenance run would otherwise spend minutes on a large build while the tail it
-  has not sealed grows behind it, and each row would be built once more.
+  writing goes on, no merge builds an index of a larger size tier than one of
+  settings.vector_merge_max_rows_while_writing rows: the one maintenance run would otherwise
+  spend minutes on a large build while the tail it has not sealed grows behind it, and each
+  row would be built once more.
 
 Guarantees. A row is always found by a search, through exactly one registered index or the
 exact tail scan. An index is registered only after CREATE INDEX CONCURRENTLY finished, so
