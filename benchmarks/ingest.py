@@ -533,6 +533,11 @@ def run_kind(args: argparse.Namespace, dense: bool, base_env: dict[str, str]) ->
     finally:
         if fake is not None:
             fake.stop()
+        # The phases' embedded Redis belongs to the run's data folder: it would outlive the run.
+        from core.platform.config import get_settings
+        from core.platform.embedded import stop_embedded_redis
+
+        stop_embedded_redis(get_settings().model_copy(update={"data_dir": data_dir, "redis_url": None}))
     return {
         "kind": kind,
         "ingest": ingest,

@@ -37,7 +37,7 @@ from core.access.rbac import ADMIN_ROLE, DEFAULT_ROLES, PERMISSIONS, USER_ROLE, 
 from core.admin import analytics
 from core.ai import usage
 from core.chat import feedback, feedback_review
-from core.chat.retrieval import retrieve
+from core.chat.retrieval import explain_question, retrieve
 from core.meetings import action_items, exports, minutes
 from core.platform.config import get_settings
 from core.platform.db import session_scope
@@ -344,6 +344,8 @@ def _probes() -> list[Probe]:
             actor=a, kind="indexing", job_id=_colleague_document(w, status="FAILED", error="boom")), {}),
         ("admin.usage_analytics", "view_jobs", lambda a, w: analytics.usage_analytics(actor=a), {}),
         ("ai.summarize_usage", "view_jobs", lambda a, w: usage.summarize_usage(actor=a), {}),
+        ("chat.explain_question", "view_jobs", lambda a, w: _seen(
+            "Execution Time" in explain_question(actor=a, query=w.team_token), "search plan"), {}),
         ("access.list_audit", "view_audit_log", lambda a, w: audit.list_audit(actor=a, filters=quiet), {}),
         ("access.audit_actions", "view_audit_log", lambda a, w: audit.audit_actions(actor=a), {}),
         ("access.export_audit_csv", "view_audit_log", lambda a, w: audit.export_audit_csv(actor=a, filters=quiet), {}),
