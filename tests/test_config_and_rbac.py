@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -134,3 +136,52 @@ def test_embedded_redis_persists(tmp_path: Path) -> None:
     stop_embedded_redis(settings)
     assert redis.Redis.from_url(redis_url(settings)).get("kept") == b"yes"
     stop_embedded_redis(settings)
+
+
+def _folder_redis_url(data_dir: str, port: int, ready: Any, urls: Any) -> None:
+    from core.platform.embedded import redis_url
+
+    ready.wait()  # all ask at the same moment
+    urls.put(redis_url(Settings(data_dir=Path(data_dir), embedded_redis_port=port)))
+
+
+def test_processes_starting_together_share_one_embedded_redis(tmp_path: Path) -> None:
+    """The CLI's ingest processes ask for the folder's Redis at once: one server, not one each
+    (with the usual port taken, each had started its own on a free port, and all but the one
+    in the folder's port file were left listening: three in a benchmark run)."""
+    import multiprocessing
+    import socket
+
+    import psutil
+
+    from core.platform.embedded import stop_embedded_redis
+
+    taken = socket.socket()  # the configured port is someone else's: each must pick a free one
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    context = multiprocessing.get_context("fork")
+    ready, urls = context.Barrier(4), context.Queue()
+    processes = [context.Process(target=_folder_redis_url, args=(str(tmp_path), port, ready, urls)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    folder = (tmp_path / "redis").resolve()
+
+    def servers() -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter(["name"]):
+            with contextlib.suppress(psutil.Error):
+                if "redis-server" in (process.info["name"] or "") and Path(process.cwd()) == folder:
+                    found.append(process)
+        return found
+
+    try:
+        assert len({urls.get(timeout=10) for _ in processes}) == 1
+        assert len(servers()) == 1
+    finally:
+        taken.close()
+        stop_embedded_redis(Settings(data_dir=tmp_path, embedded_redis_port=port))
+        for stray in servers():
+            stray.kill()

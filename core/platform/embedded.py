@@ -8,6 +8,7 @@ is already running for the same folder instead of starting a second one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import socket
@@ -190,7 +191,15 @@ def redis_url(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     if settings.redis_url:
         return settings.redis_url
-    port = _running_port(settings) or start_embedded_redis(settings)
+    port = _running_port(settings)
+    if port is None:
+        # Processes starting together (the CLI's ingest processes) would each start a server
+        # for the folder, and all but the one in the port file would be left running.
+        folder = _redis_dir(settings)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "start.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            port = _running_port(settings) or start_embedded_redis(settings)
     return f"redis://127.0.0.1:{port}/0"
 
 
