@@ -16,11 +16,13 @@ of each, and fuses the two lists by a convex combination of their scores:
   offline lexical hashing vectors, higher for a dense model.
 
 Visibility and searchability (core.documents.indexing.searchable_documents_clause: what the actor
-may read, among documents with an active chunk generation), the join on each document's
-active generation and the caller's filters (document types, specific documents, upload
-date range) are applied inside that same statement, so a chunk the actor may not see never
-leaves the database. Status is deliberately not filtered: a document being re-indexed
-stays searchable through its previous generation until the new one is swapped in.
+may read, among documents with an active chunk generation), each chunk's match with its
+document's active generation and the caller's filters (document types, specific documents,
+upload date range) are applied inside that same statement, so a chunk the actor may not see
+never leaves the database: checked for each candidate the chunk indexes return, or through a
+join when the filters leave few chunks (core.chat.search_statement._only_eligible). Status is
+deliberately not filtered: a document being re-indexed stays searchable through its previous
+generation until the new one is swapped in.
 
 The statement (core.chat.search_statement) is built once per actor and shape of search
 (cached); the question, its embedding and the filter values are bound parameters, k and the
