@@ -42,7 +42,6 @@ Accepted corrections (message_feedback rows an admin reviewed and accepted) are 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,6 +52,7 @@ import numpy as np
 from psycopg import sql as psycopg_sql
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Select, func, select
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.orm import Session
 
 from core.access.rbac import Actor, require
@@ -68,7 +68,6 @@ from core.platform.errors import InvalidInput
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 4000
-_PYFORMAT = re.compile(r"%\((\w+)\)s")  # the driver's placeholders, as SQLAlchemy writes them
 
 
 @dataclass(frozen=True)
@@ -230,24 +229,20 @@ def explain_search(
         strategy=strategy,
         ef_search=None,
     )
-    expanded = statement.compile(session.get_bind()).construct_expanded_state(values)  # limits in place
-    names: list[str] = []
-
-    def placeholder(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    server_text = _PYFORMAT.sub(placeholder, expanded.statement).replace("%%", "%")
-    types = [_server_type(expanded.parameters[name]) for name in names]
+    # PREPARE takes $n placeholders: the statement compiled in that style, its limits in place.
+    dialect = PGDialect_psycopg(paramstyle="numeric_dollar")
+    expanded = statement.compile(dialect=dialect).construct_expanded_state(values)
+    names = list(expanded.positiontup or ())
+    types = [_server_type(expanded.parameters[parameter]) for parameter in names]
     driver = vector_driver_connection(session)
     name = f"quorum_explained_{uuid4().hex[:12]}"  # prepared statements outlive a failed transaction
-    driver.execute(f"PREPARE {name} ({', '.join(types)}) AS {server_text}")
+    driver.execute(f"PREPARE {name} ({', '.join(types)}) AS {expanded.statement}")
     try:
         options = "(ANALYZE, BUFFERS) " if analyze else ""
         # EXECUTE's arguments cannot be bound parameters (a utility statement): literals.
         arguments = ", ".join(
-            f"{_literal(driver, expanded.parameters[name])}::{kind}" for name, kind in zip(names, types, strict=True)
+            f"{_literal(driver, expanded.parameters[parameter])}::{kind}"
+            for parameter, kind in zip(names, types, strict=True)
         )
         rows = driver.execute(f"EXPLAIN {options}EXECUTE {name}({arguments})").fetchall()
     finally:
