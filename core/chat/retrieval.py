@@ -24,9 +24,11 @@ join when the filters leave few chunks (core.chat.search_statement._only_eligibl
 deliberately not filtered: a document being re-indexed stays searchable through its previous
 generation until the new one is swapped in.
 
-The statement (core.chat.search_statement) is built once per actor and shape of search
-(cached); the question, its embedding and the filter values are bound parameters, k and the
-candidate counts literals in its text.
+The statement (core.chat.search_statement) is built once per actor and shape of search and
+compiled once to the text psycopg sends (cached; core.platform.db.compile_for_driver); the
+question, its embedding and the filter values are bound parameters, k and the candidate
+counts literals in its text. A search runs four statements: the plan (with the index
+layout), its settings, the search, and the settings' reset.
 
 pgvector 0.6.2 has no iterative index scans: an HNSW scan returns at most ``ef_search``
 neighbours and the filter is applied after it, so a selective filter can starve the vector
@@ -43,7 +45,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
@@ -51,18 +53,16 @@ from uuid import uuid4
 import numpy as np
 from psycopg import sql as psycopg_sql
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Select, func, select
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy import Text, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from core.access.rbac import Actor, require
 from core.ai.base import AIProvider, UsageContext
 from core.ai.embedding_space import check_embedding_space
-from core.chat.search_plan import RetrievalFilters, SearchPlan, Strategy, plan_search, search_shape
-from core.chat.search_statement import hybrid_search_statement, statement_values
-from core.documents.vector_segments import SearchLayout, search_layout
+from core.chat.search_plan import RetrievalFilters, SearchPlan, SearchShape, Strategy, plan_search, search_shape
+from core.chat.search_statement import compiled_search, statement_values
 from core.platform.config import get_settings
-from core.platform.db import session_scope, vector_driver_connection
+from core.platform.db import DriverStatement, compile_for_driver, driver_rows, session_scope, vector_driver_connection
 from core.platform.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -113,38 +113,43 @@ def _prepare_search(
     candidates: int | None,
     strategy: Strategy | None,
     ef_search: int | None,
-) -> tuple[SearchPlan, Select[*tuple[Any, ...]], dict[str, Any]]:
-    """Plan one search, set its transaction's settings, and return the statement and its values."""
+) -> tuple[SearchPlan, SearchShape, dict[str, Any]]:
+    """Plan one search and set its transaction's settings; its shape and values."""
     settings = get_settings()
     query = checked_question(query)
     filters = filters or RetrievalFilters()
     k = k or settings.retrieval_k
     candidates = max(candidates or settings.retrieval_candidates, k)
     plan = plan_search(session, actor=actor, filters=filters, candidates=candidates)
-    if strategy is not None:
-        plan = SearchPlan(strategy=strategy, ef_search=plan.ef_search, estimated_chunks=plan.estimated_chunks)
-    if ef_search is not None:
-        plan = SearchPlan(strategy=plan.strategy, ef_search=ef_search, estimated_chunks=plan.estimated_chunks)
+    if strategy is not None or ef_search is not None:
+        plan = replace(plan, strategy=strategy or plan.strategy, ef_search=ef_search or plan.ef_search)
     # The statement's text already fixes what its values could change in a plan (strategy,
     # index ranges, which filters apply), so one generic plan serves every search of a shape:
     # planning the large statement anew each time cost ~2 ms of CPU per search (benchmarks).
-    settings_for_transaction = [func.set_config("plan_cache_mode", "force_generic_plan", True)]
-    layout: SearchLayout | None = None
-    if plan.strategy == "hnsw":
-        settings_for_transaction.append(func.set_config("hnsw.ef_search", str(plan.ef_search), True))
-        layout = search_layout(session)
-    session.execute(select(*settings_for_transaction))
-    statement = hybrid_search_statement(
-        actor, search_shape(filters, strategy=plan.strategy, query=query, layout=layout)
-    )
+    driver_rows(session, _SEARCH_SETTINGS, {"ef_search": str(plan.ef_search)})
+    shape = search_shape(filters, strategy=plan.strategy, query=query, layout=plan.layout)
     values = statement_values(query=query, query_embedding=query_embedding, filters=filters, k=k, candidates=candidates)
-    vector_driver_connection(session)  # the embedding binds in binary (statement_values)
-    return plan, statement, values
+    return plan, shape, values
+
+
+# Set for the transaction only (set_config's third argument): the caller's transaction goes on.
+_SEARCH_SETTINGS = compile_for_driver(
+    select(
+        func.set_config("plan_cache_mode", "force_generic_plan", True),
+        func.set_config("hnsw.ef_search", bindparam("ef_search", type_=Text), True),
+    )
+)
+_USUAL_PLANNING = compile_for_driver(select(func.set_config("plan_cache_mode", "auto", True)))
+
+
+def _compiled_search(actor: Actor, shape: SearchShape, values: dict[str, Any]) -> DriverStatement:
+    limits = {name: values[name] for name in ("k", "candidates", "text_scan_chunks")}
+    return compiled_search(actor, shape, **limits)
 
 
 def _reset_planning(session: Session) -> None:
     """The caller's later statements in the transaction plan as usual."""
-    session.execute(select(func.set_config("plan_cache_mode", "auto", True)))
+    driver_rows(session, _USUAL_PLANNING)
 
 
 def search_chunks(
@@ -166,7 +171,7 @@ def search_chunks(
     `plan_search` chooses both.
     Raises InvalidInput for an empty or over-long query.
     """
-    plan, statement, values = _prepare_search(
+    plan, shape, values = _prepare_search(
         session,
         actor=actor,
         query=query,
@@ -177,29 +182,11 @@ def search_chunks(
         strategy=strategy,
         ef_search=ef_search,
     )
-    rows: Sequence[Any] = session.execute(statement, values).all()
+    rows = driver_rows(session, _compiled_search(actor, shape, values), values)
     _reset_planning(session)
     log.debug("retrieval %s ef_search=%s -> %d chunks", plan.strategy, plan.ef_search, len(rows))
-    return [
-        RetrievedChunk(
-            chunk_id=row.chunk_id,
-            document_id=row.document_id,
-            filename=row.filename,
-            document_type=row.document_type,
-            content=row.content,
-            page=row.page,
-            heading=row.heading,
-            start_seconds=row.start_seconds,
-            end_seconds=row.end_seconds,
-            transcription_job_id=row.transcription_job_id,
-            score=float(row.score),
-            vector_rank=row.vector_rank,
-            text_rank=row.text_rank,
-            vector_distance=None if row.vector_distance is None else float(row.vector_distance),
-            text_score=None if row.text_score is None else float(row.text_score),
-        )
-        for row in rows
-    ]
+    # The statement's columns are RetrievedChunk's fields, in order (search_statement._best_chunks).
+    return [RetrievedChunk(*row) for row in rows]
 
 
 def explain_search(
@@ -218,7 +205,7 @@ def explain_search(
     would run with these arguments, as it would run it: the statement is prepared and explained
     through EXECUTE, so the plan shown is the generic plan searches use, not one made for these
     values (tests, benchmarks: where a search's time goes). Does not commit."""
-    _, statement, values = _prepare_search(
+    _, shape, values = _prepare_search(
         session,
         actor=actor,
         query=query,
@@ -229,22 +216,19 @@ def explain_search(
         strategy=strategy,
         ef_search=None,
     )
-    # PREPARE takes $n placeholders: the statement compiled in that style, its limits in place.
-    dialect = PGDialect_psycopg(paramstyle="numeric_dollar")
-    expanded = statement.compile(dialect=dialect).construct_expanded_state(values)
-    names = list(expanded.positiontup or ())
-    types = [_server_type(expanded.parameters[parameter]) for parameter in names]
+    statement = _compiled_search(actor, shape, values)  # with $n placeholders, as PREPARE takes them
+    arguments = statement.arguments(values)
+    types = [_server_type(argument) for argument in arguments]
     driver = vector_driver_connection(session)
     name = f"quorum_explained_{uuid4().hex[:12]}"  # prepared statements outlive a failed transaction
-    driver.execute(f"PREPARE {name} ({', '.join(types)}) AS {expanded.statement}")
+    driver.execute(f"PREPARE {name} ({', '.join(types)}) AS {statement.sql}")
     try:
         options = "(ANALYZE, BUFFERS) " if analyze else ""
         # EXECUTE's arguments cannot be bound parameters (a utility statement): literals.
-        arguments = ", ".join(
-            f"{_literal(driver, expanded.parameters[parameter])}::{kind}"
-            for parameter, kind in zip(names, types, strict=True)
+        literals = ", ".join(
+            f"{_literal(driver, argument)}::{kind}" for argument, kind in zip(arguments, types, strict=True)
         )
-        rows = driver.execute(f"EXPLAIN {options}EXECUTE {name}({arguments})").fetchall()
+        rows = driver.execute(f"EXPLAIN {options}EXECUTE {name}({literals})").fetchall()
     finally:
         if driver.info.transaction_status != TransactionStatus.INERROR:  # else the original error stands
             driver.execute(f"DEALLOCATE {name}")

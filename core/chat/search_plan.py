@@ -13,15 +13,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, DateTime, Select, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, DateTime, Integer, String, and_, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from core.access.rbac import Actor
 from core.documents import searchable_documents_clause
 from core.documents.vector_segments import UNINDEXED, SearchLayout
 from core.platform.config import get_settings
+from core.platform.db import DriverStatement, compile_for_driver, driver_rows
 from core.platform.errors import InvalidInput
-from core.platform.models import Document
+from core.platform.models import Document, VectorIndexSegment
 from core.platform.statuses import DOCUMENT_TYPES
 
 HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
@@ -58,11 +60,13 @@ class RetrievalFilters:
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """How the vector half of a search runs, decided from the filter's estimated size."""
+    """How the vector half of a search runs, decided from the filter's estimated size, and
+    where the HNSW strategy finds every chunk (its indexes and exact tail)."""
 
     strategy: Strategy
     ef_search: int
     estimated_chunks: int
+    layout: SearchLayout = UNINDEXED
 
 
 @dataclass(frozen=True)
@@ -125,9 +129,10 @@ def document_conditions(actor: Actor, shape: SearchShape) -> ColumnElement[bool]
     """Searchable documents the actor may read, narrowed by the filters (as bound parameters)."""
     conditions: list[ColumnElement[bool]] = [searchable_documents_clause(actor)]
     if shape.document_types:
-        conditions.append(Document.document_type.in_(bindparam("document_types", expanding=True)))
+        # Arrays, not IN lists: one statement text whatever the number of values (compile_for_driver).
+        conditions.append(Document.document_type == any_(bindparam("document_types", type_=ARRAY(String))))
     if shape.document_ids:
-        conditions.append(Document.id.in_(bindparam("document_ids", expanding=True)))
+        conditions.append(Document.id == any_(bindparam("document_ids", type_=ARRAY(Integer))))
     if shape.date_from:
         conditions.append(Document.upload_date >= bindparam("date_from", type_=DateTime(timezone=True)))
     if shape.date_to:
@@ -136,34 +141,44 @@ def document_conditions(actor: Actor, shape: SearchShape) -> ColumnElement[bool]
 
 
 @lru_cache(maxsize=256)
-def _plan_statement(actor: Actor, shape: SearchShape) -> Select[*tuple[Any, ...]]:
+def _plan_statement(actor: Actor, shape: SearchShape) -> DriverStatement:
+    """The documents' counts `plan_search` decides from, and the index layout, in one statement."""
     matches = document_conditions(actor, shape)
-    return select(
-        func.coalesce(func.sum(Document.chunks_total).filter(matches), 0),
-        func.coalesce(func.sum(Document.chunks_total), 0),
-        func.count().filter(matches),
-        func.count(),
-    ).where(Document.active_generation > 0)
+    ranges = select(
+        func.array_agg(VectorIndexSegment.first_segment), func.array_agg(VectorIndexSegment.last_segment)
+    ).subquery("index_ranges")
+    counts = (
+        select(
+            func.coalesce(func.sum(Document.chunks_total).filter(matches), 0).label("chunks_matching"),
+            func.coalesce(func.sum(Document.chunks_total), 0).label("chunks_all"),
+            func.count().filter(matches).label("documents_matching"),
+            func.count().label("documents_all"),
+        )
+        .where(Document.active_generation > 0)
+        .subquery("counts")
+    )
+    return compile_for_driver(select(counts, ranges.c[0].label("firsts"), ranges.c[1].label("lasts")))
 
 
 def plan_search(session: Session, *, actor: Actor, filters: RetrievalFilters, candidates: int) -> SearchPlan:
-    """Choose exact scan or HNSW (and its ef_search) from the documents table. Read-only.
+    """Choose exact scan or HNSW (and its ef_search) from the documents table, and read the
+    index layout (core.documents.vector_segments.search_layout). Read-only.
 
     The estimate is the sum of chunks_total over the matching documents (document counts
     when chunk counts are not recorded), compared with the same sum over all searchable ones.
     """
     settings = get_settings()
     base_ef = max(settings.hnsw_ef_search, candidates)
-    row = session.execute(_plan_statement(actor, search_shape(filters)), filter_values(filters)).one()
-    chunks_matching, chunks_all, docs_matching, docs_all = (int(value) for value in row)
-    if chunks_all > 0:
-        estimated, total = chunks_matching, chunks_all
+    (row,) = driver_rows(session, _plan_statement(actor, search_shape(filters)), filter_values(filters))
+    if row.chunks_all > 0:
+        estimated, total = int(row.chunks_matching), int(row.chunks_all)
     else:  # chunk counts not recorded: assume documents of equal size
-        estimated, total = docs_matching * 50, max(docs_all * 50, 1)
+        estimated, total = row.documents_matching * 50, max(row.documents_all * 50, 1)
+    layout = SearchLayout.from_ranges(list(zip(row.firsts or (), row.lasts or (), strict=True)))
     if estimated <= settings.retrieval_exact_scan_chunks:
-        return SearchPlan(strategy="exact", ef_search=base_ef, estimated_chunks=estimated)
+        return SearchPlan(strategy="exact", ef_search=base_ef, estimated_chunks=estimated, layout=layout)
     selectivity = estimated / total
     # The index returns ~ef_search neighbours before filtering; keep ~2x candidates after it.
     wanted = math.ceil(2 * candidates / max(selectivity, 1e-9))
     ef_search = min(max(base_ef, wanted), HNSW_MAX_EF_SEARCH)
-    return SearchPlan(strategy="hnsw", ef_search=ef_search, estimated_chunks=estimated)
+    return SearchPlan(strategy="hnsw", ef_search=ef_search, estimated_chunks=estimated, layout=layout)

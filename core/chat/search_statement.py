@@ -41,7 +41,7 @@ from core.access.rbac import Actor
 from core.ai.embedding_space import DEFAULT_VECTOR_WEIGHT
 from core.chat.search_plan import RetrievalFilters, SearchShape, document_conditions, filter_values, required_terms
 from core.platform.config import get_settings
-from core.platform.db import BinaryVector
+from core.platform.db import BinaryVector, DriverStatement, compile_for_driver
 from core.platform.models import Document, DocumentChunk
 
 # Full-text candidates holding "at least k" of the question's rarest words are found among this
@@ -347,13 +347,21 @@ def hybrid_search_statement(actor: Actor, shape: SearchShape) -> Select[*tuple[A
     return _best_chunks(_fused(vector_hits, text_hits))
 
 
+@lru_cache(maxsize=256)
+def compiled_search(
+    actor: Actor, shape: SearchShape, *, k: int, candidates: int, text_scan_chunks: int
+) -> DriverStatement:
+    """`hybrid_search_statement` compiled for the driver, its row limits written in (cached)."""
+    limits = {"k": k, "candidates": candidates, "text_scan_chunks": text_scan_chunks}
+    return compile_for_driver(hybrid_search_statement(actor, shape), limits)
+
+
 def statement_values(
     *, query: str, query_embedding: Sequence[float], filters: RetrievalFilters, k: int, candidates: int
 ) -> dict[str, Any]:
     """The bound parameters of `hybrid_search_statement` for one search (values from Settings).
 
-    The embedding binds in pgvector's binary form: run the statement on a connection that
-    `vector_driver_connection` prepared.
+    The embedding binds in pgvector's binary form (core.platform.db.driver_rows runs it so).
     """
     settings = get_settings()
     return filter_values(filters) | {

@@ -243,6 +243,13 @@ def test_queued_jobs_survive_redis_restarts_and_workers_reconnect(
         private_queue.server.start()
         later, _ = _upload(member, "after-restart.txt", _prose(token + "c", 30))
         wait_for(lambda: _document(later).status == "COMPLETED", "a document sent after the restart", worker)
+        # Its follow-up messages (index maintenance) done too: stopped mid-message, a loaded
+        # machine's worker could outlast the stop's grace period and leave one unacknowledged.
+        wait_for(
+            lambda: private_queue.waiting("default") == [] and private_queue.unacked("default") == 0,
+            "the queue drained",
+            worker,
+        )
     finally:
         worker.stop()
     for document_id in (queued, unsent, later):
