@@ -296,6 +296,36 @@ def test_while_writing_no_merge_outgrows_its_cap_and_quiet_merges_everything(
     assert set(documents) <= set(_hits(actor, f"{word} audit entry"))
 
 
+def _vacuumed_and_analyzed() -> dict[str, tuple[int, int]]:
+    """Manual VACUUM and ANALYZE counts of the chunks and documents tables (cumulative statistics)."""
+    with session_scope() as session:
+        session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        rows = session.execute(
+            text(
+                "SELECT relname, vacuum_count, analyze_count FROM pg_stat_user_tables "
+                "WHERE relname IN ('document_chunks', 'documents')"
+            )
+        ).all()
+    return {row.relname: (row.vacuum_count, row.analyze_count) for row in rows}
+
+
+def test_when_writing_stops_the_indexed_rows_are_vacuumed_and_analyzed(small_segments: None, make_user) -> None:  # type: ignore[no-untyped-def]
+    maintain_vector_index(idle=True)
+    actor: Actor = make_user()
+    word = unique("tidyword")
+    _index(actor, f"The {word} handbook, first part. " * 3)
+    before = _vacuumed_and_analyzed()
+    assert maintain_vector_index(idle=False).built == []  # still writing, tail below its size: nothing to do
+    assert _vacuumed_and_analyzed() == before
+
+    assert maintain_vector_index(idle=True).built  # writing stopped: the tail sealed and indexed
+    after = _vacuumed_and_analyzed()
+    for table in ("document_chunks", "documents"):
+        assert after[table][0] > before[table][0] and after[table][1] > before[table][1], (table, before, after)
+    assert maintain_vector_index(idle=True).built == []  # nothing new written: nothing more to tidy
+    assert _vacuumed_and_analyzed() == after
+
+
 @pytest.mark.parametrize("strategy", ["hnsw", "exact"])
 def test_candidates_come_from_the_indexes_whatever_the_documents_statistics_say(
     small_segments: None, make_user, strategy: Strategy
