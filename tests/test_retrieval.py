@@ -253,6 +253,16 @@ def test_plan_chooses_exact_scan_for_selective_filters(owner: Actor, corpus: Cor
     assert narrow.ef_search == settings.hnsw_ef_search
 
 
+@pytest.mark.parametrize("strategy", ["exact", "hnsw"])
+def test_more_candidates_than_hnsw_can_return_are_asked_for_within_its_limit(
+    owner: Actor, corpus: Corpus, strategy: str
+) -> None:
+    """A caller asking for every chunk (benchmarks read each arm's whole list) gets a search, not
+    PostgreSQL refusing an ef_search above pgvector's maximum of 1000."""
+    question = "How many days of paid vacation per year?"
+    assert _ids(owner, question, k=1500, candidates=1500, strategy=strategy)
+
+
 def test_chunks_sharing_more_of_the_question_rank_before_single_word_matches(owner: Actor) -> None:
     """No chunk has every word: the full-text list puts the chunk with two of them ahead of
     chunks that repeat only one (which the any-word tier alone would rank highly)."""

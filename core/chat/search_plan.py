@@ -168,7 +168,7 @@ def plan_search(session: Session, *, actor: Actor, filters: RetrievalFilters, ca
     when chunk counts are not recorded), compared with the same sum over all searchable ones.
     """
     settings = get_settings()
-    base_ef = max(settings.hnsw_ef_search, candidates)
+    base_ef = min(max(settings.hnsw_ef_search, candidates), HNSW_MAX_EF_SEARCH)
     (row,) = driver_rows(session, _plan_statement(actor, search_shape(filters)), filter_values(filters))
     if row.chunks_all > 0:
         estimated, total = int(row.chunks_matching), int(row.chunks_all)
