@@ -185,8 +185,8 @@ def search_chunks(
     rows = driver_rows(session, _compiled_search(actor, shape, values), values)
     _reset_planning(session)
     log.debug("retrieval %s ef_search=%s -> %d chunks", plan.strategy, plan.ef_search, len(rows))
-    # The statement's columns are RetrievedChunk's fields, in order (search_statement._best_chunks).
-    return [RetrievedChunk(*row) for row in rows]
+    # The statement's columns are named as RetrievedChunk's fields (search_statement._best_chunks).
+    return [RetrievedChunk(**row._asdict()) for row in rows]
 
 
 def explain_search(
