@@ -451,6 +451,7 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
                 "EXPLAIN SELECT id FROM raw_vectors ORDER BY embedding <=> %s LIMIT 10", (vectors[0],)
             ).fetchall()
         )
+        interleaved = _interleaved(conn, args)
         conn.execute("DROP TABLE raw_vectors")
         settings = {
             name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
@@ -470,9 +471,40 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
         "latencies": latencies,
         "cpu": cpu,
         "uses_index": "raw_vectors_hnsw" in plan,
+        "interleaved": interleaved,
         "server": settings,
         **versions,
     }
+
+
+def _interleaved(conn: Any, args: argparse.Namespace) -> dict[str, list[float]]:
+    """CPU seconds of the same questions asked alternately of raw HNSW and of Quorum's hybrid search,
+    after the load: the two compared at the same moment, whatever the machine or the caches do
+    between phases (autovacuum's pass over a load once doubled the separate after-phase figure)."""
+    from retrieval import on_cpu_seconds  # benchmarks/retrieval.py
+
+    from core.chat.retrieval import search_chunks
+    from core.platform.db import session_scope
+
+    actor = _bench_actor()
+    questions = _questions(max(args.queries, 50))
+    vectors = _query_vectors(questions, args.dense)
+    raw_cpu: list[float] = []
+    hybrid_cpu: list[float] = []
+    for number in range(args.queries + 20):
+        question, vector = questions[number % len(questions)], vectors[number % len(vectors)]
+        began = on_cpu_seconds(conn.info.backend_pid)
+        conn.execute("SELECT id FROM raw_vectors ORDER BY embedding <=> %s LIMIT 10", (vector,)).fetchall()
+        raw_used = on_cpu_seconds(conn.info.backend_pid) - began
+        with session_scope() as session:
+            backend = session.connection().connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+            began = on_cpu_seconds(backend)
+            search_chunks(session, actor=actor, query=question, query_embedding=vector.tolist(), k=10)
+            hybrid_used = on_cpu_seconds(backend) - began
+        if number >= 20:
+            raw_cpu.append(raw_used)
+            hybrid_cpu.append(hybrid_used)
+    return {"raw_cpu": raw_cpu, "hybrid_cpu": hybrid_cpu}
 
 
 # Orchestrator -------------------------------------------------------------------------------
@@ -659,6 +691,23 @@ def render(result: dict[str, Any], args: argparse.Namespace, total_s: float) -> 
             f"{_percentile(raw, 50):.1f} / {raw95:.1f} | {_percentile(during, 95) / raw95:.1f}x, "
             f"{_percentile(after, 95) / raw95:.1f}x | {min(loads):.1f}-{max(loads):.1f} |"
         )
+    lines += [
+        "",
+        "After the load, the same questions asked alternately of raw HNSW and of the hybrid search (CPU ms, "
+        "measured together in the raw phase, so both see the same machine and caches):",
+        "",
+        "| vectors | hybrid p50 / p95 | raw HNSW p50 / p95 | hybrid p95 / raw p95 |",
+        "|---|---:|---:|---:|",
+    ]
+    for run in runs:
+        pair = run["raw"].get("interleaved") or {}
+        hybrid, raw = pair.get("hybrid_cpu") or [], pair.get("raw_cpu") or []
+        if hybrid and raw:
+            lines.append(
+                f"| {run['kind']} | {_percentile(hybrid, 50):.1f} / {_percentile(hybrid, 95):.1f} | "
+                f"{_percentile(raw, 50):.1f} / {_percentile(raw, 95):.1f} | "
+                f"{_percentile(hybrid, 95) / _percentile(raw, 95):.1f}x |"
+            )
     lines += [
         "",
         "Search CPU during the load, by tenth of it (p50 / p95 ms), with the most partial HNSW indexes a search "
