@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from core.access.rbac import Actor
 from core.documents import searchable_documents_clause
-from core.documents.vector_segments import UNINDEXED, SearchLayout
+from core.documents.vector_segments import UNINDEXED, SearchLayout, index_ranges
 from core.platform.config import get_settings
 from core.platform.db import DriverStatement, compile_for_driver, driver_rows
 from core.platform.errors import InvalidInput
-from core.platform.models import Document, VectorIndexSegment
+from core.platform.models import Document
 from core.platform.statuses import DOCUMENT_TYPES
 
 HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
@@ -144,9 +144,7 @@ def document_conditions(actor: Actor, shape: SearchShape) -> ColumnElement[bool]
 def _plan_statement(actor: Actor, shape: SearchShape) -> DriverStatement:
     """The documents' counts `plan_search` decides from, and the index layout, in one statement."""
     matches = document_conditions(actor, shape)
-    ranges = select(
-        func.array_agg(VectorIndexSegment.first_segment), func.array_agg(VectorIndexSegment.last_segment)
-    ).subquery("index_ranges")
+    ranges = index_ranges()
     counts = (
         select(
             func.coalesce(func.sum(Document.chunks_total).filter(matches), 0).label("chunks_matching"),
@@ -157,12 +155,12 @@ def _plan_statement(actor: Actor, shape: SearchShape) -> DriverStatement:
         .where(Document.active_generation > 0)
         .subquery("counts")
     )
-    return compile_for_driver(select(counts, ranges.c[0].label("firsts"), ranges.c[1].label("lasts")))
+    return compile_for_driver(select(counts, ranges))
 
 
 def plan_search(session: Session, *, actor: Actor, filters: RetrievalFilters, candidates: int) -> SearchPlan:
     """Choose exact scan or HNSW (and its ef_search) from the documents table, and read the
-    index layout (core.documents.vector_segments.search_layout). Read-only.
+    index layout in the same statement (core.documents.vector_segments.index_ranges). Read-only.
 
     The estimate is the sum of chunks_total over the matching documents (document counts
     when chunk counts are not recorded), compared with the same sum over all searchable ones.
@@ -174,7 +172,7 @@ def plan_search(session: Session, *, actor: Actor, filters: RetrievalFilters, ca
         estimated, total = int(row.chunks_matching), int(row.chunks_all)
     else:  # chunk counts not recorded: assume documents of equal size
         estimated, total = row.documents_matching * 50, max(row.documents_all * 50, 1)
-    layout = SearchLayout.from_ranges(list(zip(row.firsts or (), row.lasts or (), strict=True)))
+    layout = SearchLayout.from_arrays(row.firsts, row.lasts)
     if estimated <= settings.retrieval_exact_scan_chunks:
         return SearchPlan(strategy="exact", ef_search=base_ef, estimated_chunks=estimated, layout=layout)
     selectivity = estimated / total

@@ -41,7 +41,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, Subquery, func, select, text, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from core.platform.config import get_settings
@@ -75,6 +76,11 @@ class SearchLayout:
         exact.append((below, None))
         return cls(indexed=indexed, exact=tuple(exact))
 
+    @classmethod
+    def from_arrays(cls, firsts: Sequence[int] | None, lasts: Sequence[int] | None) -> SearchLayout:
+        """The layout from `index_ranges()`'s two arrays."""
+        return cls.from_ranges(list(zip(firsts or (), lasts or (), strict=True)))
+
 
 UNINDEXED = SearchLayout.from_ranges(())  # no index: everything scanned exactly
 
@@ -89,14 +95,21 @@ def include_in_autogenerate(obj: object, name: str | None, type_: str, reflected
     return not (type_ == "index" and is_vector_index(name))
 
 
+def index_ranges() -> Subquery:
+    """The registered index ranges as one row of two arrays, `firsts` and `lasts` (NULL when no
+    index is registered): a statement can read them beside other things (the search's plan
+    does, core.chat.search_plan). `SearchLayout.from_arrays` turns them into the layout."""
+    first, last = VectorIndexSegment.first_segment, VectorIndexSegment.last_segment
+    return select(
+        func.array_agg(aggregate_order_by(first, first)).label("firsts"),
+        func.array_agg(aggregate_order_by(last, first)).label("lasts"),
+    ).subquery("index_ranges")
+
+
 def search_layout(session: Session) -> SearchLayout:
     """The registered index ranges and the exact tail, as a search must read them. Read-only."""
-    ranges = session.execute(
-        select(VectorIndexSegment.first_segment, VectorIndexSegment.last_segment).order_by(
-            VectorIndexSegment.first_segment
-        )
-    ).all()
-    return SearchLayout.from_ranges([(row.first_segment, row.last_segment) for row in ranges])
+    ranges = session.execute(select(index_ranges())).one()
+    return SearchLayout.from_arrays(ranges.firsts, ranges.lasts)
 
 
 @dataclass(frozen=True)
