@@ -121,8 +121,10 @@ def _prepare_search(
     k = k or settings.retrieval_k
     candidates = max(candidates or settings.retrieval_candidates, k)
     plan = plan_search(session, actor=actor, filters=filters, candidates=candidates)
-    if strategy is not None or ef_search is not None:
-        plan = replace(plan, strategy=strategy or plan.strategy, ef_search=ef_search or plan.ef_search)
+    if strategy is not None:
+        plan = replace(plan, strategy=strategy)
+    if ef_search is not None:
+        plan = replace(plan, ef_search=ef_search)
     # The statement's text already fixes what its values could change in a plan (strategy,
     # index ranges, which filters apply), so one generic plan serves every search of a shape:
     # planning the large statement anew each time cost ~2 ms of CPU per search (benchmarks).
