@@ -337,9 +337,7 @@ def phase_settle(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_query(args: argparse.Namespace) -> dict[str, Any]:
     """Hybrid searches one after another (until STOP exists, or args.queries of them)."""
-    from retrieval import on_cpu_seconds  # benchmarks/retrieval.py
-
-    from core.chat.retrieval import explain_search, search_chunks
+    from core.chat.retrieval import explain_search
     from core.documents.vector_segments import search_layout, tail_rows
     from core.platform.db import session_scope
 
@@ -361,13 +359,7 @@ def phase_query(args: argparse.Namespace) -> dict[str, Any]:
             break
         question, vector = questions[number % len(questions)], vectors[number % len(vectors)]
         start = time.perf_counter()
-        with session_scope() as session:
-            driver = session.connection().connection.driver_connection
-            assert driver is not None
-            backend = driver.info.backend_pid
-            cpu_began = on_cpu_seconds(backend)
-            search_chunks(session, actor=actor, query=question, query_embedding=vector.tolist(), k=10)
-            cpu_used = on_cpu_seconds(backend) - cpu_began
+        cpu_used = _hybrid_search_cpu(actor, question, vector)
         latency = time.perf_counter() - start
         if number >= 20 or args.until_stopped:  # warm-up when measuring a settled index
             samples.append((start - began, latency))
@@ -392,6 +384,26 @@ def phase_query(args: argparse.Namespace) -> dict[str, Any]:
         "indexes": indexes,
         "loads": loads,
     }
+
+
+def _hybrid_search_cpu(actor: Any, question: str, vector: np.ndarray) -> float:
+    """One hybrid search in its own transaction, as the app runs it: the CPU seconds it cost this
+    thread and its PostgreSQL backend."""
+    from retrieval import on_cpu_seconds  # benchmarks/retrieval.py
+
+    from core.chat.retrieval import search_chunks
+    from core.platform.db import session_scope
+
+    with session_scope() as session:
+        driver = session.connection().connection.driver_connection
+        assert driver is not None
+        began = on_cpu_seconds(driver.info.backend_pid)
+        search_chunks(session, actor=actor, query=question, query_embedding=vector.tolist(), k=10)
+        return on_cpu_seconds(driver.info.backend_pid) - began
+
+
+# The raw pgvector baseline: the vector search alone, over a table of the same vectors.
+RAW_SEARCH = "SELECT id FROM raw_vectors ORDER BY embedding <=> %s LIMIT 10"
 
 
 def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
@@ -439,18 +451,11 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
         for number in range(args.queries + 20):
             start = time.perf_counter()
             cpu_began = on_cpu_seconds(backend)
-            conn.execute(
-                "SELECT id FROM raw_vectors ORDER BY embedding <=> %s LIMIT 10", (vectors[number % len(vectors)],)
-            ).fetchall()
+            conn.execute(RAW_SEARCH, (vectors[number % len(vectors)],)).fetchall()
             if number >= 20:
                 cpu.append(on_cpu_seconds(backend) - cpu_began)
                 latencies.append(time.perf_counter() - start)
-        plan = "\n".join(
-            row[0]
-            for row in conn.execute(
-                "EXPLAIN SELECT id FROM raw_vectors ORDER BY embedding <=> %s LIMIT 10", (vectors[0],)
-            ).fetchall()
-        )
+        plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {RAW_SEARCH}", (vectors[0],)).fetchall())
         interleaved = _interleaved(conn, args)
         conn.execute("DROP TABLE raw_vectors")
         settings = {
@@ -483,9 +488,6 @@ def _interleaved(conn: Any, args: argparse.Namespace) -> dict[str, list[float]]:
     between phases (autovacuum's pass over a load once doubled the separate after-phase figure)."""
     from retrieval import on_cpu_seconds  # benchmarks/retrieval.py
 
-    from core.chat.retrieval import search_chunks
-    from core.platform.db import session_scope
-
     actor = _bench_actor()
     questions = _questions(max(args.queries, 50))
     vectors = _query_vectors(questions, args.dense)
@@ -494,13 +496,9 @@ def _interleaved(conn: Any, args: argparse.Namespace) -> dict[str, list[float]]:
     for number in range(args.queries + 20):
         question, vector = questions[number % len(questions)], vectors[number % len(vectors)]
         began = on_cpu_seconds(conn.info.backend_pid)
-        conn.execute("SELECT id FROM raw_vectors ORDER BY embedding <=> %s LIMIT 10", (vector,)).fetchall()
+        conn.execute(RAW_SEARCH, (vector,)).fetchall()
         raw_used = on_cpu_seconds(conn.info.backend_pid) - began
-        with session_scope() as session:
-            backend = session.connection().connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
-            began = on_cpu_seconds(backend)
-            search_chunks(session, actor=actor, query=question, query_embedding=vector.tolist(), k=10)
-            hybrid_used = on_cpu_seconds(backend) - began
+        hybrid_used = _hybrid_search_cpu(actor, question, vector)
         if number >= 20:
             raw_cpu.append(raw_used)
             hybrid_cpu.append(hybrid_used)
